@@ -1,0 +1,3 @@
+from process_api.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,51 @@
+"""What the resource modules share: the services of the app, and paging."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Query, Request
+from fastapi.responses import Response
+
+from process_api.api.links import link, url
+from process_api.api.negotiation import Renderer
+from process_api.jobs.service import JobService
+from process_api.processes.registry import ProcessRegistry
+
+#: the largest page the lists serve; a larger `limit` is lowered to it.
+MAX_LIMIT = 1000
+
+Limit = Annotated[int, Query(ge=1, description="Items per page (at most 1000)")]
+Offset = Annotated[int, Query(ge=0, description="Items to skip")]
+
+
+def registry(request: Request) -> ProcessRegistry:
+    processes: ProcessRegistry = request.app.state.registry
+    return processes
+
+
+def job_service(request: Request) -> JobService:
+    service: JobService = request.app.state.jobs
+    return service
+
+
+def page_links(
+    request: Request, path: str, limit: int, offset: int, total: int
+) -> list[dict[str, str]]:
+    """next/prev links that keep the other query parameters."""
+    query = {
+        k: request.query_params.getlist(k) for k in request.query_params if k not in ("offset", "f")
+    }
+    links = []
+    if offset + limit < total:
+        links.append(link(url(request, path, **{**query, "offset": offset + limit}), "next"))
+    if offset > 0:
+        previous = max(offset - limit, 0)
+        links.append(link(url(request, path, **{**query, "offset": previous}), "prev"))
+    return links
+
+
+def render(request: Request, document: Any, template: str, **options: Any) -> Response:
+    """The document as JSON or as its HTML page, as the client asked."""
+    renderer: Renderer = request.app.state.render
+    return renderer(request, document, template, **options)

@@ -1,0 +1,142 @@
+"""The OGC JSON documents: process summaries and descriptions, statusInfo, results."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import Request
+
+from process_api.api.links import (
+    REL_EXECUTE,
+    REL_PROCESS_DESCRIPTION,
+    REL_RESULTS,
+    link,
+    self_links,
+    url,
+)
+from process_api.jobs.model import Job, JobStatus
+from process_api.processes.config import Described
+from process_api.processes.registry import Process
+
+
+def timestamp(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _described(item: Described | Any) -> dict[str, Any]:
+    document: dict[str, Any] = {}
+    for name in ("title", "description"):
+        if getattr(item, name, None):
+            document[name] = getattr(item, name)
+    if getattr(item, "keywords", None):
+        document["keywords"] = list(item.keywords)
+    return document
+
+
+def process_summary(request: Request, process: Process) -> dict[str, Any]:
+    info = process.config.info
+    path = f"/processes/{process.id}"
+    return {
+        "id": process.id,
+        "version": process.version,
+        **_described(info),
+        "jobControlOptions": [*info.jobControlOptions, "dismiss"]
+        if "dismiss" not in info.jobControlOptions
+        else list(info.jobControlOptions),
+        "outputTransmission": list(info.outputTransmission),
+        "links": [
+            link(url(request, path), REL_PROCESS_DESCRIPTION, title="Process description"),
+            link(
+                url(request, path, f="html"),
+                "alternate",
+                "text/html",
+                "Process description as HTML",
+            ),
+            link(url(request, path + "/execution"), REL_EXECUTE, title="Execute endpoint"),
+        ],
+    }
+
+
+def process_description(request: Request, process: Process) -> dict[str, Any]:
+    document = process_summary(request, process)
+    document["links"] = [
+        *self_links(request, f"/processes/{process.id}", "Process description"),
+        *document["links"][2:],
+    ]
+    document["inputs"] = {
+        i.id: {
+            **_described(i),
+            "schema": process.input_schemas[i.id],
+            "minOccurs": i.minOccurs,
+            "maxOccurs": i.maxOccurs,
+        }
+        for i in process.config.inputs
+    }
+    document["outputs"] = {
+        o.id: {**_described(o), "schema": process.output_schemas[o.id]}
+        for o in process.config.outputs
+    }
+    return document
+
+
+def status_info(request: Request, job: Job) -> dict[str, Any]:
+    path = f"/jobs/{job.id}"
+    document: dict[str, Any] = {
+        "processID": job.process_id,
+        "type": "process",
+        "jobID": job.id,
+        "status": job.status.value,
+        "message": job.message,
+    }
+    for name in ("created", "started", "finished", "updated"):
+        value = timestamp(getattr(job, name))
+        if value is not None:
+            document[name] = value
+    if job.progress is not None:
+        document["progress"] = job.progress
+    links = [
+        *self_links(request, path, "Job status"),
+        link(url(request, path + "/logs"), "logs", title="Job logs"),
+        link(url(request, f"/processes/{job.process_id}"), "process", title="Process description"),
+    ]
+    if job.status is JobStatus.SUCCESSFUL:
+        links.append(link(url(request, path + "/results"), REL_RESULTS, title="Job results"))
+    document["links"] = links
+    return document
+
+
+def result_value(value: Any) -> Any:
+    """A value as the 1.0 results document allows it: objects go inside a qualified value."""
+    if isinstance(value, dict):
+        return {"value": value, "mediaType": "application/json"}
+    return value
+
+
+_EXAMPLES = {
+    "string": "text",
+    "integer": 1,
+    "number": 1.5,
+    "boolean": True,
+    "array": [],
+    "object": {},
+}
+
+
+def example_inputs(process: Process) -> dict[str, Any]:
+    """Inputs a user can start from: every required input, with a value of its type."""
+    example: dict[str, Any] = {}
+    for item in process.config.inputs:
+        if item.minOccurs == 0:
+            continue
+        schema = process.input_schemas[item.id]
+        if "default" in schema:
+            value = schema["default"]
+        elif schema.get("enum"):
+            value = schema["enum"][0]
+        else:
+            value = _EXAMPLES.get(str(schema.get("type")), "value")
+        example[item.id] = [value] * item.minOccurs if item.minOccurs > 1 else value
+    return example

@@ -1,0 +1,92 @@
+"""Landing page, conformance, the API document and Swagger UI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from process_api.api.common import render
+from process_api.api.links import (
+    REL_CONFORMANCE,
+    REL_JOB_LIST,
+    REL_PROCESSES,
+    link,
+    self_links,
+    url,
+)
+
+CONF = "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/"
+#: the Part 1 conformance classes this server implements.
+CONFORMANCE = [
+    CONF + "core",
+    CONF + "ogc-process-description",
+    CONF + "json",
+    CONF + "html",
+    CONF + "oas30",
+    CONF + "job-list",
+    CONF + "dismiss",
+]
+OPENAPI_TYPE = "application/vnd.oai.openapi+json;version=3.0"
+
+router = APIRouter()
+
+
+@router.get("/", summary="Landing page", tags=["Capabilities"])
+async def landing(request: Request) -> Response:
+    settings = request.app.state.settings
+    document = {
+        "title": settings.api_name,
+        "description": "Processes published through OGC API - Processes",
+        "links": [
+            *self_links(request, "/", "This document"),
+            link(url(request, "/api"), "service-desc", OPENAPI_TYPE, "The API definition"),
+            link(url(request, "/swagger/"), "service-doc", "text/html", "The API documentation"),
+            link(url(request, "/conformance"), REL_CONFORMANCE, title="Conformance classes"),
+            link(url(request, "/processes"), REL_PROCESSES, title="Processes"),
+            link(url(request, "/jobs"), REL_JOB_LIST, title="Jobs"),
+        ],
+    }
+    return render(request, document, "landing.html")
+
+
+@router.get("/conformance", summary="Conformance classes", tags=["Capabilities"])
+async def conformance(request: Request) -> Response:
+    document = {
+        "conformsTo": CONFORMANCE,
+        "links": self_links(request, "/conformance", "Conformance"),
+    }
+    return render(request, document, "conformance.html")
+
+
+@router.get("/api", summary="The API definition (OpenAPI 3.0)", tags=["Capabilities"])
+async def api_document(request: Request) -> Response:
+    document: dict[str, Any] = request.app.openapi()
+    if request.query_params.get("f") == "html":
+        return Response(status_code=303, headers={"Location": url(request, "/swagger/")})
+    return JSONResponse(document, media_type=OPENAPI_TYPE)
+
+
+SWAGGER_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title} - Swagger UI</title>
+<link rel="stylesheet" href="static/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="static/swagger-ui-bundle.js"></script>
+<script src="init.js"></script>
+</body></html>"""
+
+SWAGGER_INIT = """window.ui = SwaggerUIBundle({url: "../api", dom_id: "#swagger-ui",
+  presets: [SwaggerUIBundle.presets.apis], layout: "BaseLayout"});"""
+
+
+@router.get("/swagger/", include_in_schema=False)
+async def swagger(request: Request) -> Response:
+    from html import escape
+
+    return HTMLResponse(SWAGGER_PAGE.format(title=escape(request.app.state.settings.api_name)))
+
+
+@router.get("/swagger/init.js", include_in_schema=False)
+async def swagger_init() -> Response:
+    return Response(SWAGGER_INIT, media_type="text/javascript")

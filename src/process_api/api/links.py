@@ -1,0 +1,45 @@
+"""Absolute links and the OGC link relation types."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import Request
+
+OGC_REL = "http://www.opengis.net/def/rel/ogc/1.0/"
+REL_CONFORMANCE = OGC_REL + "conformance"
+REL_PROCESSES = OGC_REL + "processes"
+REL_JOB_LIST = OGC_REL + "job-list"
+REL_EXECUTE = OGC_REL + "execute"
+REL_RESULTS = OGC_REL + "results"
+REL_PROCESS_DESCRIPTION = OGC_REL + "process-description"
+
+
+def base_url(request: Request) -> str:
+    """The server's address as clients see it: PUBLIC_URL, else the request's own."""
+    configured = request.app.state.settings.public_url
+    return configured or str(request.base_url).rstrip("/")
+
+
+def url(request: Request, path: str, **query: Any) -> str:
+    params = {k: v for k, v in query.items() if v is not None}
+    suffix = f"?{urlencode(params, doseq=True)}" if params else ""
+    return f"{base_url(request)}{path}{suffix}"
+
+
+def link(
+    href: str, rel: str, type_: str = "application/json", title: str | None = None
+) -> dict[str, str]:
+    item = {"href": href, "rel": rel, "type": type_}
+    if title:
+        item["title"] = title
+    return item
+
+
+def self_links(request: Request, path: str, title: str, **query: Any) -> list[dict[str, str]]:
+    """`self` as JSON and `alternate` as HTML, keeping the query parameters."""
+    return [
+        link(url(request, path, **query, f="json"), "self", "application/json", title),
+        link(url(request, path, **query, f="html"), "alternate", "text/html", title + " as HTML"),
+    ]

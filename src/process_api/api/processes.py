@@ -1,0 +1,179 @@
+"""/processes: the list, each description, and execution."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from process_api.api.common import (
+    MAX_LIMIT,
+    Limit,
+    Offset,
+    job_service,
+    page_links,
+    registry,
+    render,
+)
+from process_api.api.documents import (
+    example_inputs,
+    process_description,
+    process_summary,
+    status_info,
+)
+from process_api.api.errors import validation_detail
+from process_api.api.links import self_links, url
+from process_api.api.openapi import inline_schema
+from process_api.api.prefer import decide_mode, parse_prefer
+from process_api.api.results import execution_response
+from process_api.errors import InvalidInput, JobNotDismissable
+from process_api.jobs.model import Job
+from process_api.jobs.service import JobService
+from process_api.processes.inputs import check_inputs
+from process_api.processes.registry import Process
+
+router = APIRouter(tags=["Processes"])
+
+#: how often a synchronous request checks whether its client is still there.
+DISCONNECT_POLL = 0.2
+
+
+class OutputRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    transmissionMode: Literal["value", "reference"] = "value"
+    format: dict[str, Any] | None = None
+
+
+class Subscriber(BaseModel):
+    successUri: str | None = None
+    inProgressUri: str | None = None
+    failedUri: str | None = None
+
+
+class ExecuteRequest(BaseModel):
+    """The body of POST /processes/{processID}/execution (OGC execute.yaml)."""
+
+    model_config = ConfigDict(extra="allow")
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    outputs: dict[str, OutputRequest] | None = None
+    response: Literal["raw", "document"] = "raw"
+    subscriber: Subscriber | None = None
+
+
+@router.get("/processes", summary="List the processes")
+async def list_processes(request: Request, limit: Limit = 100, offset: Offset = 0) -> Response:
+    processes = registry(request)
+    limit = min(limit, MAX_LIMIT)
+    page = list(processes.values())[offset : offset + limit]
+    document = {
+        "processes": [process_summary(request, p) for p in page],
+        "links": [
+            *self_links(request, "/processes", "Processes", limit=limit, offset=offset or None),
+            *page_links(request, "/processes", limit, offset, len(processes)),
+        ],
+        "numberMatched": len(processes),
+        "numberReturned": len(page),
+    }
+    return render(request, document, "processes.html")
+
+
+@router.get("/processes/{processID}", summary="Describe a process")
+async def describe_process(request: Request, processID: str) -> Response:
+    process = registry(request).require(processID)
+    document = process_description(request, process)
+    return render(request, document, "process.html", example_inputs=example_inputs(process))
+
+
+@router.post(
+    "/processes/{processID}/execution",
+    summary="Execute a process",
+    status_code=200,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": inline_schema(ExecuteRequest)}},
+        }
+    },
+    responses={
+        201: {"description": "Started asynchronous execution; the body is the job's statusInfo"},
+        204: {"description": "Executed; the process has no outputs"},
+        400: {"description": "Invalid execute request"},
+        404: {"description": "No such process"},
+        501: {"description": "The process's host type cannot run jobs on this server"},
+        503: {"description": "The server is shutting down"},
+    },
+)
+async def execute(
+    request: Request,
+    processID: str,
+    prefer: Annotated[list[str] | None, Header()] = None,
+) -> Response:
+    process = registry(request).require(processID)
+    body = await _execute_request(request)
+    check_inputs(process, body.inputs)
+    _check_outputs(process, body)
+    decision = decide_mode(process, parse_prefer(prefer or []))
+    jobs = job_service(request)
+    stored_request = body.model_dump(exclude={"inputs"}, exclude_none=True)
+    job = await jobs.submit(process, body.inputs, stored_request, decision.mode)
+    headers = {"Preference-Applied": decision.applied} if decision.applied else {}
+    if decision.mode == "sync":
+        finished = await _await_sync(request, jobs, job, decision.wait)
+        if finished is not None:
+            response = execution_response(request, process, finished)
+            response.headers.update(headers)
+            return response
+        job = await jobs.get(job.id)
+    headers["Location"] = url(request, f"/jobs/{job.id}")
+    return JSONResponse(status_info(request, job), status_code=201, headers=headers)
+
+
+async def _execute_request(request: Request) -> ExecuteRequest:
+    """The body, read as JSON whatever its Content-Type says (curl -d sends a form type)."""
+    raw = await request.body()
+    try:
+        data = json.loads(raw) if raw.strip() else {}
+    except ValueError as exc:
+        raise InvalidInput(f"the request body is not valid JSON: {exc}") from None
+    try:
+        return ExecuteRequest.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInput(validation_detail(exc.errors())) from None
+
+
+def _check_outputs(process: Process, body: ExecuteRequest) -> None:
+    unknown = [o for o in (body.outputs or {}) if o not in process.output_schemas]
+    if unknown:
+        raise InvalidInput(
+            f"unknown output(s) {unknown}; the process has {list(process.output_schemas)}"
+        )
+
+
+async def _await_sync(
+    request: Request, jobs: JobService, job: Job, wait: float | None
+) -> Job | None:
+    """The ended job; None when `wait` ran out first. A client that leaves dismisses the job."""
+    waiter = asyncio.ensure_future(jobs.wait(job.id))
+    loop = asyncio.get_running_loop()
+    deadline = None if wait is None else loop.time() + wait
+    try:
+        while True:
+            timeout = DISCONNECT_POLL
+            if deadline is not None:
+                timeout = min(timeout, max(deadline - loop.time(), 0))
+            done, _ = await asyncio.wait({waiter}, timeout=timeout)
+            if done:
+                return waiter.result()
+            if deadline is not None and loop.time() >= deadline:
+                return None
+            if await request.is_disconnected():
+                with contextlib.suppress(JobNotDismissable):
+                    await jobs.dismiss(job.id, "the client of the synchronous request disconnected")
+                return await waiter
+    finally:
+        waiter.cancel()

@@ -1,0 +1,77 @@
+"""Building the application: adapters, services and routes, wired in one place."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import swagger_ui_bundle
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from process_api import __version__
+from process_api.api import errors, jobs, landing, openapi, processes
+from process_api.api.documents import timestamp
+from process_api.api.negotiation import Renderer
+from process_api.hosts import build_hosts
+from process_api.hosts.base import Host
+from process_api.jobs.service import JobService
+from process_api.processes.registry import ProcessRegistry
+from process_api.settings import Settings
+from process_api.storage.local import LocalStorage
+from process_api.store.sql import SqlJobStore
+
+log = logging.getLogger(__name__)
+TEMPLATES = Path(__file__).parent / "api" / "templates"
+
+
+def create_app(
+    settings: Settings, registry: ProcessRegistry, hosts: dict[str, Host] | None = None
+) -> FastAPI:
+    """The ASGI app; its lifespan opens the store, settles old jobs and stops jobs at exit."""
+    hosts = hosts if hosts is not None else build_hosts(settings)
+    store = SqlJobStore.sqlite(settings.database_file)
+    service = JobService(store, LocalStorage(settings.storage_dir), hosts)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await store.open()
+        await service.reconcile(registry)
+        log.info("serving %d process(es)", len(registry))
+        try:
+            yield
+        finally:
+            await service.shutdown()
+            for host in set(hosts.values()):
+                await host.close()
+            await store.close()
+
+    app = FastAPI(
+        title=settings.api_name,
+        version=__version__,
+        description="OGC API - Processes: programs published as web processes.",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    templates = Jinja2Templates(directory=TEMPLATES)
+    templates.env.filters["timestamp"] = timestamp
+    app.state.settings = settings
+    app.state.registry = registry
+    app.state.jobs = service
+    app.state.render = Renderer(templates)
+    errors.install(app)
+    openapi.install(app)
+    app.include_router(landing.router)
+    app.include_router(processes.router)
+    app.include_router(jobs.router)
+    app.mount(
+        "/swagger/static",
+        StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
+        name="swagger-static",
+    )
+    return app

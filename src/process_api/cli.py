@@ -1,0 +1,163 @@
+"""The `process-api` command: serve the processes of a directory, or validate its files."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from types import FrameType
+from typing import Any
+
+import uvicorn
+
+from process_api import __version__
+from process_api.app import create_app
+from process_api.hosts import build_hosts, host_checks
+from process_api.jobs.service import JobService
+from process_api.processes.loader import load_processes
+from process_api.processes.registry import ProcessRegistry
+from process_api.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("process_api")
+
+#: exit codes
+EXIT_INVALID_FILES = 2
+EXIT_BAD_SETTINGS = 3
+
+
+def _serve_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="process-api",
+        description="Serve the processes described in a directory through OGC API - Processes. "
+        "Use 'process-api validate DIR' to check process files without serving.",
+    )
+    parser.add_argument(
+        "-d", dest="plugins_dir", help="processes directory (PLUGINS_DIR, default plugins)"
+    )
+    parser.add_argument(
+        "-e", dest="env_file", help="dotenv file to load (default .env, if present)"
+    )
+    parser.add_argument("-p", dest="port", type=int, help="port (API_PORT, default 5050)")
+    parser.add_argument("--host", dest="host", help="bind address (API_HOST, default 127.0.0.1)")
+    parser.add_argument(
+        "--log-level", dest="log_level", help="DEBUG, INFO, WARNING or ERROR (LOG_LEVEL)"
+    )
+    parser.add_argument(
+        "--skip-invalid",
+        dest="skip_invalid",
+        action="store_true",
+        default=None,
+        help="start with the valid process files and log the others (SKIP_INVALID)",
+    )
+    parser.add_argument("--version", action="version", version=f"process-api {__version__}")
+    return parser
+
+
+def _validate_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="process-api validate",
+        description="Check every process file of a directory and report every problem.",
+    )
+    parser.add_argument(
+        "directory", nargs="?", help="processes directory (default: PLUGINS_DIR or plugins)"
+    )
+    parser.add_argument(
+        "-e", dest="env_file", help="dotenv file to load (default .env, if present)"
+    )
+    return parser
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
+def validate(argv: Sequence[str]) -> int:
+    args = _validate_parser().parse_args(argv)
+    try:
+        settings = load_settings(args.env_file, {"PLUGINS_DIR": args.directory})
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
+    processes, problems = load_processes(settings.plugins_dir, host_checks(build_hosts(settings)))
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    print(f"{len(processes)} valid process file(s), {len(problems)} problem(s)")
+    return EXIT_INVALID_FILES if problems else 0
+
+
+class _Server(uvicorn.Server):
+    """Dismisses the running jobs as soon as a stop signal arrives.
+
+    Without this, uvicorn would first wait for open synchronous requests, which
+    wait for their jobs, before the app's shutdown could stop those jobs.
+    """
+
+    def __init__(self, config: uvicorn.Config, jobs: JobService) -> None:
+        super().__init__(config)
+        self._jobs = jobs
+        self._stopping: asyncio.Task[None] | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._jobs.begin_shutdown()
+        loop = asyncio.get_event_loop()
+        loop.call_soon_threadsafe(self._stop_jobs)
+        super().handle_exit(sig, frame)
+
+    def _stop_jobs(self) -> None:
+        if self._stopping is None:
+            self._stopping = asyncio.get_running_loop().create_task(self._jobs.shutdown())
+
+
+def serve(argv: Sequence[str]) -> int:
+    args = _serve_parser().parse_args(argv)
+    overrides: dict[str, Any] = {
+        "PLUGINS_DIR": args.plugins_dir,
+        "API_PORT": args.port,
+        "API_HOST": args.host,
+        "LOG_LEVEL": args.log_level,
+        "SKIP_INVALID": args.skip_invalid,
+    }
+    try:
+        settings = load_settings(args.env_file, overrides)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
+    _configure_logging(settings.log_level)
+    hosts = build_hosts(settings)
+    processes, problems = load_processes(settings.plugins_dir, host_checks(hosts))
+    for problem in problems:
+        log.error("invalid process file: %s", problem)
+    if problems and not settings.skip_invalid:
+        log.error(
+            "not starting: %d invalid process file(s); fix them or start with --skip-invalid",
+            len(problems),
+        )
+        return EXIT_INVALID_FILES
+    app = create_app(settings, ProcessRegistry(processes), hosts)
+    return _run(settings, app)
+
+
+def _run(settings: Settings, app: Any) -> int:
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=30,
+    )
+    server = _Server(config, app.state.jobs)
+    log.info("process-api %s on http://%s:%d", __version__, settings.host, settings.port)
+    server.run()
+    return 0 if server.started else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["validate"]:
+        return validate(arguments[1:])
+    return serve(arguments)

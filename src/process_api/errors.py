@@ -1,0 +1,90 @@
+"""Domain errors, each carrying its OGC exception type and HTTP status.
+
+The services raise these; `api.errors` renders them once, as OGC exception
+documents. Nothing below the API layer knows about HTTP beyond the number.
+
+    ApiError
+     ├── NoSuchProcess        404  no-such-process
+     ├── NoSuchJob            404  no-such-job
+     ├── ResultNotReady       404  result-not-ready
+     ├── JobFailed            500  the failed job's own message (results of a failed job)
+     ├── InvalidParameter     400  invalid-parameter-value (query parameters, headers)
+     ├── InvalidInput         400  invalid-parameter-value (execute request body)
+     ├── JobNotDismissable    409  the job already finished
+     ├── NotSupported         501  host types not available here
+     └── ServiceUnavailable   503  an engine the job needs is unreachable
+"""
+
+from __future__ import annotations
+
+OGC = "http://www.opengis.net/def/exceptions/ogcapi-processes-1/1.0/"
+
+
+class ApiError(Exception):
+    """An error that becomes an OGC exception response."""
+
+    status = 500
+    type = OGC + "server-error"
+    title = "Server error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class NoSuchProcess(ApiError):
+    status = 404
+    type = OGC + "no-such-process"
+    title = "No such process"
+
+
+class NoSuchJob(ApiError):
+    status = 404
+    type = OGC + "no-such-job"
+    title = "No such job"
+
+
+class ResultNotReady(ApiError):
+    status = 404
+    type = OGC + "result-not-ready"
+    title = "Result not ready"
+
+
+class JobFailed(ApiError):
+    status = 500
+    type = OGC + "job-failed"
+    title = "Job failed"
+
+
+class JobDismissed(ApiError):
+    status = 410
+    type = OGC + "job-dismissed"
+    title = "Job dismissed"
+
+
+class InvalidParameter(ApiError):
+    status = 400
+    type = OGC + "invalid-parameter-value"
+    title = "Invalid parameter value"
+
+
+class InvalidInput(InvalidParameter):
+    title = "Invalid execute request"
+
+
+class JobNotDismissable(ApiError):
+    status = 409
+    type = OGC + "job-not-dismissable"
+    title = "Job cannot be dismissed"
+
+
+class NotSupported(ApiError):
+    status = 501
+    type = OGC + "not-supported"
+    title = "Not supported"
+
+
+class ServiceUnavailable(ApiError):
+    status = 503
+    type = OGC + "service-unavailable"
+    title = "Service unavailable"

@@ -1,0 +1,69 @@
+"""The Host port: an execution platform that runs one job of a process.
+
+A host runs a job to the end in `run`, reporting through `HostEvents`; the job
+service cancels the awaiting task to stop a job, and the host's `run` must then
+stop what it started (process group, container, Batch job) before re-raising.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from process_api.processes.config import ProcessConfig
+from process_api.processes.registry import Process
+
+Stream = Literal["stdout", "stderr"]
+
+
+@dataclass(frozen=True)
+class JobRun:
+    """What a host needs to run one job."""
+
+    job_id: str
+    process: Process
+    #: the execute request's inputs, as the process's last argument.
+    inputs_json: str
+    #: the job context the process sees in its environment.
+    env: dict[str, str] = field(default_factory=dict)
+    results_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class HostOutcome:
+    """How a run ended: an exit code, or an error that kept it from running."""
+
+    exit_code: int | None
+    error: str | None = None
+
+
+class RunLost(Exception):
+    """A run recorded as active cannot be followed any more (e.g. after a restart)."""
+
+
+class HostEvents(Protocol):
+    async def started(self, handle: dict[str, Any]) -> None:
+        """The run has started; the handle lets the host find it again."""
+
+    def output(self, stream: Stream, line: str) -> None:
+        """One line the process printed."""
+
+
+class Host(Protocol):
+    #: False for host types that are known but cannot run jobs on this server.
+    available: bool
+    unavailable_reason: str
+
+    def check(self, config: ProcessConfig) -> None:
+        """Raises HostConfigError naming the field if the file does not fit this host."""
+
+    async def run(self, run: JobRun, events: HostEvents) -> HostOutcome:
+        """Runs the job to its end; on cancellation stops it, then re-raises."""
+
+    async def reattach(
+        self, run: JobRun, handle: dict[str, Any], events: HostEvents
+    ) -> HostOutcome:
+        """Follows a run started before a restart to its end, or raises RunLost."""
+
+    async def close(self) -> None: ...

@@ -1,0 +1,144 @@
+"""The `subprocess` host: the process's command runs on the API machine, no container.
+
+For trusted, fast processes and for testing. Each job runs in its own process
+group, so that dismissing it also stops whatever its command started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from process_api.hosts.base import HostEvents, HostOutcome, JobRun, RunLost, Stream
+from process_api.processes.config import ProcessConfig
+from process_api.processes.loader import HostConfigError
+
+#: the longest line a process may print (a large plugin_results line, say).
+MAX_LINE = 64 * 1024 * 1024
+#: how long a process group gets between SIGTERM and SIGKILL.
+TERMINATE_GRACE = 3.0
+#: how long output is still read after the command exits.
+OUTPUT_DRAIN = 2.0
+
+
+class SubprocessHostConfig(BaseModel):
+    """The `host:` section of a subprocess process file."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: str
+    command: list[str] = Field(min_length=1)
+    #: names of server environment variables the process may see.
+    envVars: list[str] = []
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot: tells a pid from its reuse."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _kill_group(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+class SubprocessHost:
+    available = True
+    unavailable_reason = ""
+
+    def __init__(
+        self, base_env: Mapping[str, str], server_env: Callable[[list[str]], dict[str, str]]
+    ) -> None:
+        """`base_env`: variables every job gets (PATH, …); `server_env` looks up envVars."""
+        self._base_env = dict(base_env)
+        self._server_env = server_env
+
+    def check(self, config: ProcessConfig) -> None:
+        try:
+            SubprocessHostConfig.model_validate(config.host.model_dump())
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = ".".join(["host", *(str(p) for p in err["loc"])])
+            raise HostConfigError(field, err["msg"]) from None
+
+    def _config(self, run: JobRun) -> SubprocessHostConfig:
+        return SubprocessHostConfig.model_validate(run.process.config.host.model_dump())
+
+    async def run(self, run: JobRun, events: HostEvents) -> HostOutcome:
+        config = self._config(run)
+        env = {**self._base_env, **self._server_env(config.envVars), **run.env}
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *config.command,
+                run.inputs_json,
+                cwd=run.process.source.parent,
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+                limit=MAX_LINE,
+            )
+        except OSError as exc:
+            return HostOutcome(None, f"cannot start {config.command[0]!r}: {exc.strerror or exc}")
+        pumps = asyncio.gather(
+            _pump(proc.stdout, "stdout", events), _pump(proc.stderr, "stderr", events)
+        )
+        try:
+            await events.started({"pid": proc.pid, "start": _start_time(proc.pid)})
+            code = await proc.wait()
+            # Children left in the group may hold the pipes open: they end with the job.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(pumps), OUTPUT_DRAIN)
+            _kill_group(proc.pid, signal.SIGKILL)
+            await pumps
+        except asyncio.CancelledError:
+            await _terminate(proc)
+            await asyncio.gather(pumps, return_exceptions=True)
+            raise
+        return HostOutcome(code)
+
+    async def reattach(
+        self, run: JobRun, handle: dict[str, Any], events: HostEvents
+    ) -> HostOutcome:
+        # A process whose parent died cannot be followed (its pipes are gone): stop it.
+        pid = handle.get("pid")
+        if isinstance(pid, int) and handle.get("start") == _start_time(pid):
+            _kill_group(pid, signal.SIGKILL)
+        raise RunLost("the server restarted while the job was running; its process was stopped")
+
+    async def close(self) -> None:
+        return None
+
+
+async def _pump(reader: asyncio.StreamReader | None, stream: Stream, events: HostEvents) -> None:
+    assert reader is not None
+    while True:
+        try:
+            line = await reader.readline()
+        except ValueError:  # a line over MAX_LINE: keep what fits, go on
+            line = await reader.read(MAX_LINE)
+        if not line:
+            return
+        events.output(stream, line.decode("utf-8", errors="replace").rstrip("\r\n"))
+
+
+async def _terminate(proc: asyncio.subprocess.Process) -> None:
+    """SIGTERM to the whole group, SIGKILL after a grace period."""
+    _kill_group(proc.pid, signal.SIGTERM)
+    try:
+        await asyncio.wait_for(proc.wait(), TERMINATE_GRACE)
+    except TimeoutError:
+        pass
+    _kill_group(proc.pid, signal.SIGKILL)
+    await proc.wait()

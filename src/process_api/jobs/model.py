@@ -1,0 +1,72 @@
+"""The job record and its status rules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+
+class JobStatus(StrEnum):
+    """The OGC statusCode values."""
+
+    #: recorded, waiting to start.
+    ACCEPTED = "accepted"
+    #: started on its host.
+    RUNNING = "running"
+    #: finished with exit code 0; results are stored.
+    SUCCESSFUL = "successful"
+    #: finished otherwise; `message` says why.
+    FAILED = "failed"
+    #: terminated on request (dismiss, client gone, shutdown).
+    DISMISSED = "dismissed"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({JobStatus.SUCCESSFUL, JobStatus.FAILED, JobStatus.DISMISSED})
+ACTIVE = frozenset({JobStatus.ACCEPTED, JobStatus.RUNNING})
+
+#: the statuses each status may be entered from; a terminal status is never left.
+ALLOWED_FROM: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.ACCEPTED: frozenset(),
+    JobStatus.RUNNING: frozenset({JobStatus.ACCEPTED}),
+    JobStatus.SUCCESSFUL: ACTIVE,
+    JobStatus.FAILED: ACTIVE,
+    JobStatus.DISMISSED: ACTIVE,
+}
+
+Mode = Literal["sync", "async"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Job:
+    """Everything needed to serve a job, also after a restart."""
+
+    id: str
+    process_id: str
+    process_version: str
+    host_type: str
+    mode: Mode
+    status: JobStatus = JobStatus.ACCEPTED
+    message: str = ""
+    progress: int | None = None
+    created: datetime = field(default_factory=utcnow)
+    started: datetime | None = None
+    finished: datetime | None = None
+    updated: datetime = field(default_factory=utcnow)
+    inputs: dict[str, Any] = field(default_factory=dict)
+    #: the execute request's other members: outputs, response, subscriber.
+    request: dict[str, Any] = field(default_factory=dict)
+    #: output id -> value, once successful.
+    results: dict[str, Any] | None = None
+    #: what the host needs to find the job's run again (pid, container id, …).
+    handle: dict[str, Any] | None = None
+    submitter: str | None = None

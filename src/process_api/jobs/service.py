@@ -1,0 +1,298 @@
+"""The job service: submit, wait, dismiss, list, reconcile at start, stop at shutdown.
+
+Every job is written to the store before anything else happens to it, and each
+later change goes through a status guard, so a terminal status is final even
+when a dismiss races the job's own end. A job runs in one asyncio task that
+awaits its host; dismissing the job cancels that task, and the host stops what
+it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from process_api.errors import JobNotDismissable, NoSuchJob, NotSupported, ServiceUnavailable
+from process_api.hosts.base import Host, HostOutcome, JobRun, RunLost, Stream
+from process_api.jobs.model import ACTIVE, Job, JobStatus, Mode, utcnow
+from process_api.jobs.output import JobLog, ResultsError, map_results, parse_log, parse_progress
+from process_api.processes.registry import Process, ProcessRegistry
+from process_api.storage.base import Storage
+from process_api.store.base import JobQuery, JobStore
+
+log = logging.getLogger(__name__)
+
+#: how long shutdown waits for dismissed jobs to be stopped and recorded.
+SHUTDOWN_GRACE = 15.0
+
+
+def log_key(job_id: str) -> str:
+    return f"logs/{job_id}.jsonl"
+
+
+@dataclass
+class _Active:
+    """A job this server instance is running."""
+
+    job_id: str
+    log: JobLog = field(default_factory=JobLog)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    progress: tuple[int | None, str | None] | None = None
+    progress_writer: asyncio.Task[None] | None = None
+
+
+class _Events:
+    """What a host reports about one run, turned into job record changes."""
+
+    def __init__(self, service: JobService, active: _Active) -> None:
+        self._service = service
+        self._active = active
+
+    async def started(self, handle: dict[str, Any]) -> None:
+        now = utcnow()
+        changes = {"status": JobStatus.RUNNING, "message": "running", "started": now}
+        await self._service.store.update(
+            self._active.job_id,
+            {**changes, "updated": now, "handle": handle},
+            frozenset({JobStatus.ACCEPTED}),
+        )
+
+    def output(self, stream: Stream, line: str) -> None:
+        self._active.log.add(utcnow(), stream, line)
+        progress = parse_progress(line) if stream == "stdout" else None
+        if progress is not None:
+            self._active.progress = (progress.percent, progress.message)
+            self._service.write_progress(self._active)
+
+
+class JobService:
+    def __init__(self, store: JobStore, storage: Storage, hosts: Mapping[str, Host]) -> None:
+        self.store = store
+        self.storage = storage
+        self.hosts = hosts
+        self._active: dict[str, _Active] = {}
+        self._closing = False
+
+    # -- submit and run ------------------------------------------------------------
+
+    async def submit(
+        self,
+        process: Process,
+        inputs: dict[str, Any],
+        request: dict[str, Any],
+        mode: Mode,
+        submitter: str | None = None,
+    ) -> Job:
+        """Records the job (durably) and starts it; returns the accepted job."""
+        if self._closing:
+            raise ServiceUnavailable("the server is shutting down and accepts no new jobs")
+        host = self.hosts[process.host_type]
+        if not host.available:
+            raise NotSupported(host.unavailable_reason)
+        job = Job(
+            id=str(uuid.uuid4()),
+            process_id=process.id,
+            process_version=process.version,
+            host_type=process.host_type,
+            mode=mode,
+            message="accepted",
+            inputs=inputs,
+            request=request,
+            submitter=submitter,
+        )
+        await self.store.create(job)
+        self._start(process, job, handle=None)
+        return job
+
+    def _start(self, process: Process, job: Job, handle: dict[str, Any] | None) -> None:
+        active = _Active(job.id)
+        self._active[job.id] = active
+        active.task = asyncio.create_task(self._run(process, job, active, handle))
+
+    def _job_run(self, process: Process, job: Job) -> JobRun:
+        results_dir = self.storage.job_dir(job.id)
+        env = {
+            "PROCESS_API_JOB_ID": job.id,
+            "PROCESS_API_PROCESS_ID": process.id,
+            "PROCESS_API_PROCESS_VERSION": process.version,
+            "PROCESS_API_RESULTS_DIR": str(results_dir),
+        }
+        return JobRun(job.id, process, json.dumps(job.inputs), env, results_dir)
+
+    async def _run(
+        self, process: Process, job: Job, active: _Active, handle: dict[str, Any] | None
+    ) -> None:
+        host = self.hosts[process.host_type]
+        run = self._job_run(process, job)
+        events = _Events(self, active)
+        results: dict[str, Any] | None = None
+        try:
+            if handle is None:
+                if run.results_dir is not None:
+                    await asyncio.to_thread(run.results_dir.mkdir, parents=True, exist_ok=True)
+                outcome = await host.run(run, events)
+            else:
+                outcome = await host.reattach(run, handle, events)
+            status, message, results = self._judge(process, outcome, active.log)
+        except asyncio.CancelledError:
+            status, message = JobStatus.DISMISSED, "dismissed"
+        except RunLost as exc:
+            status, message = JobStatus.FAILED, str(exc)
+        except Exception as exc:
+            log.exception("job %s: the host failed", job.id)
+            status, message = JobStatus.FAILED, f"the job could not be run: {exc}"
+        await asyncio.shield(self._finish(active, status, message, results))
+
+    @staticmethod
+    def _judge(
+        process: Process, outcome: HostOutcome, job_log: JobLog
+    ) -> tuple[JobStatus, str, dict[str, Any] | None]:
+        if outcome.error is not None:
+            return JobStatus.FAILED, outcome.error, None
+        code = outcome.exit_code
+        if code != 0:
+            how = (
+                f"was killed by signal {-code}" if code and code < 0 else f"exited with code {code}"
+            )
+            # What it said last on stderr is most often why it failed.
+            last = job_log.last_stderr or job_log.last_stdout or ""
+            return JobStatus.FAILED, f"the process {how}" + (f": {last}" if last else ""), None
+        try:
+            return JobStatus.SUCCESSFUL, "finished", map_results(process, job_log.last_stdout)
+        except ResultsError as exc:
+            return JobStatus.FAILED, str(exc), None
+
+    async def _finish(
+        self,
+        active: _Active,
+        status: JobStatus,
+        message: str,
+        results: dict[str, Any] | None,
+    ) -> None:
+        """Stores the log, then the terminal status (a no-op if one was already set)."""
+        try:
+            if active.progress_writer is not None:
+                await asyncio.gather(active.progress_writer, return_exceptions=True)
+            await self.storage.put(log_key(active.job_id), active.log.to_jsonl())
+            now = utcnow()
+            changes: dict[str, Any] = {"status": status, "message": message}
+            changes.update(finished=now, updated=now, results=results)
+            if status is JobStatus.SUCCESSFUL:
+                changes["progress"] = 100
+            await self.store.update(active.job_id, changes, ACTIVE)
+        except Exception:
+            log.exception("job %s: could not record the end of the job", active.job_id)
+        finally:
+            self._active.pop(active.job_id, None)
+            active.done.set()
+
+    def write_progress(self, active: _Active) -> None:
+        """Writes the latest progress report; one writer per job, so the newest wins."""
+        if active.progress_writer is None or active.progress_writer.done():
+            active.progress_writer = asyncio.get_running_loop().create_task(
+                self._progress_loop(active)
+            )
+
+    async def _progress_loop(self, active: _Active) -> None:
+        while active.progress is not None:
+            percent, message = active.progress
+            active.progress = None
+            changes: dict[str, Any] = {"progress": percent, "updated": utcnow()}
+            if message:
+                changes["message"] = message
+            await self.store.update(active.job_id, changes, ACTIVE)
+
+    # -- queries -------------------------------------------------------------------
+
+    async def get(self, job_id: str) -> Job:
+        job = await self.store.get(job_id)
+        if job is None:
+            raise NoSuchJob(f"job {job_id!r} does not exist")
+        return job
+
+    async def find(self, query: JobQuery) -> tuple[list[Job], int]:
+        return await self.store.find(query), await self.store.count(query)
+
+    async def logs(self, job_id: str) -> list[dict[str, str]]:
+        """The job's log lines: live while it runs here, from storage afterwards."""
+        await self.get(job_id)
+        active = self._active.get(job_id)
+        if active is not None:
+            return list(active.log.lines)
+        data = await self.storage.get(log_key(job_id))
+        return parse_log(data) if data else []
+
+    async def wait(self, job_id: str, timeout: float | None = None) -> Job:
+        """The job once it has ended, or as it is when the timeout passes."""
+        active = self._active.get(job_id)
+        if active is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(active.done.wait(), timeout)
+        return await self.get(job_id)
+
+    # -- stopping ------------------------------------------------------------------
+
+    async def dismiss(self, job_id: str, reason: str = "dismissed by the client") -> Job:
+        """Records the job as dismissed, then stops its run and waits until it has stopped."""
+        job = await self.get(job_id)
+        now = utcnow()
+        changes = {"status": JobStatus.DISMISSED, "message": reason, "finished": now}
+        dismissed = await self.store.update(job_id, {**changes, "updated": now}, ACTIVE)
+        if dismissed is None:
+            job = await self.get(job_id)
+            raise JobNotDismissable(f"job {job_id!r} has already ended: it is {job.status.value}")
+        active = self._active.get(job_id)
+        if active is not None and active.task is not None:
+            active.task.cancel()
+            await asyncio.gather(active.task, return_exceptions=True)
+            if not active.done.is_set():  # cancelled before it ever ran
+                await self._finish(active, JobStatus.DISMISSED, reason, None)
+        return dismissed
+
+    def begin_shutdown(self) -> None:
+        """Refuses new jobs from now on; called from the signal handler."""
+        self._closing = True
+
+    async def shutdown(self) -> None:
+        """Dismisses every job still running here and waits until each is recorded."""
+        self._closing = True
+        pending = list(self._active)
+        if pending:
+            log.info("shutdown: dismissing %d active job(s)", len(pending))
+        results = await asyncio.gather(
+            *(self.dismiss(job_id, "the server shut down") for job_id in pending),
+            return_exceptions=True,
+        )
+        for job_id, result in zip(pending, results, strict=True):
+            if isinstance(result, BaseException) and not isinstance(result, JobNotDismissable):
+                log.error("shutdown: job %s: %s", job_id, result)
+        tasks = [a.task for a in self._active.values() if a.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE)
+
+    # -- start ---------------------------------------------------------------------
+
+    async def reconcile(self, registry: ProcessRegistry) -> None:
+        """Settles the jobs the store says are active, left by a previous run of the server."""
+        for job in await self.store.active():
+            process = registry.get(job.process_id)
+            if job.handle is not None and process is not None and process.host_type in self.hosts:
+                log.info("job %s: following its run again after a restart", job.id)
+                self._start(process, job, job.handle)
+                continue
+            reason = (
+                "the server restarted before the job started"
+                if job.handle is None
+                else f"the server restarted and process {job.process_id!r} is gone"
+            )
+            now = utcnow()
+            changes = {"status": JobStatus.FAILED, "message": reason, "finished": now}
+            await self.store.update(job.id, {**changes, "updated": now}, ACTIVE)
+            log.warning("job %s: %s", job.id, reason)

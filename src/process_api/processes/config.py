@@ -1,0 +1,154 @@
+"""The process file format: the Go process-api's YAML, extended with JSON Schemas.
+
+Unknown keys inside sections are ignored (files from the Go server carry a few,
+such as `inputId` on outputs); unknown top-level sections are refused, since a
+misspelt `inputs` would otherwise silently publish a process without inputs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from jsonschema import Draft202012Validator, SchemaError
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+JobControl = Literal["sync-execute", "async-execute", "dismiss"]
+Transmission = Literal["value", "reference"]
+
+#: what an id may look like: it is a path segment of every process URL.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class Info(Section):
+    id: str = Field(pattern=ID_PATTERN, max_length=128)
+    version: str = "0.0.0"
+    title: str | None = None
+    description: str | None = None
+    keywords: list[str] = []
+    jobControlOptions: list[JobControl] = ["sync-execute", "async-execute"]
+    outputTransmission: list[Transmission] = ["value"]
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_text(cls, value: Any) -> Any:
+        # YAML reads `version: 1.0` as a number; the description needs a string.
+        return str(value) if isinstance(value, int | float) else value
+
+    @field_validator("keywords", "jobControlOptions", "outputTransmission", mode="before")
+    @classmethod
+    def _empty_list(cls, value: Any, info: Any) -> Any:
+        # `outputTransmission:` with nothing after it is common in existing files.
+        if value is None:
+            return cls.model_fields[info.field_name].default
+        return value
+
+    @field_validator("jobControlOptions")
+    @classmethod
+    def _runnable(cls, value: list[str]) -> list[str]:
+        if not {"sync-execute", "async-execute"} & set(value):
+            raise ValueError("must allow sync-execute, async-execute or both")
+        return value
+
+
+class Host(Section):
+    """The execution platform; its other fields belong to the host type."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+
+
+class Container(Section):
+    image: str = ""
+    command: list[str] = []
+    envVars: list[str] = []
+    maxResources: dict[str, float | None] | None = None
+
+    @field_validator("command", "envVars", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+
+class ValueDefinition(Section):
+    anyValue: bool | None = None
+    allowedValues: list[Any] | None = None
+
+
+class LiteralDataDomain(Section):
+    dataType: Any = None
+    valueDefinition: ValueDefinition | None = None
+    defaultValue: Any = None
+
+
+class InputKind(Section):
+    literalDataDomain: LiteralDataDomain | None = None
+
+
+class OutputKind(Section):
+    transmissionMode: list[Transmission] | None = None
+
+
+def _check_schema(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is not None:
+        try:
+            Draft202012Validator.check_schema(value)
+        except SchemaError as exc:
+            raise ValueError(f"not a valid JSON Schema: {exc.message}") from None
+    return value
+
+
+class Described(Section):
+    id: str = Field(pattern=ID_PATTERN, max_length=128)
+    title: str | None = None
+    description: str | None = None
+    keywords: list[str] = []
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+
+    _valid_schema = field_validator("schema_")(_check_schema)
+
+
+class Input(Described):
+    minOccurs: int = Field(1, ge=0)
+    maxOccurs: int | Literal["unbounded"] = 1
+    input: InputKind | None = None
+
+    @model_validator(mode="after")
+    def _occurrences(self) -> Input:
+        if isinstance(self.maxOccurs, int) and self.maxOccurs < max(self.minOccurs, 1):
+            raise ValueError("maxOccurs must be at least minOccurs and at least 1")
+        return self
+
+
+class Output(Described):
+    output: OutputKind | None = None
+
+
+class ProcessConfig(BaseModel):
+    """One process file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    info: Info
+    host: Host
+    container: Container | None = None
+    inputs: list[Input] = []
+    outputs: list[Output] = []
+
+    @field_validator("inputs", "outputs", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> ProcessConfig:
+        for section in ("inputs", "outputs"):
+            seen: set[str] = set()
+            for item in getattr(self, section):
+                if item.id in seen:
+                    raise ValueError(f"{section}: duplicate id {item.id!r}")
+                seen.add(item.id)
+        return self

@@ -1,0 +1,77 @@
+"""Loaded processes and the immutable registry that serves them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from process_api.errors import NoSuchProcess
+from process_api.processes.config import ProcessConfig
+from process_api.processes.schemas import schema_of
+
+
+@dataclass(frozen=True, eq=False)
+class Process:
+    """A process as the server runs it: its file, and the schemas derived from it."""
+
+    config: ProcessConfig
+    source: Path
+    input_schemas: Mapping[str, dict[str, Any]] = field(default_factory=dict)
+    output_schemas: Mapping[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, config: ProcessConfig, source: Path) -> Process:
+        return cls(
+            config=config,
+            source=source,
+            input_schemas={i.id: schema_of(i) for i in config.inputs},
+            output_schemas={o.id: schema_of(o) for o in config.outputs},
+        )
+
+    @property
+    def id(self) -> str:
+        return self.config.info.id
+
+    @property
+    def version(self) -> str:
+        return self.config.info.version
+
+    @property
+    def host_type(self) -> str:
+        return self.config.host.type
+
+    @property
+    def allows_sync(self) -> bool:
+        return "sync-execute" in self.config.info.jobControlOptions
+
+    @property
+    def allows_async(self) -> bool:
+        return "async-execute" in self.config.info.jobControlOptions
+
+
+class ProcessRegistry(Mapping[str, Process]):
+    """Processes by id, in id order. Never changed in place: `with_process` returns a copy."""
+
+    def __init__(self, processes: list[Process] | tuple[Process, ...] = ()) -> None:
+        self._by_id = {p.id: p for p in sorted(processes, key=lambda p: p.id.lower())}
+
+    def __getitem__(self, process_id: str) -> Process:
+        return self._by_id[process_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_id)
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def require(self, process_id: str) -> Process:
+        """The process, or the OGC no-such-process error."""
+        try:
+            return self._by_id[process_id]
+        except KeyError:
+            raise NoSuchProcess(f"process {process_id!r} is not registered") from None
+
+    def with_process(self, process: Process) -> ProcessRegistry:
+        return ProcessRegistry([*(p for p in self._by_id.values() if p.id != process.id), process])

@@ -1,0 +1,95 @@
+"""The server's settings: the one place that reads the environment.
+
+Precedence, highest first: command-line flags, environment variables, the dotenv
+file named by `-e` (default `.env`), the defaults below. Names follow the Go
+process-api where it had one (`PLUGINS_DIR`, `API_PORT`, `DB_PATH`, `LOG_LEVEL`),
+so existing `.env` files keep working.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from dotenv import dotenv_values
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+class Settings(BaseSettings):
+    """Everything the server can be configured with; see the README's table."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    plugins_dir: Path = Field(Path("plugins"), alias="PLUGINS_DIR")
+    host: str = Field("127.0.0.1", alias="API_HOST")
+    port: int = Field(5050, alias="API_PORT", ge=0, le=65535)
+    log_level: LogLevel = Field("INFO", alias="LOG_LEVEL")
+    data_dir: Path = Field(Path(".data"), alias="DATA_DIR")
+    db_path: Path | None = Field(None, alias="DB_PATH")
+    skip_invalid: bool = Field(False, alias="SKIP_INVALID")
+    api_name: str = Field("process-api", alias="API_NAME")
+    public_url: str | None = Field(None, alias="PUBLIC_URL")
+    job_env_passthrough: tuple[str, ...] = Field(
+        ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR"), alias="JOB_ENV_PASSTHROUGH"
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("job_env_passthrough", mode="before")
+    @classmethod
+    def _split_names(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(name.strip() for name in value.split(",") if name.strip())
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else value
+
+    @property
+    def database_file(self) -> Path:
+        """SQLite database path; `DB_PATH` wins, else a file in the data directory."""
+        return self.db_path or self.data_dir / "jobs.sqlite"
+
+    @property
+    def storage_dir(self) -> Path:
+        """Root of the local storage of logs and results."""
+        return self.data_dir / "storage"
+
+    def server_variables(self, names: tuple[str, ...] | list[str]) -> dict[str, str]:
+        """Those of the server's environment variables that a job is allowed to see."""
+        return {name: os.environ[name] for name in names if name in os.environ}
+
+
+class SettingsError(Exception):
+    """A setting or the dotenv file is unusable; the message says which."""
+
+
+def load_settings(env_file: str | None, overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Builds the settings from a dotenv file, the environment and flag overrides.
+
+    Values from the dotenv file are also exported to the process environment (as
+    the Go server did), so processes that copy variables by name find them; a
+    variable already set in the environment wins over the file.
+    """
+    path = Path(env_file) if env_file else Path(".env")
+    if path.is_file():
+        for name, value in dotenv_values(path).items():
+            if value is not None:
+                os.environ.setdefault(name, value)
+    elif env_file:
+        raise SettingsError(f"dotenv file not found: {env_file}")
+    values = {k: v for k, v in (overrides or {}).items() if v is not None}
+    try:
+        return Settings(**values)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from exc

@@ -1,0 +1,47 @@
+"""The JobStore port: where job records live (SQLite embedded, PostgreSQL shared)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from process_api.jobs.model import Job, JobStatus
+
+
+@dataclass(frozen=True)
+class JobQuery:
+    """A page of the job list, newest first."""
+
+    process_ids: Sequence[str] = ()
+    statuses: Sequence[JobStatus] = ()
+    limit: int = 10
+    offset: int = 0
+
+
+class JobStore(Protocol):
+    async def open(self) -> None:
+        """Creates the tables if needed; called once at start."""
+
+    async def close(self) -> None: ...
+
+    async def create(self, job: Job) -> None:
+        """Records a new job; it is durable when this returns."""
+
+    async def get(self, job_id: str) -> Job | None: ...
+
+    async def update(
+        self, job_id: str, changes: dict[str, Any], from_statuses: frozenset[JobStatus]
+    ) -> Job | None:
+        """Applies changes if the job's status is one of `from_statuses`.
+
+        Returns the updated job, or None when the job is unknown or in another
+        status: the guard that keeps terminal statuses final under races.
+        """
+
+    async def find(self, query: JobQuery) -> list[Job]: ...
+
+    async def count(self, query: JobQuery) -> int: ...
+
+    async def active(self) -> list[Job]:
+        """Jobs accepted or running, oldest first (for reconciliation at start)."""

@@ -1,0 +1,141 @@
+"""JobStore on SQLAlchemy Core: SQLite by default, any async SQLAlchemy URL later."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from process_api.jobs.model import ACTIVE, Job, JobStatus
+from process_api.store.base import JobQuery
+
+metadata = sa.MetaData()
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("process_id", sa.String(128), nullable=False, index=True),
+    sa.Column("process_version", sa.String(64), nullable=False),
+    sa.Column("host_type", sa.String(32), nullable=False),
+    sa.Column("mode", sa.String(8), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("message", sa.Text, nullable=False, default=""),
+    sa.Column("progress", sa.Integer, nullable=True),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("started", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("finished", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("updated", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("inputs", sa.JSON, nullable=False),
+    sa.Column("request", sa.JSON, nullable=False),
+    sa.Column("results", sa.JSON, nullable=True),
+    sa.Column("handle", sa.JSON, nullable=True),
+    sa.Column("submitter", sa.String(256), nullable=True),
+)
+
+_TIMES = ("created", "started", "finished", "updated")
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite gives back naive datetimes; everything we store is UTC.
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def _to_job(row: Row[Any]) -> Job:
+    data = dict(row._mapping)
+    data["status"] = JobStatus(data["status"])
+    for name in _TIMES:
+        data[name] = _aware(data[name])
+    return Job(**data)
+
+
+def _to_row(job: Job) -> dict[str, Any]:
+    return {c.name: getattr(job, c.name) for c in jobs.columns}
+
+
+class SqlJobStore:
+    """Job records in one table; status guards are part of each UPDATE's WHERE."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    @classmethod
+    def sqlite(cls, path: Path) -> SqlJobStore:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(f"sqlite+aiosqlite:///{path}")
+
+        @sa.event.listens_for(engine.sync_engine, "connect")
+        def _pragmas(conn: Any, _record: Any) -> None:
+            cursor = conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=5000")
+            cursor.close()
+
+        return cls(engine)
+
+    async def open(self) -> None:
+        async with self._engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    async def create(self, job: Job) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(jobs.insert().values(**_to_row(job)))
+
+    async def get(self, job_id: str) -> Job | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(jobs.select().where(jobs.c.id == job_id))).first()
+        return _to_job(row) if row else None
+
+    async def update(
+        self, job_id: str, changes: dict[str, Any], from_statuses: frozenset[JobStatus]
+    ) -> Job | None:
+        guard = jobs.c.status.in_([s.value for s in from_statuses])
+        values = {k: (v.value if isinstance(v, JobStatus) else v) for k, v in changes.items()}
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                jobs.update().where(jobs.c.id == job_id, guard).values(**values)
+            )
+            if result.rowcount != 1:
+                return None
+            row = (await conn.execute(jobs.select().where(jobs.c.id == job_id))).one()
+        return _to_job(row)
+
+    def _filtered(self, statement: Any, query: JobQuery) -> Any:
+        if query.process_ids:
+            statement = statement.where(jobs.c.process_id.in_(list(query.process_ids)))
+        if query.statuses:
+            statement = statement.where(jobs.c.status.in_([s.value for s in query.statuses]))
+        return statement
+
+    async def find(self, query: JobQuery) -> list[Job]:
+        statement = self._filtered(jobs.select(), query)
+        statement = statement.order_by(jobs.c.created.desc(), jobs.c.id.desc())
+        statement = statement.limit(query.limit).offset(query.offset)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(statement)).all()
+        return [_to_job(r) for r in rows]
+
+    async def count(self, query: JobQuery) -> int:
+        statement = self._filtered(sa.select(sa.func.count()).select_from(jobs), query)
+        async with self._engine.connect() as conn:
+            return int((await conn.execute(statement)).scalar_one())
+
+    async def active(self) -> list[Job]:
+        statement = (
+            jobs.select()
+            .where(jobs.c.status.in_([s.value for s in ACTIVE]))
+            .order_by(jobs.c.created)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(statement)).all()
+        return [_to_job(r) for r in rows]
