@@ -1,0 +1,155 @@
+"""Fixtures shared by every test: the real server, started as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "plugins"
+DATA = Path(__file__).parent / "data"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """A `process-api` process on a free loopback port, with its own data directory."""
+
+    def __init__(
+        self, plugins: Path, data_dir: Path, *args: str, env: dict[str, str] | None = None
+    ):
+        self.plugins = plugins
+        self.data_dir = data_dir
+        self.args = args
+        self.extra_env = env or {}
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = data_dir / f"server-{self.port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, wait: bool = True) -> Server:
+        env = {**os.environ, "DATA_DIR": str(self.data_dir), **self.extra_env}
+        env.pop("API_PORT", None)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        command = [
+            sys.executable,
+            "-m",
+            "process_api",
+            "-d",
+            str(self.plugins),
+            "-p",
+            str(self.port),
+        ]
+        self.log_file = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [*command, *self.args],
+            env=env,
+            cwd=self.data_dir,
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+        )
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.output()}")
+            try:
+                httpx.get(self.url + "/conformance", timeout=1.0)
+                return
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise AssertionError(f"server did not start:\n{self.output()}")
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def client(self, **kwargs: object) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30.0, **kwargs)  # type: ignore[arg-type]
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        code = self.proc.wait(timeout)
+        self.log_file.close()
+        return code
+
+
+@pytest.fixture
+def plugins_dir(tmp_path: Path) -> Path:
+    """A copy of the bundled examples that a test may add files to."""
+    target = tmp_path / "plugins"
+    shutil.copytree(EXAMPLES, target)
+    return target
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[object]:
+    servers: list[Server] = []
+
+    def make(
+        plugins: Path | None = None,
+        *args: str,
+        env: dict[str, str] | None = None,
+        start: bool = True,
+    ) -> Server:
+        server = Server(plugins or EXAMPLES, tmp_path / "data", *args, env=env)
+        servers.append(server)
+        return server.start() if start else server
+
+    yield make
+    for server in servers:
+        if server.proc is not None and server.proc.poll() is None:
+            server.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def server(server_factory: object) -> Server:
+    """The server with the bundled examples."""
+    return server_factory()  # type: ignore[operator]
+
+
+@pytest.fixture
+def client(server: Server) -> Iterator[httpx.Client]:
+    with server.client() as http:
+        yield http
+
+
+def wait_status(http: httpx.Client, job_id: str, statuses: set[str], timeout: float = 20.0) -> dict:
+    """Polls a job until its status is one of `statuses`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        document = http.get(f"/jobs/{job_id}").json()
+        if document["status"] in statuses:
+            return document
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} never reached {statuses}: {document}")
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    # A zombie has ended; only its parent has not collected it yet.
+    return not (stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z")
