@@ -99,6 +99,7 @@ def status_info(request: Request, job: Job) -> dict[str, Any]:
         document["progress"] = job.progress
     links = [
         *self_links(request, path, "Job status"),
+        link(url(request, path), "status", title="Job status"),
         link(url(request, path + "/logs"), "logs", title="Job logs"),
         link(url(request, f"/processes/{job.process_id}"), "process", title="Process description"),
     ]

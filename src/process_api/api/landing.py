@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from html import escape
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from process_api.api.common import render
 from process_api.api.links import (
@@ -82,9 +83,13 @@ SWAGGER_INIT = """window.ui = SwaggerUIBundle({url: "../api", dom_id: "#swagger-
 
 @router.get("/swagger/", include_in_schema=False)
 async def swagger(request: Request) -> Response:
-    from html import escape
-
     return HTMLResponse(SWAGGER_PAGE.format(title=escape(request.app.state.settings.api_name)))
+
+
+@router.get("/swagger/index.html", include_in_schema=False)
+async def swagger_index(request: Request) -> Response:
+    """The Go server's address of its API documentation."""
+    return RedirectResponse(url(request, "/swagger/"), status_code=308)
 
 
 @router.get("/swagger/init.js", include_in_schema=False)

@@ -28,6 +28,8 @@ from process_api.store.base import JobQuery, JobStore
 
 log = logging.getLogger(__name__)
 
+#: seconds between two saves of a running job's log (so a crash keeps most of it).
+LOG_SAVE_INTERVAL = 5.0
 #: how long shutdown waits for dismissed jobs to be stopped and recorded.
 SHUTDOWN_GRACE = 15.0
 
@@ -46,6 +48,8 @@ class _Active:
     task: asyncio.Task[None] | None = None
     progress: tuple[int | None, str | None] | None = None
     progress_writer: asyncio.Task[None] | None = None
+    log_writer: asyncio.Task[None] | None = None
+    log_saved_at: float = 0.0
 
 
 class _Events:
@@ -66,6 +70,7 @@ class _Events:
 
     def output(self, stream: Stream, line: str) -> None:
         self._active.log.add(utcnow(), stream, line)
+        self._service.save_log_soon(self._active)
         progress = parse_progress(line) if stream == "stdout" else None
         if progress is not None:
             self._active.progress = (progress.percent, progress.message)
@@ -178,8 +183,8 @@ class JobService:
     ) -> None:
         """Stores the log, then the terminal status (a no-op if one was already set)."""
         try:
-            if active.progress_writer is not None:
-                await asyncio.gather(active.progress_writer, return_exceptions=True)
+            writers = [w for w in (active.progress_writer, active.log_writer) if w is not None]
+            await asyncio.gather(*writers, return_exceptions=True)
             await self.storage.put(log_key(active.job_id), active.log.to_jsonl())
             now = utcnow()
             changes: dict[str, Any] = {"status": status, "message": message}
@@ -192,6 +197,15 @@ class JobService:
         finally:
             self._active.pop(active.job_id, None)
             active.done.set()
+
+    def save_log_soon(self, active: _Active) -> None:
+        """Saves the log of a running job now and then, not on every line."""
+        loop = asyncio.get_running_loop()
+        idle = active.log_writer is None or active.log_writer.done()
+        if idle and loop.time() - active.log_saved_at >= LOG_SAVE_INTERVAL:
+            active.log_saved_at = loop.time()
+            data = active.log.to_jsonl()
+            active.log_writer = loop.create_task(self.storage.put(log_key(active.job_id), data))
 
     def write_progress(self, active: _Active) -> None:
         """Writes the latest progress report; one writer per job, so the newest wins."""
