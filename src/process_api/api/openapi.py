@@ -66,20 +66,33 @@ def _nullable(schema: dict[str, Any], key: str) -> None:
     schema["nullable"] = True
 
 
+#: members whose values are maps of names to schemas: the names are not keywords.
+_NAMED_SCHEMAS = ("properties", "patternProperties", "schemas", "definitions", "$defs")
+
+
 def to_openapi30(node: Any) -> Any:
     """Rewrites JSON Schema 2020-12 constructs into their OpenAPI 3.0 equivalents."""
     if isinstance(node, list):
         return [to_openapi30(item) for item in node]
     if not isinstance(node, dict):
         return node
-    node = {k: to_openapi30(v) for k, v in node.items()}
+    node = {
+        key: {name: to_openapi30(item) for name, item in value.items()}
+        if key in _NAMED_SCHEMAS and isinstance(value, dict)
+        else to_openapi30(value)
+        for key, value in node.items()
+    }
     _nullable(node, "anyOf")
     _nullable(node, "oneOf")
     if isinstance(node.get("type"), list):
-        types = [t for t in node["type"] if t != "null"]
-        if len(types) < len(node["type"]):
+        declared = node.pop("type")
+        types = [t for t in declared if t != "null"]
+        if len(types) < len(declared):
             node["nullable"] = True
-        node["type"] = types[0] if len(types) == 1 else "string"
+        if len(types) == 1:
+            node["type"] = types[0]
+        elif types:
+            node["anyOf"] = [{"type": t} for t in types]
     if "const" in node:
         node["enum"] = [node.pop("const")]
     if isinstance(node.get("examples"), list) and "type" in node:
@@ -91,7 +104,7 @@ def to_openapi30(node: Any) -> Any:
         if isinstance(value, int | float) and not isinstance(value, bool):
             node[plain] = value
             node[bound] = True
-    for keyword in ("contentMediaType", "contentEncoding", "$schema", "$defs", "prefixItems"):
+    for keyword in ("contentMediaType", "contentEncoding", "$schema", "prefixItems"):
         node.pop(keyword, None)
     return node
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from process_api.jobs.model import Mode
@@ -29,9 +30,11 @@ def parse_prefer(values: list[str]) -> Preferences:
                 respond_async = True
             elif token == "wait":
                 try:
-                    wait = min(max(float(value.strip().strip('"')), 0.0), MAX_WAIT)
+                    seconds = float(value.strip().strip('"'))
                 except ValueError:
                     continue
+                if not math.isnan(seconds):
+                    wait = min(max(seconds, 0.0), MAX_WAIT)
     return Preferences(respond_async, wait)
 
 

@@ -7,6 +7,7 @@ lines `{"progress": N, "message": "…"}` report progress; everything is the log
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -42,6 +43,8 @@ def parse_progress(line: str) -> Progress | None:
         return None
     percent = data.get("progress")
     if not isinstance(percent, int | float) or isinstance(percent, bool):
+        return None
+    if not math.isfinite(percent):
         return None
     message = data.get("message")
     return Progress(max(0, min(100, int(percent))), message if isinstance(message, str) else None)

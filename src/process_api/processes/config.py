@@ -143,12 +143,13 @@ class ProcessConfig(BaseModel):
     def _none_is_empty(cls, value: Any) -> Any:
         return [] if value is None else value
 
-    @model_validator(mode="after")
-    def _unique_ids(self) -> ProcessConfig:
+    def duplicate_ids(self) -> list[tuple[str, str]]:
+        """(field, message) for each input or output id used twice."""
+        found = []
         for section in ("inputs", "outputs"):
             seen: set[str] = set()
-            for item in getattr(self, section):
+            for index, item in enumerate(getattr(self, section)):
                 if item.id in seen:
-                    raise ValueError(f"{section}: duplicate id {item.id!r}")
+                    found.append((f"{section}[{index}].id", f"duplicate id {item.id!r}"))
                 seen.add(item.id)
-        return self
+        return found

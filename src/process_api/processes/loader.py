@@ -66,6 +66,9 @@ def parse_process_file(path: Path, host_checks: HostChecks) -> Process | list[Lo
             LoadProblem(path, _field_path(err["loc"]), err["msg"].removeprefix("Value error, "))
             for err in exc.errors()
         ]
+    duplicates = config.duplicate_ids()
+    if duplicates:
+        return [LoadProblem(path, field, message) for field, message in duplicates]
     check = host_checks.get(config.host.type)
     if check is None:
         known = ", ".join(sorted(host_checks))

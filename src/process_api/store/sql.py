@@ -56,7 +56,15 @@ def _to_job(row: Row[Any]) -> Job:
 
 
 def _to_row(job: Job) -> dict[str, Any]:
-    return {c.name: getattr(job, c.name) for c in jobs.columns}
+    return _utc({c.name: getattr(job, c.name) for c in jobs.columns})
+
+
+def _utc(values: dict[str, Any]) -> dict[str, Any]:
+    """Datetimes in UTC: SQLite keeps no offset, so every stored time must share one."""
+    return {
+        k: v.astimezone(UTC) if isinstance(v, datetime) and v.tzinfo else v
+        for k, v in values.items()
+    }
 
 
 class SqlJobStore:
@@ -100,7 +108,7 @@ class SqlJobStore:
         self, job_id: str, changes: dict[str, Any], from_statuses: frozenset[JobStatus]
     ) -> Job | None:
         guard = jobs.c.status.in_([s.value for s in from_statuses])
-        values = {k: (v.value if isinstance(v, JobStatus) else v) for k, v in changes.items()}
+        values = _utc({k: (v.value if isinstance(v, JobStatus) else v) for k, v in changes.items()})
         async with self._engine.begin() as conn:
             result = await conn.execute(
                 jobs.update().where(jobs.c.id == job_id, guard).values(**values)

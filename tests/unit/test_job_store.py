@@ -1,0 +1,260 @@
+"""The SQLite job store: records, status guards, listing, and durability."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+
+from process_api.jobs.model import ACTIVE, TERMINAL, Job, JobStatus
+from process_api.store.base import JobQuery
+from process_api.store.sql import SqlJobStore
+
+T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+def make_job(job_id: str, minutes: int = 0, **fields: Any) -> Job:
+    created = T0 + timedelta(minutes=minutes)
+    defaults: dict[str, Any] = {
+        "process_id": "echo",
+        "process_version": "1.0.0",
+        "host_type": "subprocess",
+        "mode": "async",
+        "created": created,
+        "updated": created,
+    }
+    return Job(id=job_id, **{**defaults, **fields})
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqlJobStore]:
+    store = SqlJobStore.sqlite(tmp_path / "jobs.sqlite")
+    await store.open()
+    yield store
+    await store.close()
+
+
+async def test_create_get_round_trip(store: SqlJobStore) -> None:
+    job = make_job(
+        "j1",
+        status=JobStatus.SUCCESSFUL,
+        message="finished",
+        progress=100,
+        started=T0 + timedelta(seconds=1),
+        finished=T0 + timedelta(seconds=2),
+        inputs={"text": "héllo", "numbers": [1, 2.5], "nested": {"a": None, "b": True}},
+        request={"response": "document", "outputs": {"text": {}}},
+        results={"text": "héllo", "count": 2},
+        handle={"pid": 1234, "start": "98765"},
+        submitter="alice",
+    )
+    await store.create(job)
+    loaded = await store.get("j1")
+    assert loaded == job
+    assert loaded is not None
+    assert loaded.status is JobStatus.SUCCESSFUL
+    for moment in (loaded.created, loaded.started, loaded.finished, loaded.updated):
+        assert moment is not None
+        assert moment.tzinfo is not None
+        assert moment.utcoffset() == timedelta(0)
+
+
+async def test_defaults_round_trip(store: SqlJobStore) -> None:
+    job = make_job("j1")
+    await store.create(job)
+    loaded = await store.get("j1")
+    assert loaded == job
+    assert loaded is not None
+    assert loaded.status is JobStatus.ACCEPTED
+    assert (loaded.started, loaded.finished, loaded.results, loaded.handle) == (
+        None,
+        None,
+        None,
+        None,
+    )
+    assert loaded.inputs == {} and loaded.request == {}
+
+
+async def test_non_utc_datetime_keeps_its_instant(store: SqlJobStore) -> None:
+    paris = timezone(timedelta(hours=2))
+    created = datetime(2024, 5, 1, 14, 0, tzinfo=paris)
+    await store.create(make_job("j1", created=created, updated=created))
+    loaded = await store.get("j1")
+    assert loaded is not None
+    assert loaded.created == created  # the same instant, 12:00 UTC
+
+
+async def test_unknown_job(store: SqlJobStore) -> None:
+    assert await store.get("nope") is None
+    assert await store.update("nope", {"message": "x"}, ACTIVE) is None
+
+
+async def test_update_from_an_allowed_status(store: SqlJobStore) -> None:
+    await store.create(make_job("j1"))
+    started = T0 + timedelta(seconds=5)
+    updated = await store.update(
+        "j1",
+        {
+            "status": JobStatus.RUNNING,
+            "started": started,
+            "updated": started,
+            "handle": {"pid": 42},
+        },
+        frozenset({JobStatus.ACCEPTED}),
+    )
+    assert updated is not None
+    assert updated.status is JobStatus.RUNNING
+    assert updated.started == started
+    assert updated.handle == {"pid": 42}
+    assert await store.get("j1") == updated
+
+
+async def test_update_guarded_by_status(store: SqlJobStore) -> None:
+    await store.create(make_job("j1", status=JobStatus.RUNNING))
+    # only an accepted job may start running
+    assert await store.update("j1", {"message": "x"}, frozenset({JobStatus.ACCEPTED})) is None
+    loaded = await store.get("j1")
+    assert loaded is not None and loaded.message == ""
+
+
+async def test_terminal_status_never_changes(store: SqlJobStore) -> None:
+    await store.create(make_job("j1"))
+    done = await store.update("j1", {"status": JobStatus.SUCCESSFUL, "results": {"a": 1}}, ACTIVE)
+    assert done is not None and done.status is JobStatus.SUCCESSFUL
+    # a late dismiss or failure report loses the race
+    for status in TERMINAL:
+        assert await store.update("j1", {"status": status, "results": None}, ACTIVE) is None
+    loaded = await store.get("j1")
+    assert loaded is not None
+    assert loaded.status is JobStatus.SUCCESSFUL
+    assert loaded.results == {"a": 1}
+
+
+async def test_update_with_no_allowed_status_changes_nothing(store: SqlJobStore) -> None:
+    await store.create(make_job("j1"))
+    assert await store.update("j1", {"message": "x"}, frozenset()) is None
+
+
+async def test_update_only_touches_its_job(store: SqlJobStore) -> None:
+    await store.create(make_job("j1"))
+    await store.create(make_job("j2"))
+    await store.update("j1", {"status": JobStatus.FAILED, "message": "boom"}, ACTIVE)
+    other = await store.get("j2")
+    assert other is not None
+    assert (other.status, other.message) == (JobStatus.ACCEPTED, "")
+
+
+async def test_duplicate_id_is_refused(store: SqlJobStore) -> None:
+    await store.create(make_job("j1"))
+    with pytest.raises(IntegrityError):
+        await store.create(make_job("j1", process_id="other"))
+    loaded = await store.get("j1")
+    assert loaded is not None and loaded.process_id == "echo"
+
+
+@pytest.fixture
+async def filled(store: SqlJobStore) -> SqlJobStore:
+    """Six jobs, one a minute: j0 the oldest, j5 the newest."""
+    plan = [
+        ("echo", JobStatus.SUCCESSFUL),
+        ("stats", JobStatus.FAILED),
+        ("echo", JobStatus.RUNNING),
+        ("echo", JobStatus.ACCEPTED),
+        ("stats", JobStatus.ACCEPTED),
+        ("fail", JobStatus.DISMISSED),
+    ]
+    # inserted out of order: the order must come from `created`, not from insertion
+    for n in (3, 0, 5, 1, 4, 2):
+        process_id, status = plan[n]
+        await store.create(make_job(f"j{n}", minutes=n, process_id=process_id, status=status))
+    return store
+
+
+def ids(jobs: list[Job]) -> list[str]:
+    return [job.id for job in jobs]
+
+
+async def test_find_newest_first(filled: SqlJobStore) -> None:
+    assert ids(await filled.find(JobQuery(limit=100))) == ["j5", "j4", "j3", "j2", "j1", "j0"]
+
+
+async def test_find_limit_and_offset(filled: SqlJobStore) -> None:
+    assert ids(await filled.find(JobQuery(limit=2))) == ["j5", "j4"]
+    assert ids(await filled.find(JobQuery(limit=2, offset=2))) == ["j3", "j2"]
+    assert ids(await filled.find(JobQuery(limit=10, offset=5))) == ["j0"]
+    assert await filled.find(JobQuery(limit=10, offset=6)) == []
+
+
+async def test_find_by_process_ids(filled: SqlJobStore) -> None:
+    assert ids(await filled.find(JobQuery(process_ids=["echo"]))) == ["j3", "j2", "j0"]
+    found = await filled.find(JobQuery(process_ids=["stats", "fail"]))
+    assert ids(found) == ["j5", "j4", "j1"]
+    assert await filled.find(JobQuery(process_ids=["unknown"])) == []
+
+
+async def test_find_by_statuses(filled: SqlJobStore) -> None:
+    found = await filled.find(JobQuery(statuses=[JobStatus.ACCEPTED]))
+    assert ids(found) == ["j4", "j3"]
+    found = await filled.find(JobQuery(statuses=[JobStatus.SUCCESSFUL, JobStatus.FAILED]))
+    assert ids(found) == ["j1", "j0"]
+
+
+async def test_find_by_process_and_status(filled: SqlJobStore) -> None:
+    query = JobQuery(process_ids=["echo"], statuses=list(ACTIVE), limit=1, offset=1)
+    assert ids(await filled.find(query)) == ["j2"]
+
+
+async def test_count(filled: SqlJobStore) -> None:
+    assert await filled.count(JobQuery()) == 6
+    # limit and offset page the list; the count is of all matches
+    assert await filled.count(JobQuery(limit=1, offset=3)) == 6
+    assert await filled.count(JobQuery(process_ids=["echo"])) == 3
+    assert await filled.count(JobQuery(statuses=[JobStatus.ACCEPTED])) == 2
+    assert await filled.count(JobQuery(process_ids=["stats"], statuses=list(TERMINAL))) == 1
+    assert await filled.count(JobQuery(process_ids=["unknown"])) == 0
+
+
+async def test_active_jobs_oldest_first(filled: SqlJobStore) -> None:
+    active = await filled.active()
+    assert ids(active) == ["j2", "j3", "j4"]
+    assert {job.status for job in active} <= ACTIVE
+
+
+async def test_no_active_jobs(store: SqlJobStore) -> None:
+    assert await store.active() == []
+    await store.create(make_job("j1", status=JobStatus.SUCCESSFUL))
+    assert await store.active() == []
+
+
+async def test_data_survives_closing_and_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.sqlite"
+    first = SqlJobStore.sqlite(path)
+    await first.open()
+    job = make_job("j1", inputs={"text": "kept"})
+    await first.create(job)
+    running = await first.update("j1", {"status": JobStatus.RUNNING}, ACTIVE)
+    await first.close()
+
+    second = SqlJobStore.sqlite(path)
+    await second.open()  # creating tables again must not lose rows
+    try:
+        assert await second.get("j1") == running
+        assert ids(await second.active()) == ["j1"]
+        assert await second.count(JobQuery()) == 1
+    finally:
+        await second.close()
+
+
+async def test_store_creates_its_directory(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "jobs.sqlite"
+    store = SqlJobStore.sqlite(path)
+    await store.open()
+    try:
+        await store.create(make_job("j1"))
+        assert path.is_file()
+    finally:
+        await store.close()

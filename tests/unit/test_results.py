@@ -1,0 +1,250 @@
+"""What a process printed: progress reports, its results line and its log."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from process_api.jobs import output
+from process_api.jobs.output import (
+    JobLog,
+    Progress,
+    ResultsError,
+    map_results,
+    parse_log,
+    parse_progress,
+)
+from process_api.processes.config import ProcessConfig
+from process_api.processes.registry import Process
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def make_process(*outputs: dict[str, Any]) -> Process:
+    config = ProcessConfig.model_validate(
+        {
+            "info": {"id": "p"},
+            "host": {"type": "subprocess", "command": ["true"]},
+            "outputs": list(outputs),
+        }
+    )
+    return Process.from_config(config, Path("x.yml"))
+
+
+def results_line(value: Any) -> str:
+    return json.dumps({"plugin_results": value})
+
+
+# -- progress --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ('{"progress": 50}', Progress(50, None)),
+        ('{"progress": 50, "message": "halfway"}', Progress(50, "halfway")),
+        ('{"progress": 12.9, "message": "x"}', Progress(12, "x")),
+        ('{"progress": 0}', Progress(0, None)),
+        ('{"progress": 100}', Progress(100, None)),
+        ('{"progress": 150}', Progress(100, None)),
+        ('{"progress": -5}', Progress(0, None)),
+        ('{"message": "m", "progress": 7}', Progress(7, "m")),
+        ('{"progress": 5, "message": 42}', Progress(5, None)),
+    ],
+)
+def test_progress_lines(line: str, expected: Progress) -> None:
+    assert parse_progress(line) == expected
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "",
+        "progress 50%",
+        "50",
+        '{"level": "INFO", "msg": "working"}',
+        '{"progress": "50"}',
+        '{"progress": null}',
+        '{"progress": true}',
+        '{"progress": false}',
+        '{"progress": [50]}',
+        '{"progress": 50',
+        '{"plugin_results": {"progress": 50}}',
+        '{"plugin_results": 1, "progress": 50}',
+        '["progress", 50]',
+    ],
+)
+def test_not_progress(line: str) -> None:
+    assert parse_progress(line) is None
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e400"])
+def test_non_finite_progress_does_not_raise(number: str) -> None:
+    # A progress line is printed by the process; whatever it prints must not break the job.
+    line = '{"progress": ' + number + "}"
+    assert parse_progress(line) in (None, Progress(0, None), Progress(100, None))
+
+
+# -- results ---------------------------------------------------------------------------
+
+
+def test_single_output_gets_the_bare_value() -> None:
+    process = make_process({"id": "message", "schema": {"type": "string"}})
+    assert map_results(process, results_line("hello")) == {"message": "hello"}
+
+
+def test_single_output_given_as_keyed_object() -> None:
+    process = make_process({"id": "message", "schema": {"type": "string"}})
+    assert map_results(process, results_line({"message": "hello"})) == {"message": "hello"}
+
+
+def test_single_object_output_that_is_not_keyed_by_its_id() -> None:
+    process = make_process({"id": "summary", "schema": {"type": "object"}})
+    value = {"count": 2, "mean": 1.5}
+    assert map_results(process, results_line(value)) == {"summary": value}
+
+
+def test_single_output_without_schema_takes_any_value() -> None:
+    process = make_process({"id": "anything"})
+    assert map_results(process, results_line([1, "a", None])) == {"anything": [1, "a", None]}
+    assert map_results(process, results_line(None)) == {"anything": None}
+
+
+def test_several_outputs_from_an_object_keyed_by_output_ids() -> None:
+    process = make_process(
+        {"id": "count", "schema": {"type": "integer"}},
+        {"id": "mean", "schema": {"type": "number"}},
+    )
+    assert map_results(process, results_line({"count": 3, "mean": 2.0})) == {
+        "count": 3,
+        "mean": 2.0,
+    }
+    # a subset of the outputs is fine
+    assert map_results(process, results_line({"mean": 2.0})) == {"mean": 2.0}
+
+
+@pytest.mark.parametrize("value", [{"count": 3, "other": 1}, {}, [3, 2.0], 3, "text", None])
+def test_non_matching_value_for_several_outputs(value: Any) -> None:
+    process = make_process({"id": "count"}, {"id": "mean"})
+    with pytest.raises(ResultsError) as caught:
+        map_results(process, results_line(value))
+    assert "count" in str(caught.value) and "mean" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "last_line",
+    [None, "", "all done", '{"progress": 100}', '{"result": 1}', '{"plugin_results": 1'],
+)
+def test_no_plugin_results_line_with_declared_outputs(last_line: str | None) -> None:
+    process = make_process({"id": "message"})
+    with pytest.raises(ResultsError, match="plugin_results"):
+        map_results(process, last_line)
+
+
+def test_no_outputs_declared_and_no_results() -> None:
+    assert map_results(make_process(), None) == {}
+    assert map_results(make_process(), "finished") == {}
+
+
+def test_no_outputs_declared_but_a_value_returned() -> None:
+    # Go-era files often declare no outputs and still return something.
+    assert map_results(make_process(), results_line("Hello World")) == {"result": "Hello World"}
+    assert map_results(make_process(), results_line({"a": 1})) == {"result": {"a": 1}}
+
+
+def test_value_invalid_against_the_output_schema() -> None:
+    process = make_process({"id": "count", "schema": {"type": "integer", "minimum": 0}})
+    with pytest.raises(ResultsError, match="'count'"):
+        map_results(process, results_line(-1))
+    with pytest.raises(ResultsError, match="'count'"):
+        map_results(process, results_line({"count": "three"}))
+
+
+def test_one_invalid_output_among_several() -> None:
+    process = make_process(
+        {"id": "count", "schema": {"type": "integer"}},
+        {"id": "mean", "schema": {"type": "number"}},
+    )
+    with pytest.raises(ResultsError, match="'mean'"):
+        map_results(process, results_line({"count": 3, "mean": "high"}))
+
+
+def test_output_from_literal_data_domain_is_not_checked() -> None:
+    # outputs have no literalDataDomain: without `schema:` any value is accepted
+    process = make_process({"id": "out", "output": {"transmissionMode": ["value"]}})
+    assert map_results(process, results_line(5)) == {"out": 5}
+
+
+# -- the log ---------------------------------------------------------------------------
+
+
+def test_log_keeps_lines_in_order_with_their_stream() -> None:
+    log = JobLog()
+    log.add(T0, "stdout", "one")
+    log.add(T0, "stderr", "two")
+    assert log.lines == [
+        {"time": T0.isoformat(), "stream": "stdout", "text": "one"},
+        {"time": T0.isoformat(), "stream": "stderr", "text": "two"},
+    ]
+
+
+def test_log_keeps_last_stdout_and_last_stderr_lines() -> None:
+    log = JobLog()
+    log.add(T0, "stdout", "first out")
+    log.add(T0, "stderr", "first err")
+    log.add(T0, "stdout", results_line(1) + "  ")
+    log.add(T0, "stderr", "last err\n")
+    # blank lines do not hide the last real one
+    log.add(T0, "stdout", "   ")
+    log.add(T0, "stderr", "")
+    assert log.last_stdout == results_line(1)
+    assert log.last_stderr == "last err"
+    assert map_results(make_process({"id": "x"}), log.last_stdout) == {"x": 1}
+
+
+def test_empty_log() -> None:
+    log = JobLog()
+    assert (log.last_stdout, log.last_stderr) == (None, None)
+    assert log.to_jsonl() == b""
+    assert parse_log(log.to_jsonl()) == []
+
+
+def test_log_is_capped_and_says_how_many_lines_were_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(output, "MAX_LOG_LINES", 3)
+    log = JobLog()
+    for n in range(5):
+        log.add(T0, "stdout", f"line {n}")
+    assert [line["text"] for line in log.lines] == ["line 2", "line 3", "line 4"]
+    assert log.dropped == 2
+    # the last line is kept for the results even when older lines go
+    assert log.last_stdout == "line 4"
+    records = parse_log(log.to_jsonl())
+    assert len(records) == 4
+    assert records[0]["stream"] == "server"
+    assert "2 earlier lines dropped" in records[0]["text"]
+    assert [r["text"] for r in records[1:]] == ["line 2", "line 3", "line 4"]
+
+
+def test_log_under_the_cap_has_no_note(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(output, "MAX_LOG_LINES", 3)
+    log = JobLog()
+    for n in range(3):
+        log.add(T0, "stdout", f"line {n}")
+    assert log.dropped == 0
+    assert [r["text"] for r in parse_log(log.to_jsonl())] == ["line 0", "line 1", "line 2"]
+
+
+def test_log_round_trips_through_jsonl() -> None:
+    log = JobLog()
+    texts = ["plain", 'quotes " and \\ backslash', "unicode: é ✓", "", "  indented  "]
+    for n, text in enumerate(texts):
+        log.add(T0, "stdout" if n % 2 else "stderr", text)
+    data = log.to_jsonl()
+    assert data.count(b"\n") == len(texts)
+    assert parse_log(data) == log.lines
