@@ -162,7 +162,9 @@ def test_sync_execution_several_raw_outputs_are_multipart(client: httpx.Client) 
     assert response.headers["content-type"].startswith("multipart/related")
     boundary = response.headers["content-type"].split('boundary="')[1].split('"')[0]
     parts = [p for p in response.text.split(f"--{boundary}") if p.strip() not in ("", "--")]
-    contents = {p.split("Content-ID: <")[1].split(">")[0]: p.split("\r\n\r\n")[1].strip() for p in parts}
+    contents = {
+        p.split("Content-ID: <")[1].split(">")[0]: p.split("\r\n\r\n")[1].strip() for p in parts
+    }
     assert contents == {"stringInput": '"a"', "doubleInput": "2.5"}
 
 
@@ -198,7 +200,9 @@ def test_async_execution(client: httpx.Client) -> None:
 
 def test_prefer_wait_answers_sync_or_async(client: httpx.Client) -> None:
     quick = client.post(
-        "/processes/echo/execution", json={"inputs": {"stringInput": "q"}}, headers={"Prefer": "wait=10"}
+        "/processes/echo/execution",
+        json={"inputs": {"stringInput": "q"}},
+        headers={"Prefer": "wait=10"},
     )
     assert quick.status_code == 200 and quick.json() == "q"
     assert quick.headers["preference-applied"] == "wait=10"
@@ -235,7 +239,9 @@ def test_results_before_the_job_ends(client: httpx.Client) -> None:
         ({"stringInput": "a", "choiceInput": "pink"}, "input 'choiceInput' is not valid"),
     ],
 )
-def test_invalid_execute_requests_name_the_input(client: httpx.Client, inputs: dict, named: str) -> None:
+def test_invalid_execute_requests_name_the_input(
+    client: httpx.Client, inputs: dict, named: str
+) -> None:
     before = client.get("/jobs").json()["numberMatched"]
     response = client.post("/processes/echo/execution", json={"inputs": inputs})
     body = assert_exception(response, 400, "invalid-parameter-value")
@@ -276,8 +282,12 @@ def check_job_list(client: httpx.Client) -> None:
     both = client.get("/jobs", params={"processID": "echo,stats", "status": "successful"}).json()
     assert both["numberMatched"] == 4
     assert client.get("/jobs", params={"status": "failed"}).json()["jobs"] == []
-    assert_exception(client.get("/jobs", params={"status": "finished"}), 400, "invalid-parameter-value")
-    assert_exception(client.get("/jobs", params={"type": "service"}), 400, "invalid-parameter-value")
+    assert_exception(
+        client.get("/jobs", params={"status": "finished"}), 400, "invalid-parameter-value"
+    )
+    assert_exception(
+        client.get("/jobs", params={"type": "service"}), 400, "invalid-parameter-value"
+    )
 
 
 @pytest.mark.parametrize(

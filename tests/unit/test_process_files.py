@@ -232,8 +232,7 @@ inputs:
 """,
     )
     problem = only_problem(tmp_path, checks)
-    assert problem.file == path
-    assert "inputs" in str(problem)
+    assert (problem.file, problem.field) == (path, "inputs[2].id")
     assert "duplicate id 'same'" in problem.message
 
 
