@@ -8,6 +8,7 @@ so existing `.env` files keep working.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,6 +35,18 @@ class Settings(BaseSettings):
     skip_invalid: bool = Field(False, alias="SKIP_INVALID")
     api_name: str = Field("process-api", alias="API_NAME")
     public_url: str | None = Field(None, alias="PUBLIC_URL")
+    docker_network: str = Field("bridge", alias="DOCKER_NETWORK")
+    docker_pull_policy: Literal["if-not-present", "always", "never"] = Field(
+        "if-not-present", alias="DOCKER_PULL_POLICY"
+    )
+    #: what local containers may use together; the machine's CPUs and memory if unset.
+    local_cpus: float | None = Field(None, alias="LOCAL_CPUS", gt=0)
+    local_memory: float | None = Field(None, alias="LOCAL_MEMORY", gt=0)
+    #: what a container counts for (and is limited to) when its process sets no maxResources.
+    docker_default_cpus: float = Field(1.0, alias="DOCKER_DEFAULT_CPUS", gt=0)
+    docker_default_memory: float = Field(1024.0, alias="DOCKER_DEFAULT_MEMORY", gt=0)
+    secrets_file: Path | None = Field(None, alias="SECRETS_FILE")
+    instance_id: str | None = Field(None, alias="INSTANCE_ID")
     job_env_passthrough: tuple[str, ...] = Field(
         ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR"), alias="JOB_ENV_PASSTHROUGH"
     )
@@ -64,6 +77,30 @@ class Settings(BaseSettings):
     def storage_dir(self) -> Path:
         """Root of the local storage of logs and results."""
         return self.data_dir / "storage"
+
+    @property
+    def instance(self) -> str:
+        """Names this server's containers; stable across restarts on the same database."""
+        if self.instance_id:
+            return self.instance_id
+        digest = hashlib.sha256(str(self.database_file.resolve()).encode()).hexdigest()
+        return f"{self.api_name}-{digest[:12]}"
+
+    def docker_environment(self) -> dict[str, str]:
+        """The standard Docker client variables (DOCKER_HOST, …) of the server's environment."""
+        return {k: v for k, v in os.environ.items() if k.startswith("DOCKER_")}
+
+    def secret_values(self, names: list[str]) -> dict[str, str]:
+        """Secret values by name: the secrets file first, then the server's environment."""
+        from_file: dict[str, str | None] = {}
+        if self.secrets_file is not None and self.secrets_file.is_file():
+            from_file = dotenv_values(self.secrets_file)
+        found = {}
+        for name in names:
+            value = from_file.get(name) or os.environ.get(name)
+            if value is not None:
+                found[name] = value
+        return found
 
     def server_variables(self, names: tuple[str, ...] | list[str]) -> dict[str, str]:
         """Those of the server's environment variables that a job is allowed to see."""

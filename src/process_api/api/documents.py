@@ -101,6 +101,7 @@ def status_info(request: Request, job: Job) -> dict[str, Any]:
         *self_links(request, path, "Job status"),
         link(url(request, path), "status", title="Job status"),
         link(url(request, path + "/logs"), "logs", title="Job logs"),
+        link(url(request, path + "/metadata"), "metadata", title="Job metadata"),
         link(url(request, f"/processes/{job.process_id}"), "process", title="Process description"),
     ]
     if job.status is JobStatus.SUCCESSFUL:

@@ -95,3 +95,27 @@ async def job_logs(request: Request, jobID: str) -> Response:
         ],
     }
     return render(request, document, "logs.html")
+
+
+#: handle members that only the host needs.
+_INTERNAL = ("start",)
+
+
+@router.get("/jobs/{jobID}/metadata", summary="Provenance of a job: what ran, where and when")
+async def job_metadata(request: Request, jobID: str) -> Response:
+    job = await job_service(request).get(jobID)
+    run = {k: v for k, v in (job.handle or {}).items() if k not in _INTERNAL}
+    document = {
+        "jobID": job.id,
+        "processID": job.process_id,
+        "processVersion": job.process_version,
+        "host": job.host_type,
+        "status": job.status.value,
+        **{name: timestamp(getattr(job, name)) for name in ("created", "started", "finished")},
+        **run,
+        "links": [
+            *self_links(request, f"/jobs/{jobID}/metadata", "Job metadata"),
+            link(url(request, f"/jobs/{jobID}"), "up", title="Job status"),
+        ],
+    }
+    return render(request, document, "metadata.html")

@@ -2,19 +2,43 @@
 
 from __future__ import annotations
 
+import os
+
 from process_api.hosts.base import Host
+from process_api.hosts.docker import DockerHost, DockerOptions
 from process_api.hosts.subprocess import SubprocessHost
 from process_api.hosts.unavailable import UnavailableHost
+from process_api.jobs.budget import Resources
 from process_api.processes.loader import HostChecks
 from process_api.settings import Settings
 
 
+def machine_resources() -> Resources:
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
+    return Resources(float(os.cpu_count() or 1), memory)
+
+
 def build_hosts(settings: Settings) -> dict[str, Host]:
     """Every host type a process file may name, ready to run (or to refuse with a reason)."""
-    docker = UnavailableHost("the docker host (host.type: docker or local) is not available yet")
-    batch = UnavailableHost("the aws-batch host is not available yet")
+    machine = machine_resources()
+    docker = DockerHost(
+        DockerOptions(
+            environment=settings.docker_environment(),
+            instance=settings.instance,
+            network=settings.docker_network,
+            pull_policy=settings.docker_pull_policy,
+            default_resources=Resources(
+                settings.docker_default_cpus, settings.docker_default_memory
+            ),
+            capacity=Resources(
+                settings.local_cpus or machine.cpus, settings.local_memory or machine.memory
+            ),
+            server_env=settings.server_variables,
+            secrets=settings.secret_values,
+        )
+    )
     return {
-        "aws-batch": batch,
+        "aws-batch": UnavailableHost("the aws-batch host is not available yet"),
         "docker": docker,
         "local": docker,
         "subprocess": SubprocessHost(

@@ -1,16 +1,20 @@
 """The Host port: an execution platform that runs one job of a process.
 
 A host runs a job to the end in `run`, reporting through `HostEvents`; the job
-service cancels the awaiting task to stop a job, and the host's `run` must then
-stop what it started (process group, container, Batch job) before re-raising.
+service cancels the awaiting task to stop a job (dismiss, timeout, shutdown),
+and the host's `run` must then stop what it started (process group, container,
+Batch job) before re-raising.
 """
 
 from __future__ import annotations
 
+from collections.abc import Set
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from process_api.jobs.budget import Resources
 from process_api.processes.config import ProcessConfig
 from process_api.processes.registry import Process
 
@@ -44,10 +48,10 @@ class RunLost(Exception):
 
 class HostEvents(Protocol):
     async def started(self, handle: dict[str, Any]) -> None:
-        """The run has started; the handle lets the host find it again."""
+        """The run has started; the handle lets the host find it again (and is provenance)."""
 
-    def output(self, stream: Stream, line: str) -> None:
-        """One line the process printed."""
+    def output(self, stream: Stream, line: str, time: datetime | None = None) -> None:
+        """One line the process printed, at `time` if the platform recorded it."""
 
 
 class Host(Protocol):
@@ -58,6 +62,15 @@ class Host(Protocol):
     def check(self, config: ProcessConfig) -> None:
         """Raises HostConfigError naming the field if the file does not fit this host."""
 
+    async def ready(self) -> None:
+        """Raises ServiceUnavailable if the platform cannot take a job now."""
+
+    def capacity(self) -> Resources | None:
+        """What this host's jobs may use together; None for no budget."""
+
+    def resources(self, process: Process) -> Resources | None:
+        """What one job of the process counts for against the capacity."""
+
     async def run(self, run: JobRun, events: HostEvents) -> HostOutcome:
         """Runs the job to its end; on cancellation stops it, then re-raises."""
 
@@ -66,4 +79,29 @@ class Host(Protocol):
     ) -> HostOutcome:
         """Follows a run started before a restart to its end, or raises RunLost."""
 
+    async def prune(self, keep: Set[str]) -> None:
+        """Removes what earlier runs of this server left behind, except for the jobs in `keep`."""
+
     async def close(self) -> None: ...
+
+
+class HostBase:
+    """Defaults for hosts without a budget, readiness check or leftovers."""
+
+    available = True
+    unavailable_reason = ""
+
+    async def ready(self) -> None:
+        return None
+
+    def capacity(self) -> Resources | None:
+        return None
+
+    def resources(self, process: Process) -> Resources | None:
+        return None
+
+    async def prune(self, keep: Set[str]) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None

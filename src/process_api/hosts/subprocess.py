@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from process_api.hosts.base import HostEvents, HostOutcome, JobRun, RunLost, Stream
+from process_api.hosts.base import HostBase, HostEvents, HostOutcome, JobRun, RunLost, Stream
 from process_api.processes.config import ProcessConfig
 from process_api.processes.loader import HostConfigError
 
@@ -52,10 +52,7 @@ def _kill_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
 
 
-class SubprocessHost:
-    available = True
-    unavailable_reason = ""
-
+class SubprocessHost(HostBase):
     def __init__(
         self, base_env: Mapping[str, str], server_env: Callable[[list[str]], dict[str, str]]
     ) -> None:
@@ -95,7 +92,8 @@ class SubprocessHost:
             _pump(proc.stdout, "stdout", events), _pump(proc.stderr, "stderr", events)
         )
         try:
-            await events.started({"pid": proc.pid, "start": _start_time(proc.pid)})
+            handle = {"pid": proc.pid, "start": _start_time(proc.pid), "command": config.command}
+            await events.started(handle)
             code = await proc.wait()
             # Children left in the group may hold the pipes open: they end with the job.
             with contextlib.suppress(TimeoutError):
@@ -116,9 +114,6 @@ class SubprocessHost:
         if isinstance(pid, int) and handle.get("start") == _start_time(pid):
             _kill_group(pid, signal.SIGKILL)
         raise RunLost("the server restarted while the job was running; its process was stopped")
-
-    async def close(self) -> None:
-        return None
 
 
 async def _pump(reader: asyncio.StreamReader | None, stream: Stream, events: HostEvents) -> None:

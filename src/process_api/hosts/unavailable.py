@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from process_api.errors import NotSupported
-from process_api.hosts.base import HostEvents, HostOutcome, JobRun, RunLost
+from process_api.hosts.base import HostBase, HostEvents, HostOutcome, JobRun, RunLost
 from process_api.processes.config import ProcessConfig
 
 
-class UnavailableHost:
+class UnavailableHost(HostBase):
     """Accepts any file of its type; refuses to run it, with the reason."""
 
     available = False
@@ -27,6 +27,3 @@ class UnavailableHost:
         self, run: JobRun, handle: dict[str, Any], events: HostEvents
     ) -> HostOutcome:
         raise RunLost(self.unavailable_reason)
-
-    async def close(self) -> None:
-        return None

@@ -6,6 +6,7 @@ lines `{"progress": N, "message": "…"}` report progress; everything is the log
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 from dataclasses import dataclass, field
@@ -115,7 +116,12 @@ class JobLog:
                 self.last_stdout = text.strip()
             else:
                 self.last_stderr = text.strip()
-        self.lines.append({"time": time.isoformat(), "stream": stream, "text": text})
+        record = {"time": time.isoformat(), "stream": stream, "text": text}
+        if self.lines and self.lines[-1]["time"] > record["time"]:
+            # stdout and stderr are read apart: keep the log in the order things were printed
+            bisect.insort(self.lines, record, key=lambda r: r["time"])
+        else:
+            self.lines.append(record)
         if len(self.lines) > MAX_LOG_LINES:
             del self.lines[: len(self.lines) - MAX_LOG_LINES]
             self.dropped += 1

@@ -16,10 +16,18 @@ import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from process_api.errors import JobNotDismissable, NoSuchJob, NotSupported, ServiceUnavailable
+from process_api.errors import (
+    InvalidInput,
+    JobNotDismissable,
+    NoSuchJob,
+    NotSupported,
+    ServiceUnavailable,
+)
 from process_api.hosts.base import Host, HostOutcome, JobRun, RunLost, Stream
+from process_api.jobs.budget import ResourceBudget
 from process_api.jobs.model import ACTIVE, Job, JobStatus, Mode, utcnow
 from process_api.jobs.output import JobLog, ResultsError, map_results, parse_log, parse_progress
 from process_api.processes.registry import Process, ProcessRegistry
@@ -68,8 +76,8 @@ class _Events:
             frozenset({JobStatus.ACCEPTED}),
         )
 
-    def output(self, stream: Stream, line: str) -> None:
-        self._active.log.add(utcnow(), stream, line)
+    def output(self, stream: Stream, line: str, time: datetime | None = None) -> None:
+        self._active.log.add(time or utcnow(), stream, line)
         self._service.save_log_soon(self._active)
         progress = parse_progress(line) if stream == "stdout" else None
         if progress is not None:
@@ -84,6 +92,12 @@ class JobService:
         self.hosts = hosts
         self._active: dict[str, _Active] = {}
         self._closing = False
+        #: one resource budget per host that has a capacity (docker and local share one).
+        self._budgets: dict[int, ResourceBudget] = {}
+        for host in hosts.values():
+            capacity = host.capacity()
+            if capacity is not None and id(host) not in self._budgets:
+                self._budgets[id(host)] = ResourceBudget(capacity)
 
     # -- submit and run ------------------------------------------------------------
 
@@ -101,6 +115,14 @@ class JobService:
         host = self.hosts[process.host_type]
         if not host.available:
             raise NotSupported(host.unavailable_reason)
+        need = host.resources(process)
+        budget = self._budgets.get(id(host))
+        if budget is not None and need is not None and not budget.fits_ever(need):
+            raise InvalidInput(
+                f"process {process.id!r} needs {need}, more than its jobs may ever use "
+                f"together on this server ({budget.total})"
+            )
+        await host.ready()
         job = Job(
             id=str(uuid.uuid4()),
             process_id=process.id,
@@ -138,21 +160,40 @@ class JobService:
         run = self._job_run(process, job)
         events = _Events(self, active)
         results: dict[str, Any] | None = None
+        need = host.resources(process)
+        budget = self._budgets.get(id(host)) if need is not None else None
+        reserved = False
         try:
             if handle is None:
+                if budget is not None and need is not None:
+                    await budget.acquire(need)  # waits, still accepted, for its turn
+                    reserved = True
                 if run.results_dir is not None:
                     await asyncio.to_thread(run.results_dir.mkdir, parents=True, exist_ok=True)
-                outcome = await host.run(run, events)
+                async with asyncio.timeout(process.config.timeout):
+                    outcome = await host.run(run, events)
             else:
+                if budget is not None and need is not None:
+                    budget.take(need)
+                    reserved = True
                 outcome = await host.reattach(run, handle, events)
             status, message, results = self._judge(process, outcome, active.log)
         except asyncio.CancelledError:
             status, message = JobStatus.DISMISSED, "dismissed"
+        except TimeoutError:
+            limit = process.config.timeout
+            status, message = (
+                JobStatus.FAILED,
+                f"the job ran longer than its timeout of {limit:g} s",
+            )
         except RunLost as exc:
             status, message = JobStatus.FAILED, str(exc)
         except Exception as exc:
             log.exception("job %s: the host failed", job.id)
             status, message = JobStatus.FAILED, f"the job could not be run: {exc}"
+        finally:
+            if reserved and budget is not None and need is not None:
+                budget.release(need)
         await asyncio.shield(self._finish(active, status, message, results))
 
     @staticmethod
@@ -294,19 +335,38 @@ class JobService:
     # -- start ---------------------------------------------------------------------
 
     async def reconcile(self, registry: ProcessRegistry) -> None:
-        """Settles the jobs the store says are active, left by a previous run of the server."""
+        """Settles the jobs the store says are active, left by a previous run of the server.
+
+        A run that was started is followed again (or failed, if its host cannot find
+        it); a queued asynchronous job waits for its turn again; a synchronous job
+        that never started is failed, since its client is gone. Then each host
+        removes what it left behind for jobs that are not followed.
+        """
+        followed: set[str] = set()
+        queued: list[tuple[Process, Job]] = []
         for job in await self.store.active():
             process = registry.get(job.process_id)
-            if job.handle is not None and process is not None and process.host_type in self.hosts:
+            host = self.hosts.get(job.host_type)
+            if process is None or host is None or not host.available:
+                await self._fail(
+                    job, f"the server restarted and process {job.process_id!r} is gone"
+                )
+            elif job.handle is not None:
                 log.info("job %s: following its run again after a restart", job.id)
                 self._start(process, job, job.handle)
-                continue
-            reason = (
-                "the server restarted before the job started"
-                if job.handle is None
-                else f"the server restarted and process {job.process_id!r} is gone"
-            )
-            now = utcnow()
-            changes = {"status": JobStatus.FAILED, "message": reason, "finished": now}
-            await self.store.update(job.id, {**changes, "updated": now}, ACTIVE)
-            log.warning("job %s: %s", job.id, reason)
+                followed.add(job.id)
+            elif job.mode == "async":
+                queued.append((process, job))
+            else:
+                await self._fail(job, "the server restarted before the job started")
+        for process, job in queued:
+            log.info("job %s: waiting again for its turn after a restart", job.id)
+            self._start(process, job, None)
+        for host in {id(h): h for h in self.hosts.values()}.values():
+            await host.prune(followed)
+
+    async def _fail(self, job: Job, reason: str) -> None:
+        now = utcnow()
+        changes = {"status": JobStatus.FAILED, "message": reason, "finished": now}
+        await self.store.update(job.id, {**changes, "updated": now}, ACTIVE)
+        log.warning("job %s: %s", job.id, reason)

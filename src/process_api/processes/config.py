@@ -7,7 +7,7 @@ misspelt `inputs` would otherwise silently publish a process without inputs.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from jsonschema import Draft202012Validator, SchemaError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -61,16 +61,42 @@ class Host(Section):
     type: str
 
 
+PullPolicy = Literal["if-not-present", "always", "never"]
+#: names of environment variables (and of secrets).
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class MaxResources(Section):
+    cpus: float | None = Field(None, gt=0)
+    #: megabytes
+    memory: float | None = Field(None, gt=0)
+
+
 class Container(Section):
+    """How a container host runs the process; the fields after maxResources are ours."""
+
     image: str = ""
     command: list[str] = []
-    envVars: list[str] = []
-    maxResources: dict[str, float | None] | None = None
+    envVars: list[Annotated[str, Field(pattern=ENV_NAME)]] = []
+    maxResources: MaxResources | None = None
+    #: names of secrets the container gets as environment variables; never shown anywhere.
+    secrets: list[Annotated[str, Field(pattern=ENV_NAME)]] = []
+    #: Linux capabilities to keep (all others are dropped).
+    capabilities: list[str] = []
+    #: Docker network mode (bridge, host, none or a network name); the server's default if unset.
+    network: str | None = None
+    pullPolicy: PullPolicy | None = None
+    user: str | None = None
 
-    @field_validator("command", "envVars", mode="before")
+    @field_validator("command", "envVars", "secrets", "capabilities", mode="before")
     @classmethod
     def _none_is_empty(cls, value: Any) -> Any:
         return [] if value is None else value
+
+    @field_validator("maxResources", mode="before")
+    @classmethod
+    def _empty_resources(cls, value: Any) -> Any:
+        return None if value == {} else value
 
 
 class ValueDefinition(Section):
@@ -137,6 +163,8 @@ class ProcessConfig(BaseModel):
     container: Container | None = None
     inputs: list[Input] = []
     outputs: list[Output] = []
+    #: seconds after which a job of the process fails and is stopped.
+    timeout: float | None = Field(None, gt=0)
 
     @field_validator("inputs", "outputs", mode="before")
     @classmethod
