@@ -153,3 +153,24 @@ def pid_alive(pid: int) -> bool:
     stat = Path(f"/proc/{pid}/stat")
     # A zombie has ended; only its parent has not collected it yet.
     return not (stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z")
+
+
+def _docker_answers() -> bool:
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> None:
+    """A running Docker Engine: a failure in CI, a skip elsewhere, when there is none."""
+    if _docker_answers():
+        return
+    message = (
+        "no Docker Engine answers: install Debian's docker.io and run ./scripts/test as root "
+        "(it starts `dockerd --bridge=none --iptables=false`), or set DOCKER_HOST"
+    )
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)

@@ -106,6 +106,8 @@ class _Server(uvicorn.Server):
         loop = asyncio.get_event_loop()
         loop.call_soon_threadsafe(self._stop_jobs)
         super().handle_exit(sig, frame)
+        # uvicorn would raise the signal again once stopped; a clean stop exits with 0.
+        self._captured_signals.clear()
 
     def _stop_jobs(self) -> None:
         if self._stopping is None:

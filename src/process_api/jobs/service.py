@@ -226,7 +226,9 @@ class JobService:
         try:
             writers = [w for w in (active.progress_writer, active.log_writer) if w is not None]
             await asyncio.gather(*writers, return_exceptions=True)
-            await self.storage.put(log_key(active.job_id), active.log.to_jsonl())
+            if active.log.lines or active.log.dropped:
+                # An empty log (a run found again that cannot replay it) keeps the saved one.
+                await self.storage.put(log_key(active.job_id), active.log.to_jsonl())
             now = utcnow()
             changes: dict[str, Any] = {"status": status, "message": message}
             changes.update(finished=now, updated=now, results=results)
@@ -318,19 +320,23 @@ class JobService:
     async def shutdown(self) -> None:
         """Dismisses every job still running here and waits until each is recorded."""
         self._closing = True
-        pending = list(self._active)
-        if pending:
+        # Again while any is left: a request may have been between its check and its record.
+        for _ in range(3):
+            pending = list(self._active)
+            if not pending:
+                break
             log.info("shutdown: dismissing %d active job(s)", len(pending))
-        results = await asyncio.gather(
-            *(self.dismiss(job_id, "the server shut down") for job_id in pending),
-            return_exceptions=True,
-        )
-        for job_id, result in zip(pending, results, strict=True):
-            if isinstance(result, BaseException) and not isinstance(result, JobNotDismissable):
-                log.error("shutdown: job %s: %s", job_id, result)
-        tasks = [a.task for a in self._active.values() if a.task is not None]
-        if tasks:
-            await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE)
+            results = await asyncio.gather(
+                *(self.dismiss(job_id, "the server shut down") for job_id in pending),
+                return_exceptions=True,
+            )
+            for job_id, result in zip(pending, results, strict=True):
+                if isinstance(result, Exception) and not isinstance(result, JobNotDismissable):
+                    log.error("shutdown: job %s: %s", job_id, result)
+            tasks = [a.task for a in self._active.values() if a.task is not None]
+            if tasks:
+                await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE)
+            await asyncio.sleep(0)
 
     # -- start ---------------------------------------------------------------------
 
