@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from process_api import __version__
-from process_api.api import errors, jobs, landing, openapi, processes
+from process_api.api import errors, job_list, jobs, landing, openapi, processes
 from process_api.api.documents import timestamp
 from process_api.api.negotiation import Renderer
 from process_api.hosts import build_hosts
@@ -68,6 +68,7 @@ def create_app(
     openapi.install(app)
     app.include_router(landing.router)
     app.include_router(processes.router)
+    app.include_router(job_list.router)
     app.include_router(jobs.router)
     app.mount(
         "/swagger/static",

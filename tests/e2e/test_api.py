@@ -331,9 +331,10 @@ def test_processes_of_hosts_not_available_yet(tmp_path: Path, server_factory) ->
     with server.client() as http:
         listed = [p["id"] for p in http.get("/processes").json()["processes"]]
         assert "pyecho" in listed and "dfc" in listed
-        response = http.post("/processes/pyecho/execution", json={"inputs": {"text": "a"}})
+        inputs = {"tile": "t1", "epoch": "2020", "points": [1, 2]}
+        response = http.post("/processes/dfc/execution", json={"inputs": inputs})
         body = assert_exception(response, 501, "not-supported")
-        assert "docker" in body["detail"]
+        assert "aws-batch" in body["detail"]
         assert http.get("/jobs").json()["numberMatched"] == 0
 
 

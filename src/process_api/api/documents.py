@@ -11,6 +11,7 @@ from process_api.api.links import (
     REL_EXECUTE,
     REL_PROCESS_DESCRIPTION,
     REL_RESULTS,
+    Base,
     link,
     self_links,
     url,
@@ -82,7 +83,7 @@ def process_description(request: Request, process: Process) -> dict[str, Any]:
     return document
 
 
-def status_info(request: Request, job: Job) -> dict[str, Any]:
+def status_info(request: Base, job: Job) -> dict[str, Any]:
     path = f"/jobs/{job.id}"
     document: dict[str, Any] = {
         "processID": job.process_id,

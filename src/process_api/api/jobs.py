@@ -2,62 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from process_api.api.common import MAX_LIMIT, Limit, Offset, job_service, page_links, render
+from process_api.api.common import job_service, render
 from process_api.api.documents import status_info, timestamp
 from process_api.api.links import link, self_links, url
 from process_api.api.results import check_finished, results_document
-from process_api.errors import InvalidParameter
-from process_api.jobs.model import JobStatus
-from process_api.store.base import JobQuery
 
 router = APIRouter(tags=["Jobs"])
-
-
-def _split(values: list[str] | None) -> list[str]:
-    """Repeated parameters and comma lists alike."""
-    return [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
-
-
-def _statuses(values: list[str] | None) -> list[JobStatus]:
-    names = _split(values)
-    unknown = [n for n in names if n not in JobStatus.__members__.values()]
-    if unknown:
-        allowed = ", ".join(s.value for s in JobStatus)
-        raise InvalidParameter(f"unknown value(s) {unknown} for parameter 'status' (use {allowed})")
-    return [JobStatus(n) for n in names]
-
-
-@router.get("/jobs", summary="List the jobs, newest first")
-async def list_jobs(
-    request: Request,
-    limit: Limit = 10,
-    offset: Offset = 0,
-    processID: Annotated[list[str] | None, Query()] = None,
-    status: Annotated[list[str] | None, Query()] = None,
-    type: Annotated[list[str] | None, Query()] = None,
-) -> Response:
-    types = _split(type)
-    if any(t != "process" for t in types):
-        raise InvalidParameter("parameter 'type' only takes the value 'process'")
-    limit = min(limit, MAX_LIMIT)
-    query = JobQuery(_split(processID), _statuses(status), limit, offset)
-    jobs, total = await job_service(request).find(query)
-    params = {k: request.query_params.getlist(k) for k in request.query_params if k != "f"}
-    document = {
-        "jobs": [status_info(request, job) for job in jobs],
-        "links": [
-            *self_links(request, "/jobs", "Jobs", **params),
-            *page_links(request, "/jobs", limit, offset, total),
-        ],
-        "numberMatched": total,
-        "numberReturned": len(jobs),
-    }
-    return render(request, document, "jobs.html")
 
 
 @router.get("/jobs/{jobID}", summary="The status of a job")

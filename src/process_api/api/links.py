@@ -16,13 +16,19 @@ REL_RESULTS = OGC_REL + "results"
 REL_PROCESS_DESCRIPTION = OGC_REL + "process-description"
 
 
-def base_url(request: Request) -> str:
+#: where links start: a request (its server address), or that address itself.
+Base = Request | str
+
+
+def base_url(request: Base) -> str:
     """The server's address as clients see it: PUBLIC_URL, else the request's own."""
+    if isinstance(request, str):
+        return request
     configured = request.app.state.settings.public_url
     return configured or str(request.base_url).rstrip("/")
 
 
-def url(request: Request, path: str, **query: Any) -> str:
+def url(request: Base, path: str, **query: Any) -> str:
     params = {k: v for k, v in query.items() if v is not None}
     suffix = f"?{urlencode(params, doseq=True)}" if params else ""
     return f"{base_url(request)}{path}{suffix}"
@@ -37,7 +43,7 @@ def link(
     return item
 
 
-def self_links(request: Request, path: str, title: str, **query: Any) -> list[dict[str, str]]:
+def self_links(request: Base, path: str, title: str, **query: Any) -> list[dict[str, str]]:
     """`self` as JSON and `alternate` as HTML, keeping the query parameters."""
     return [
         link(url(request, path, **query, f="json"), "self", "application/json", title),

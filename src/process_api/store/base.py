@@ -4,19 +4,32 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from process_api.jobs.model import Job, JobStatus
 
+#: a position in the job list: (created, id), the order key.
+Position = tuple[datetime, str]
+
 
 @dataclass(frozen=True)
 class JobQuery:
-    """A page of the job list, newest first."""
+    """A page of the job list, newest first, from a stable position so that new jobs
+    never make a page repeat or skip a job."""
 
     process_ids: Sequence[str] = ()
     statuses: Sequence[JobStatus] = ()
     limit: int = 10
-    offset: int = 0
+    #: created within these bounds (inclusive; None is open).
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    #: seconds from start to end (or to now, while running); only started jobs have one.
+    min_duration: float | None = None
+    max_duration: float | None = None
+    #: jobs after this position (older: the next page) or before it (newer: the previous page).
+    after: Position | None = None
+    before: Position | None = None
 
 
 class JobStore(Protocol):

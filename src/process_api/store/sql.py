@@ -11,7 +11,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from process_api.jobs.model import ACTIVE, Job, JobStatus
-from process_api.store.base import JobQuery
+from process_api.store.base import JobQuery, Position
 
 metadata = sa.MetaData()
 
@@ -53,6 +53,11 @@ def _to_job(row: Row[Any]) -> Job:
     for name in _TIMES:
         data[name] = _aware(data[name])
     return Job(**data)
+
+
+def _position(position: Position) -> Any:
+    created, job_id = position
+    return sa.tuple_(sa.literal(created.astimezone(UTC), sa.DateTime(timezone=True)), job_id)
 
 
 def _to_row(job: Job) -> dict[str, Any]:
@@ -118,17 +123,46 @@ class SqlJobStore:
             row = (await conn.execute(jobs.select().where(jobs.c.id == job_id))).one()
         return _to_job(row)
 
+    def _duration(self) -> Any:
+        """Seconds from start to end, or to now while running, in this database's terms."""
+        end = sa.func.coalesce(jobs.c.finished, sa.func.now())
+        if self._engine.dialect.name == "sqlite":
+            end = sa.func.coalesce(jobs.c.finished, sa.func.datetime("now"))
+            return (sa.func.julianday(end) - sa.func.julianday(jobs.c.started)) * 86400.0
+        return sa.func.extract("epoch", end - jobs.c.started)
+
     def _filtered(self, statement: Any, query: JobQuery) -> Any:
+        conditions: list[Any] = []
         if query.process_ids:
-            statement = statement.where(jobs.c.process_id.in_(list(query.process_ids)))
+            conditions.append(jobs.c.process_id.in_(list(query.process_ids)))
         if query.statuses:
-            statement = statement.where(jobs.c.status.in_([s.value for s in query.statuses]))
-        return statement
+            conditions.append(jobs.c.status.in_([s.value for s in query.statuses]))
+        if query.created_from is not None:
+            conditions.append(jobs.c.created >= query.created_from.astimezone(UTC))
+        if query.created_to is not None:
+            conditions.append(jobs.c.created <= query.created_to.astimezone(UTC))
+        if query.min_duration is not None or query.max_duration is not None:
+            duration = self._duration()
+            conditions.append(jobs.c.started.is_not(None))
+            if query.min_duration is not None:
+                conditions.append(duration >= query.min_duration)
+            if query.max_duration is not None:
+                conditions.append(duration <= query.max_duration)
+        return statement.where(*conditions) if conditions else statement
 
     async def find(self, query: JobQuery) -> list[Job]:
         statement = self._filtered(jobs.select(), query)
-        statement = statement.order_by(jobs.c.created.desc(), jobs.c.id.desc())
-        statement = statement.limit(query.limit).offset(query.offset)
+        key = sa.tuple_(jobs.c.created, jobs.c.id)
+        if query.after is not None:
+            statement = statement.where(key < _position(query.after))
+        if query.before is not None:
+            # The page just before a position: the nearest newer jobs, then newest first.
+            statement = statement.where(key > _position(query.before))
+            statement = statement.order_by(jobs.c.created, jobs.c.id).limit(query.limit)
+            async with self._engine.connect() as conn:
+                rows = (await conn.execute(statement)).all()
+            return [_to_job(r) for r in reversed(rows)]
+        statement = statement.order_by(jobs.c.created.desc(), jobs.c.id.desc()).limit(query.limit)
         async with self._engine.connect() as conn:
             rows = (await conn.execute(statement)).all()
         return [_to_job(r) for r in rows]

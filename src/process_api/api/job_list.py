@@ -1,0 +1,166 @@
+"""GET /jobs: the job list with the OGC job-list filters, newest first, in stable pages.
+
+Pages are positions, not offsets: `next` carries `after=<the page's last job>`,
+`prev` carries `before=<its first job>`, so jobs submitted meanwhile never make a
+page repeat or skip a job.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from process_api.api.common import MAX_LIMIT, Limit, job_service, render
+from process_api.api.documents import status_info
+from process_api.api.links import link, self_links, url
+from process_api.errors import InvalidParameter
+from process_api.jobs.model import JobStatus
+from process_api.store.base import JobQuery, Position
+
+router = APIRouter(tags=["Jobs"])
+
+#: listed when no `status` is given: the standard leaves `accepted` jobs out by default.
+DEFAULT_STATUSES = (
+    JobStatus.RUNNING,
+    JobStatus.SUCCESSFUL,
+    JobStatus.FAILED,
+    JobStatus.DISMISSED,
+)
+_OPEN = ("", "..")
+
+
+def split(values: list[str] | None) -> list[str]:
+    """Repeated parameters and comma lists alike."""
+    return [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
+
+
+def _statuses(values: list[str] | None) -> list[JobStatus]:
+    names = split(values)
+    if not names:
+        return list(DEFAULT_STATUSES)
+    unknown = [n for n in names if n not in JobStatus.__members__.values()]
+    if unknown:
+        allowed = ", ".join(s.value for s in JobStatus)
+        raise InvalidParameter(f"unknown value(s) {unknown} for parameter 'status' (use {allowed})")
+    return [JobStatus(n) for n in names]
+
+
+def _instant(text: str) -> tuple[datetime, datetime]:
+    """An RFC 3339 date-time (or date) as the span its precision names."""
+    value = text.strip()
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            start = datetime.fromisoformat(value).replace(tzinfo=UTC)
+            return start, start + timedelta(days=1) - timedelta(microseconds=1)
+        start = datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidParameter(
+            f"parameter 'datetime': {text!r} is not an RFC 3339 date-time"
+        ) from None
+    if start.tzinfo is None:
+        raise InvalidParameter(f"parameter 'datetime': {text!r} needs a time zone (e.g. Z)")
+    fraction = re.search(r"\.(\d+)", value)
+    unit = timedelta(seconds=10 ** -len(fraction.group(1))) if fraction else timedelta(seconds=1)
+    return start, start + max(unit, timedelta(microseconds=1)) - timedelta(microseconds=1)
+
+
+def parse_datetime(text: str | None) -> tuple[datetime | None, datetime | None]:
+    """`datetime`: an instant, or an interval `start/end` whose ends may be open (`..`)."""
+    if text is None:
+        return None, None
+    if "/" not in text:
+        return _instant(text)
+    first, _, last = text.partition("/")
+    if first.strip() in _OPEN and last.strip() in _OPEN:
+        raise InvalidParameter("parameter 'datetime': an interval needs at least one end")
+    start = None if first.strip() in _OPEN else _instant(first)[0]
+    end = None if last.strip() in _OPEN else _instant(last)[1]
+    if start is not None and end is not None and start > end:
+        raise InvalidParameter("parameter 'datetime': the interval ends before it starts")
+    return start, end
+
+
+def _duration(name: str, values: list[str] | None) -> float | None:
+    numbers = split(values)
+    if not numbers:
+        return None
+    try:
+        parsed = [int(n) for n in numbers]
+    except ValueError:
+        raise InvalidParameter(f"parameter {name!r} takes whole seconds, got {numbers}") from None
+    if any(n < 0 for n in parsed):
+        raise InvalidParameter(f"parameter {name!r} cannot be negative")
+    return float(max(parsed) if name == "minDuration" else min(parsed))
+
+
+async def _position(request: Request, name: str, job_id: str | None) -> Position | None:
+    if job_id is None:
+        return None
+    job = await job_service(request).store.get(job_id)
+    if job is None:
+        raise InvalidParameter(f"parameter {name!r}: no job {job_id!r} to page from")
+    return job.created, job.id
+
+
+@router.get("/jobs", summary="List the jobs, newest first")
+async def list_jobs(
+    request: Request,
+    limit: Limit = 10,
+    processID: Annotated[list[str] | None, Query()] = None,
+    status: Annotated[
+        list[str] | None,
+        Query(description="Without it, every status but accepted is listed"),
+    ] = None,
+    type: Annotated[list[str] | None, Query()] = None,
+    datetime: Annotated[
+        str | None,
+        Query(description="Created at an instant, or in an interval start/end (.. for open)"),
+    ] = None,
+    minDuration: Annotated[list[str] | None, Query(description="Seconds")] = None,
+    maxDuration: Annotated[list[str] | None, Query(description="Seconds")] = None,
+    after: Annotated[
+        str | None, Query(description="The next page: jobs older than this job")
+    ] = None,
+    before: Annotated[
+        str | None, Query(description="The previous page: jobs newer than this job")
+    ] = None,
+) -> Response:
+    if any(t != "process" for t in split(type)):
+        raise InvalidParameter("parameter 'type' only takes the value 'process'")
+    created_from, created_to = parse_datetime(datetime)
+    query = JobQuery(
+        process_ids=split(processID),
+        statuses=_statuses(status),
+        limit=min(limit, MAX_LIMIT),
+        created_from=created_from,
+        created_to=created_to,
+        min_duration=_duration("minDuration", minDuration),
+        max_duration=_duration("maxDuration", maxDuration),
+        after=await _position(request, "after", after),
+        before=await _position(request, "before", before),
+    )
+    service = job_service(request)
+    jobs, total = await service.find(query)
+    params = {k: request.query_params.getlist(k) for k in request.query_params if k != "f"}
+    filters = {k: v for k, v in params.items() if k not in ("after", "before")}
+    links = self_links(request, "/jobs", "Jobs", **params)
+    if jobs:
+        edges = replace(query, limit=1, before=None)
+        if await service.store.find(replace(edges, after=(jobs[-1].created, jobs[-1].id))):
+            links.append(link(url(request, "/jobs", **filters, after=jobs[-1].id), "next"))
+        if await service.store.find(
+            replace(edges, after=None, before=(jobs[0].created, jobs[0].id))
+        ):
+            links.append(link(url(request, "/jobs", **filters, before=jobs[0].id), "prev"))
+    document: dict[str, Any] = {
+        "jobs": [status_info(request, job) for job in jobs],
+        "links": links,
+        "numberMatched": total,
+        "numberReturned": len(jobs),
+    }
+    return render(request, document, "jobs.html")
