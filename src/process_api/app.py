@@ -14,7 +14,7 @@ from fastapi.templating import Jinja2Templates
 
 from process_api import __version__
 from process_api.api import errors, job_list, jobs, landing, openapi, processes
-from process_api.api.documents import timestamp
+from process_api.api.documents import pretty_json, timestamp
 from process_api.api.negotiation import Renderer
 from process_api.hosts import build_hosts
 from process_api.hosts.base import Host
@@ -60,6 +60,7 @@ def create_app(
     )
     templates = Jinja2Templates(directory=TEMPLATES)
     templates.env.filters["timestamp"] = timestamp
+    templates.env.filters["pretty"] = pretty_json
     app.state.settings = settings
     app.state.registry = registry
     app.state.jobs = service

@@ -7,7 +7,9 @@ documents. Nothing below the API layer knows about HTTP beyond the number.
      ├── NoSuchProcess        404  no-such-process
      ├── NoSuchJob            404  no-such-job
      ├── ResultNotReady       404  result-not-ready
+     ├── NoSuchOutput         404  a job's output that does not exist
      ├── JobFailed            500  the failed job's own message (results of a failed job)
+     ├── JobDismissed         410  results of a dismissed job
      ├── InvalidParameter     400  invalid-parameter-value (query parameters, headers)
      ├── InvalidInput         400  invalid-parameter-value (execute request body)
      ├── JobNotDismissable    409  the job already finished
@@ -48,6 +50,12 @@ class ResultNotReady(ApiError):
     status = 404
     type = OGC + "result-not-ready"
     title = "Result not ready"
+
+
+class NoSuchOutput(ApiError):
+    status = 404
+    type = OGC + "no-such-output"
+    title = "No such output"
 
 
 class JobFailed(ApiError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +26,11 @@ def timestamp(value: datetime | None) -> str | None:
     if value is None:
         return None
     return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def pretty_json(value: Any) -> str:
+    """JSON for people: indented, non-ASCII kept (the page escapes it as HTML)."""
+    return json.dumps(value, indent=2, ensure_ascii=False)
 
 
 def _described(item: Described | Any) -> dict[str, Any]:
@@ -109,13 +115,6 @@ def status_info(request: Base, job: Job) -> dict[str, Any]:
         links.append(link(url(request, path + "/results"), REL_RESULTS, title="Job results"))
     document["links"] = links
     return document
-
-
-def result_value(value: Any) -> Any:
-    """A value as the 1.0 results document allows it: objects go inside a qualified value."""
-    if isinstance(value, dict):
-        return {"value": value, "mediaType": "application/json"}
-    return value
 
 
 _EXAMPLES = {

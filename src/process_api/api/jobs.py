@@ -1,14 +1,22 @@
-"""/jobs: the job list, status, dismiss, results and logs."""
+"""/jobs/{jobID}: status, dismiss, results, logs and metadata of one job."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
-from process_api.api.common import job_service, render
+from process_api.api.common import job_service, registry, render
 from process_api.api.documents import status_info, timestamp
 from process_api.api.links import link, self_links, url
-from process_api.api.results import check_finished, results_document
+from process_api.api.negotiation import wants_html
+from process_api.api.results import (
+    OutputForm,
+    check_finished,
+    one_output,
+    output_forms,
+    results_document,
+    results_response,
+)
 
 router = APIRouter(tags=["Jobs"])
 
@@ -22,14 +30,30 @@ async def job_status(request: Request, jobID: str) -> Response:
 @router.delete("/jobs/{jobID}", summary="Dismiss a job: stop it and record it as dismissed")
 async def dismiss_job(request: Request, jobID: str) -> Response:
     job = await job_service(request).dismiss(jobID)
-    return JSONResponse(status_info(request, job))
+    return render(request, status_info(request, job), "job.html")
 
 
-@router.get("/jobs/{jobID}/results", summary="The results of a successful job")
+@router.get(
+    "/jobs/{jobID}/results",
+    summary="The results of a successful job, in the form its execute request asked for",
+    responses={204: {"description": "Every output is by reference: see the Link headers"}},
+)
 async def job_results(request: Request, jobID: str) -> Response:
     job = await job_service(request).get(jobID)
-    document = results_document(check_finished(job))
-    return render(request, document, "results.html", job=status_info(request, job))
+    process = registry(request).get(job.process_id)
+    if wants_html(request):
+        results = check_finished(job)
+        forms = output_forms(process, job.request) if process else {}
+        forms = forms or {o: OutputForm("value", "application/json") for o in results}
+        document = results_document(request, job, results, forms)
+        return render(request, document, "results.html", job=status_info(request, job))
+    return results_response(request, process, job)
+
+
+@router.get("/jobs/{jobID}/results/{outputID}", summary="One output of a successful job, raw")
+async def job_output(request: Request, jobID: str, outputID: str) -> Response:
+    job = await job_service(request).get(jobID)
+    return one_output(registry(request).get(job.process_id), job, outputID)
 
 
 @router.get("/jobs/{jobID}/logs", summary="The lines the job's process printed")

@@ -30,12 +30,11 @@ from process_api.api.errors import validation_detail
 from process_api.api.links import self_links, url
 from process_api.api.openapi import inline_schema
 from process_api.api.prefer import decide_mode, parse_prefer
-from process_api.api.results import execution_response
+from process_api.api.results import execution_response, output_forms
 from process_api.errors import InvalidInput, JobNotDismissable
 from process_api.jobs.model import Job
 from process_api.jobs.service import JobService
 from process_api.processes.inputs import check_inputs
-from process_api.processes.registry import Process
 
 router = APIRouter(tags=["Processes"])
 
@@ -116,10 +115,10 @@ async def execute(
     process = registry(request).require(processID)
     body = await _execute_request(request)
     check_inputs(process, body.inputs)
-    _check_outputs(process, body)
+    stored_request = body.model_dump(exclude={"inputs"}, exclude_none=True)
+    output_forms(process, stored_request)
     decision = decide_mode(process, parse_prefer(prefer or []))
     jobs = job_service(request)
-    stored_request = body.model_dump(exclude={"inputs"}, exclude_none=True)
     job = await jobs.submit(process, body.inputs, stored_request, decision.mode)
     headers = {"Preference-Applied": decision.applied} if decision.applied else {}
     if decision.mode == "sync":
@@ -144,14 +143,6 @@ async def _execute_request(request: Request) -> ExecuteRequest:
         return ExecuteRequest.model_validate(data)
     except ValidationError as exc:
         raise InvalidInput(validation_detail(exc.errors())) from None
-
-
-def _check_outputs(process: Process, body: ExecuteRequest) -> None:
-    unknown = [o for o in (body.outputs or {}) if o not in process.output_schemas]
-    if unknown:
-        raise InvalidInput(
-            f"unknown output(s) {unknown}; the process has {list(process.output_schemas)}"
-        )
 
 
 async def _await_sync(
