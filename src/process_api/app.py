@@ -14,6 +14,7 @@ from fastapi.templating import Jinja2Templates
 
 from process_api import __version__
 from process_api.api import errors, job_list, jobs, landing, openapi, processes
+from process_api.api.callbacks import CallbackPolicy, Notifier
 from process_api.api.documents import pretty_json, timestamp
 from process_api.api.negotiation import Renderer
 from process_api.hosts import build_hosts
@@ -34,7 +35,11 @@ def create_app(
     """The ASGI app; its lifespan opens the store, settles old jobs and stops jobs at exit."""
     hosts = hosts if hosts is not None else build_hosts(settings)
     store = SqlJobStore.sqlite(settings.database_file)
-    service = JobService(store, LocalStorage(settings.storage_dir), hosts)
+    policy = CallbackPolicy(
+        settings.callback_allow_private, settings.callback_timeout, settings.callback_attempts
+    )
+    notifier = Notifier(registry, policy)
+    service = JobService(store, LocalStorage(settings.storage_dir), hosts, notifier)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -45,6 +50,7 @@ def create_app(
             yield
         finally:
             await service.shutdown()
+            await notifier.aclose()
             for host in set(hosts.values()):
                 await host.close()
             await store.close()
@@ -64,6 +70,7 @@ def create_app(
     app.state.settings = settings
     app.state.registry = registry
     app.state.jobs = service
+    app.state.callback_policy = policy
     app.state.render = Renderer(templates)
     errors.install(app)
     openapi.install(app)

@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     #: what a container counts for (and is limited to) when its process sets no maxResources.
     docker_default_cpus: float = Field(1.0, alias="DOCKER_DEFAULT_CPUS", gt=0)
     docker_default_memory: float = Field(1024.0, alias="DOCKER_DEFAULT_MEMORY", gt=0)
+    #: callbacks to loopback, private and link-local addresses (refused by default).
+    callback_allow_private: bool = Field(False, alias="CALLBACK_ALLOW_PRIVATE")
+    callback_timeout: float = Field(10.0, alias="CALLBACK_TIMEOUT", gt=0)
+    callback_attempts: int = Field(4, alias="CALLBACK_ATTEMPTS", ge=1, le=20)
     secrets_file: Path | None = Field(None, alias="SECRETS_FILE")
     instance_id: str | None = Field(None, alias="INSTANCE_ID")
     job_env_passthrough: tuple[str, ...] = Field(

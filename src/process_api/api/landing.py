@@ -27,6 +27,7 @@ CONFORMANCE = [
     CONF + "html",
     CONF + "oas30",
     CONF + "job-list",
+    CONF + "callback",
     CONF + "dismiss",
 ]
 OPENAPI_TYPE = "application/vnd.oai.openapi+json;version=3.0"

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from process_api.api.callbacks import check_subscriber
 from process_api.api.common import (
     MAX_LIMIT,
     Limit,
@@ -27,7 +28,7 @@ from process_api.api.documents import (
     status_info,
 )
 from process_api.api.errors import validation_detail
-from process_api.api.links import self_links, url
+from process_api.api.links import base_url, self_links, url
 from process_api.api.openapi import inline_schema
 from process_api.api.prefer import decide_mode, parse_prefer
 from process_api.api.results import execution_response, output_forms
@@ -115,8 +116,11 @@ async def execute(
     process = registry(request).require(processID)
     body = await _execute_request(request)
     check_inputs(process, body.inputs)
-    stored_request = body.model_dump(exclude={"inputs"}, exclude_none=True)
+    stored_request = body.model_dump(exclude={"inputs", "baseUrl"}, exclude_none=True)
     output_forms(process, stored_request)
+    if body.subscriber is not None:
+        await check_subscriber(stored_request["subscriber"], request.app.state.callback_policy)
+        stored_request["baseUrl"] = base_url(request)  # for the links of the callbacks
     decision = decide_mode(process, parse_prefer(prefer or []))
     jobs = job_service(request)
     job = await jobs.submit(process, body.inputs, stored_request, decision.mode)

@@ -14,7 +14,7 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -70,11 +70,12 @@ class _Events:
     async def started(self, handle: dict[str, Any]) -> None:
         now = utcnow()
         changes = {"status": JobStatus.RUNNING, "message": "running", "started": now}
-        await self._service.store.update(
+        job = await self._service.store.update(
             self._active.job_id,
             {**changes, "updated": now, "handle": handle},
             frozenset({JobStatus.ACCEPTED}),
         )
+        self._service.notify(job)
 
     def output(self, stream: Stream, line: str, time: datetime | None = None) -> None:
         self._active.log.add(time or utcnow(), stream, line)
@@ -86,10 +87,18 @@ class _Events:
 
 
 class JobService:
-    def __init__(self, store: JobStore, storage: Storage, hosts: Mapping[str, Host]) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        storage: Storage,
+        hosts: Mapping[str, Host],
+        on_change: Callable[[Job], None] | None = None,
+    ) -> None:
+        """`on_change` hears of each change of a running job (callbacks); it must not block."""
         self.store = store
         self.storage = storage
         self.hosts = hosts
+        self._on_change = on_change
         self._active: dict[str, _Active] = {}
         self._closing = False
         #: one resource budget per host that has a capacity (docker and local share one).
@@ -234,12 +243,21 @@ class JobService:
             changes.update(finished=now, updated=now, results=results)
             if status is JobStatus.SUCCESSFUL:
                 changes["progress"] = 100
-            await self.store.update(active.job_id, changes, ACTIVE)
+            self.notify(await self.store.update(active.job_id, changes, ACTIVE))
         except Exception:
             log.exception("job %s: could not record the end of the job", active.job_id)
         finally:
             self._active.pop(active.job_id, None)
             active.done.set()
+
+    def notify(self, job: Job | None) -> None:
+        """Tells `on_change` of a job's new state; its failures never reach the job."""
+        if job is None or self._on_change is None:
+            return
+        try:
+            self._on_change(job)
+        except Exception:
+            log.exception("job %s: notifying its change failed", job.id)
 
     def save_log_soon(self, active: _Active) -> None:
         """Saves the log of a running job now and then, not on every line."""
@@ -264,7 +282,7 @@ class JobService:
             changes: dict[str, Any] = {"progress": percent, "updated": utcnow()}
             if message:
                 changes["message"] = message
-            await self.store.update(active.job_id, changes, ACTIVE)
+            self.notify(await self.store.update(active.job_id, changes, ACTIVE))
 
     # -- queries -------------------------------------------------------------------
 

@@ -1,0 +1,159 @@
+"""Callbacks: the execute request's `subscriber` is told of progress, success and failure.
+
+`inProgressUri` gets the statusInfo when the job starts and when its progress
+changes; `successUri` the results document; `failedUri` the statusInfo of the
+failed job. Each job's notifications go out in order from one background task
+per job, retried with backoff, each attempt with a timeout; a newer progress
+notification replaces one not sent yet. Nothing here ever blocks or fails a job.
+
+The server refuses callback addresses it must not call: only http and https,
+and, unless allowed, no loopback, private, link-local or otherwise non-public
+address, so that a client cannot make the server reach internal services.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import socket
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from process_api.api.documents import status_info
+from process_api.api.results import output_forms, results_document
+from process_api.errors import InvalidInput
+from process_api.jobs.model import Job, JobStatus
+from process_api.processes.registry import ProcessRegistry
+
+log = logging.getLogger(__name__)
+
+SUBSCRIBER_FIELDS = ("successUri", "inProgressUri", "failedUri")
+
+
+class ForbiddenAddress(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class CallbackPolicy:
+    allow_private: bool = False
+    timeout: float = 10.0
+    attempts: int = 4
+    backoff: float = 0.5
+
+
+async def check_address(uri: str, allow_private: bool) -> None:
+    """Raises ForbiddenAddress unless the URI is http(s) to an address the server may call."""
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ForbiddenAddress("only http and https URLs with a host are called back")
+    if allow_private:
+        return
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            parts.hostname, port, type=socket.SOCK_STREAM
+        )
+    except (OSError, ValueError) as exc:
+        raise ForbiddenAddress(f"its host cannot be resolved ({exc})") from None
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+        if not address.is_global or address.is_multicast:
+            raise ForbiddenAddress(f"{parts.hostname} is a non-public address ({address})")
+
+
+async def check_subscriber(subscriber: dict[str, Any] | None, policy: CallbackPolicy) -> None:
+    """Raises InvalidInput naming each callback URL the server would refuse to call."""
+    problems = []
+    for name in SUBSCRIBER_FIELDS:
+        uri = (subscriber or {}).get(name)
+        if uri is None:
+            continue
+        try:
+            await check_address(str(uri), policy.allow_private)
+        except ForbiddenAddress as exc:
+            problems.append(f"subscriber.{name} {uri!r} is refused: {exc}")
+    if problems:
+        raise InvalidInput("; ".join(problems))
+
+
+@dataclass
+class _Queue:
+    items: deque[tuple[str, str, Any]] = field(default_factory=deque)
+    worker: asyncio.Task[None] | None = None
+
+
+class Notifier:
+    """Turns job changes into callbacks for the jobs that have a subscriber."""
+
+    def __init__(self, registry: ProcessRegistry, policy: CallbackPolicy) -> None:
+        self._registry = registry
+        self._policy = policy
+        self._client = httpx.AsyncClient(timeout=policy.timeout, follow_redirects=False)
+        self._queues: dict[str, _Queue] = {}
+
+    def __call__(self, job: Job) -> None:
+        subscriber: dict[str, Any] = job.request.get("subscriber") or {}
+        base = job.request.get("baseUrl")
+        if not subscriber or not isinstance(base, str):
+            return
+        if job.status is JobStatus.SUCCESSFUL and subscriber.get("successUri"):
+            process = self._registry.get(job.process_id)
+            results = job.results or {}
+            forms = output_forms(process, job.request) if process else {}
+            document = results_document(base, job, results, forms)
+            self._enqueue(job.id, "success", subscriber["successUri"], document)
+        elif job.status is JobStatus.FAILED and subscriber.get("failedUri"):
+            self._enqueue(job.id, "failed", subscriber["failedUri"], status_info(base, job))
+        elif not job.status.terminal and subscriber.get("inProgressUri"):
+            self._enqueue(job.id, "progress", subscriber["inProgressUri"], status_info(base, job))
+
+    def _enqueue(self, job_id: str, kind: str, uri: str, payload: Any) -> None:
+        queue = self._queues.setdefault(job_id, _Queue())
+        if kind == "progress" and queue.items and queue.items[-1][0] == "progress":
+            queue.items.pop()  # only the newest progress is worth sending
+        queue.items.append((kind, uri, payload))
+        if queue.worker is None or queue.worker.done():
+            queue.worker = asyncio.get_running_loop().create_task(self._drain(job_id, queue))
+
+    async def _drain(self, job_id: str, queue: _Queue) -> None:
+        while queue.items:
+            kind, uri, payload = queue.items.popleft()
+            await self._deliver(job_id, kind, uri, payload)
+        if self._queues.get(job_id) is queue and not queue.items:
+            del self._queues[job_id]
+
+    async def _deliver(self, job_id: str, kind: str, uri: str, payload: Any) -> None:
+        policy = self._policy
+        for attempt in range(policy.attempts):
+            try:
+                await check_address(uri, policy.allow_private)  # it may resolve elsewhere now
+                response = await self._client.post(uri, json=payload)
+                if response.is_success:
+                    return
+                reason = f"HTTP {response.status_code}"
+            except ForbiddenAddress as exc:
+                log.warning("job %s: %s callback not sent: %s", job_id, kind, exc)
+                return
+            except httpx.HTTPError as exc:
+                reason = type(exc).__name__
+            if attempt + 1 < policy.attempts:
+                await asyncio.sleep(policy.backoff * 2**attempt)
+        log.warning("job %s: %s callback to %s failed: %s", job_id, kind, uri, reason)
+
+    async def aclose(self, grace: float = 5.0) -> None:
+        """Gives pending callbacks a moment to go out, then stops."""
+        workers = [q.worker for q in self._queues.values() if q.worker is not None]
+        if workers:
+            _, pending = await asyncio.wait(workers, timeout=grace)
+            for task in pending:
+                task.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.gather(*pending, return_exceptions=True)
+        await self._client.aclose()
