@@ -182,11 +182,45 @@ async def test_find_newest_first(filled: SqlJobStore) -> None:
     assert ids(await filled.find(JobQuery(limit=100))) == ["j5", "j4", "j3", "j2", "j1", "j0"]
 
 
-async def test_find_limit_and_offset(filled: SqlJobStore) -> None:
-    assert ids(await filled.find(JobQuery(limit=2))) == ["j5", "j4"]
-    assert ids(await filled.find(JobQuery(limit=2, offset=2))) == ["j3", "j2"]
-    assert ids(await filled.find(JobQuery(limit=10, offset=5))) == ["j0"]
-    assert await filled.find(JobQuery(limit=10, offset=6)) == []
+def position(job: Job) -> tuple:
+    return job.created, job.id
+
+
+async def test_find_pages_from_positions(filled: SqlJobStore) -> None:
+    first = await filled.find(JobQuery(limit=2))
+    assert ids(first) == ["j5", "j4"]
+    second = await filled.find(JobQuery(limit=2, after=position(first[-1])))
+    assert ids(second) == ["j3", "j2"]
+    assert ids(await filled.find(JobQuery(limit=10, after=position(second[-1])))) == ["j1", "j0"]
+    oldest = (await filled.find(JobQuery(limit=10)))[-1]
+    assert await filled.find(JobQuery(limit=10, after=position(oldest))) == []
+    # the page before a position: the nearest newer jobs, still newest first
+    assert ids(await filled.find(JobQuery(limit=2, before=position(second[0])))) == ["j5", "j4"]
+    assert ids(await filled.find(JobQuery(limit=1, before=position(second[0])))) == ["j4"]
+
+
+async def test_find_by_created_and_duration(filled: SqlJobStore) -> None:
+    everything = await filled.find(JobQuery(limit=10))
+    j2 = next(job for job in everything if job.id == "j2")
+    query = JobQuery(created_from=j2.created, created_to=j2.created, limit=10)
+    assert ids(await filled.find(query)) == ["j2"]
+    assert ids(await filled.find(JobQuery(created_from=j2.created, limit=10)))[-1] == "j2"
+
+    # only started jobs have a duration: to their end, or to now while running
+    short = make_job("short", started=T0, finished=T0 + timedelta(seconds=5))
+    long = make_job("long", started=T0, finished=T0 + timedelta(seconds=50))
+    running = make_job("running", started=datetime.now(UTC) - timedelta(seconds=20))
+    for job in (short, long, running):
+        await filled.create(job)
+    assert set(ids(await filled.find(JobQuery(min_duration=0, limit=10)))) == {
+        "short",
+        "long",
+        "running",
+    }
+    assert ids(await filled.find(JobQuery(min_duration=30, limit=10))) == ["long"]
+    assert ids(await filled.find(JobQuery(max_duration=10, limit=10))) == ["short"]
+    query = JobQuery(min_duration=10, max_duration=40, limit=10)
+    assert ids(await filled.find(query)) == ["running"]
 
 
 async def test_find_by_process_ids(filled: SqlJobStore) -> None:
@@ -204,14 +238,14 @@ async def test_find_by_statuses(filled: SqlJobStore) -> None:
 
 
 async def test_find_by_process_and_status(filled: SqlJobStore) -> None:
-    query = JobQuery(process_ids=["echo"], statuses=list(ACTIVE), limit=1, offset=1)
-    assert ids(await filled.find(query)) == ["j2"]
+    query = JobQuery(process_ids=["echo"], statuses=list(ACTIVE), limit=1)
+    assert ids(await filled.find(query)) == ["j3"]
 
 
 async def test_count(filled: SqlJobStore) -> None:
     assert await filled.count(JobQuery()) == 6
-    # limit and offset page the list; the count is of all matches
-    assert await filled.count(JobQuery(limit=1, offset=3)) == 6
+    # limit pages the list; the count is of all matches
+    assert await filled.count(JobQuery(limit=1)) == 6
     assert await filled.count(JobQuery(process_ids=["echo"])) == 3
     assert await filled.count(JobQuery(statuses=[JobStatus.ACCEPTED])) == 2
     assert await filled.count(JobQuery(process_ids=["stats"], statuses=list(TERMINAL))) == 1

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 from typing import Any
+from urllib.parse import urlsplit
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
@@ -27,14 +30,37 @@ def occurrences(value: Any, max_occurs: int | str) -> list[Any]:
     return [value]
 
 
-def _plain_value(value: Any) -> tuple[bool, Any]:
-    """(checkable, value): a qualified value is checked by its `value`, a link not at all."""
-    if isinstance(value, dict):
-        if "value" in value:
-            return True, value["value"]
-        if "href" in value:
-            return False, None
-    return True, value
+#: link schemes a process may be given (the server passes links on; it does not fetch them).
+LINK_SCHEMES = ("http", "https", "s3")
+
+
+def _link_problem(value: dict[str, Any]) -> str | None:
+    href = value.get("href")
+    if not isinstance(href, str) or urlsplit(href).scheme not in LINK_SCHEMES:
+        return f"is a link whose href is not an {', '.join(LINK_SCHEMES)} URL"
+    return None
+
+
+def _base64_problem(schema: dict[str, Any], value: Any) -> str | None:
+    if schema.get("contentEncoding") != "base64" or not isinstance(value, str):
+        return None
+    try:
+        base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return "is not valid base64"
+    return None
+
+
+def _item_problem(validator: Draft202012Validator, schema: dict[str, Any], item: Any) -> str | None:
+    """What is wrong with one value: a link is checked as a link, a qualified value by its value."""
+    if isinstance(item, dict) and "href" in item and "value" not in item:
+        return _link_problem(item)
+    plain = item["value"] if isinstance(item, dict) and "value" in item else item
+    error = best_match(validator.iter_errors(plain))
+    if error is not None:
+        path = "".join(f"[{p!r}]" for p in error.absolute_path)
+        return f"{path} is not valid: {error.message}"
+    return _base64_problem(schema, plain)
 
 
 def _problems_of(process: Process, input_id: str, value: Any) -> list[str]:
@@ -50,15 +76,14 @@ def _problems_of(process: Process, input_id: str, value: Any) -> list[str]:
             f"input {input_id!r} takes at most {spec.maxOccurs} values, got {len(values)}"
         )
     validator = _validators(process)[input_id]
+    schema = process.input_schemas[input_id]
     for index, item in enumerate(values):
-        checkable, plain = _plain_value(item)
-        if not checkable:
-            continue
-        error = best_match(validator.iter_errors(plain))
-        if error is not None:
+        problem = _item_problem(validator, schema, item)
+        problem = problem.strip() if problem else None
+        if problem is not None:
             where = f"[{index}]" if len(values) > 1 else ""
-            path = "".join(f"[{p!r}]" for p in error.absolute_path)
-            problems.append(f"input {input_id!r}{where}{path} is not valid: {error.message}")
+            separator = "" if problem.startswith("[") else " "
+            problems.append(f"input {input_id!r}{where}{separator}{problem}")
     return problems
 
 
