@@ -76,6 +76,19 @@ def test_api_document_is_openapi_30(client: httpx.Client) -> None:
     assert document["openapi"].startswith("3.0")
     validate(document)
     assert "/processes/{processID}/execution" in document["paths"]
+    # each process has its execute request body spelt out from its input schemas
+    echo = document["paths"]["/processes/echo/execution"]["post"]
+    body = echo["requestBody"]["content"]["application/json"]["schema"]
+    inputs = body["properties"]["inputs"]
+    assert inputs["required"] == ["stringInput"]
+    assert {"type": "string"} in inputs["properties"]["stringInput"]["anyOf"]
+    assert set(inputs["properties"]) == {
+        "stringInput",
+        "pause",
+        "doubleInput",
+        "arrayInput",
+        "choiceInput",
+    }
 
 
 def test_swagger_ui_is_served_without_internet(client: httpx.Client) -> None:

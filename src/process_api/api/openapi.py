@@ -7,11 +7,16 @@ rather than written by hand.
 
 from __future__ import annotations
 
+import copy
+import re
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
+
+from process_api.processes.config import Input
+from process_api.processes.registry import Process, ProcessRegistry
 
 EXCEPTION_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -124,6 +129,60 @@ def _ogc_errors(document: dict[str, Any]) -> None:
     schemas["Exception"] = EXCEPTION_SCHEMA
 
 
+def _occurrences(schema: dict[str, Any], item: Input) -> dict[str, Any]:
+    """One input's value in an execute request: the value, qualified, a link, or several."""
+    forms: list[dict[str, Any]] = [
+        schema,
+        {"type": "object", "required": ["value"], "properties": {"value": schema}},
+        {"type": "object", "required": ["href"], "properties": {"href": {"type": "string"}}},
+    ]
+    if item.maxOccurs != 1:
+        several: dict[str, Any] = {"type": "array", "items": {"anyOf": list(forms)}}
+        several["minItems"] = item.minOccurs
+        if isinstance(item.maxOccurs, int):
+            several["maxItems"] = item.maxOccurs
+        forms.append(several)
+    return {"anyOf": forms}
+
+
+def execute_body(process: Process, generic: dict[str, Any]) -> dict[str, Any]:
+    """The execute request schema of one process, its inputs spelt out from their schemas."""
+    inputs = {
+        item.id: _occurrences(process.input_schemas[item.id], item)
+        for item in process.config.inputs
+    }
+    required = [item.id for item in process.config.inputs if item.minOccurs > 0]
+    inputs_schema: dict[str, Any] = {
+        "type": "object",
+        "properties": inputs,
+        "additionalProperties": False,
+    }
+    if required:
+        inputs_schema["required"] = required
+    properties = {**generic.get("properties", {}), "inputs": inputs_schema}
+    body = {**generic, "properties": properties}
+    if required:
+        body["required"] = ["inputs"]
+    return body
+
+
+def _process_paths(document: dict[str, Any], registry: ProcessRegistry) -> None:
+    """A concrete execution path per process, next to the templated one."""
+    generic = document["paths"]["/processes/{processID}/execution"]["post"]
+    content = generic["requestBody"]["content"]["application/json"]
+    for process in registry.values():
+        operation = copy.deepcopy(generic)
+        operation["summary"] = f"Execute {process.config.info.title or process.id}"
+        operation["operationId"] = f"execute_{re.sub(r'[^A-Za-z0-9_]', '_', process.id)}"
+        operation["parameters"] = [
+            p for p in operation.get("parameters", []) if p.get("name") != "processID"
+        ]
+        operation["tags"] = ["Execution of each process"]
+        schema = execute_body(process, content["schema"])
+        operation["requestBody"]["content"] = {"application/json": {"schema": schema}}
+        document["paths"][f"/processes/{process.id}/execution"] = {"post": operation}
+
+
 def install(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -135,6 +194,7 @@ def install(app: FastAPI) -> None:
                 routes=app.routes,
             )
             _ogc_errors(document)
+            _process_paths(document, app.state.registry)
             app.openapi_schema = to_openapi30(document)
         return app.openapi_schema
 
