@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import swagger_ui_bundle
@@ -15,18 +17,33 @@ from fastapi.templating import Jinja2Templates
 from process_api import __version__
 from process_api.api import errors, job_list, jobs, landing, openapi, processes
 from process_api.api.callbacks import CallbackPolicy, Notifier
-from process_api.api.documents import pretty_json, timestamp
+from process_api.api.documents import pretty_json
 from process_api.api.negotiation import Renderer
 from process_api.hosts import build_hosts
 from process_api.hosts.base import Host
+from process_api.jobs.model import timestamp
 from process_api.jobs.service import JobService
 from process_api.processes.registry import ProcessRegistry
 from process_api.settings import Settings
-from process_api.storage.local import LocalStorage
+from process_api.storage import build_storage
 from process_api.store.sql import SqlJobStore
 
 log = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).parent / "api" / "templates"
+
+
+async def _expire_periodically(service: JobService) -> None:
+    """Removes expired results, logs and metadata, a few times per retention period."""
+    assert service.expiry is not None
+    interval = min(max(service.expiry.total_seconds() / 4, 1.0), 3600.0)
+    while True:
+        try:
+            removed = await service.expire()
+            if removed:
+                log.info("expired the results, logs and metadata of %d job(s)", removed)
+        except Exception:
+            log.exception("removing expired results failed; trying again later")
+        await asyncio.sleep(interval)
 
 
 def create_app(
@@ -39,21 +56,27 @@ def create_app(
         settings.callback_allow_private, settings.callback_timeout, settings.callback_attempts
     )
     notifier = Notifier(registry, policy)
-    service = JobService(store, LocalStorage(settings.storage_dir), hosts, notifier)
+    storage = build_storage(settings)
+    expiry = timedelta(days=settings.expiry_days) if settings.expiry_days else None
+    service = JobService(store, storage, hosts, notifier, expiry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await store.open()
         await service.reconcile(registry)
         log.info("serving %d process(es)", len(registry))
+        cleaner = asyncio.create_task(_expire_periodically(service)) if expiry else None
         try:
             yield
         finally:
+            if cleaner is not None:
+                cleaner.cancel()
             await service.shutdown()
             await notifier.aclose()
             for host in set(hosts.values()):
                 await host.close()
             await store.close()
+            await storage.close()
 
     app = FastAPI(
         title=settings.api_name,

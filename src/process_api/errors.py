@@ -10,10 +10,13 @@ documents. Nothing below the API layer knows about HTTP beyond the number.
      ├── NoSuchOutput         404  a job's output that does not exist
      ├── JobFailed            500  the failed job's own message (results of a failed job)
      ├── JobDismissed         410  results of a dismissed job
+     ├── ResultsExpired       410  results, logs and metadata past retention (EXPIRY_DAYS)
+     ├── PayloadTooLarge      413  an execute request too large for the job's host
      ├── InvalidParameter     400  invalid-parameter-value (query parameters, headers)
      ├── InvalidInput         400  invalid-parameter-value (execute request body)
      ├── JobNotDismissable    409  the job already finished
      ├── NotSupported         501  host types not available here
+     ├── BadGateway           502  the platform behind a host answered with an error
      └── ServiceUnavailable   503  an engine the job needs is unreachable
 """
 
@@ -70,6 +73,18 @@ class JobDismissed(ApiError):
     title = "Job dismissed"
 
 
+class ResultsExpired(ApiError):
+    status = 410
+    type = OGC + "results-expired"
+    title = "Results expired"
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+    type = OGC + "payload-too-large"
+    title = "Payload too large"
+
+
 class InvalidParameter(ApiError):
     status = 400
     type = OGC + "invalid-parameter-value"
@@ -96,3 +111,9 @@ class ServiceUnavailable(ApiError):
     status = 503
     type = OGC + "service-unavailable"
     title = "Service unavailable"
+
+
+class BadGateway(ApiError):
+    status = 502
+    type = OGC + "bad-gateway"
+    title = "Bad gateway"

@@ -50,6 +50,18 @@ class Settings(BaseSettings):
     callback_timeout: float = Field(10.0, alias="CALLBACK_TIMEOUT", gt=0)
     callback_attempts: int = Field(4, alias="CALLBACK_ATTEMPTS", ge=1, le=20)
     secrets_file: Path | None = Field(None, alias="SECRETS_FILE")
+    # AWS, in the names of the Go server's .env files; credentials come from the standard chain.
+    aws_region: str | None = Field(None, alias="AWS_DEFAULT_REGION", validate_default=True)
+    aws_endpoint_url: str | None = Field(None, alias="AWS_ENDPOINT_URL")
+    #: storage in this S3 bucket when set (else the local directory).
+    s3_bucket: str | None = Field(None, alias="S3_BUCKET")
+    s3_results_dir: str = Field("results", alias="S3_RESULTS_DIR")
+    s3_logs_dir: str = Field("logs", alias="S3_LOGS_DIR")
+    s3_meta_dir: str = Field("metadata", alias="S3_META_DIR")
+    batch_log_group: str = Field("/aws/batch/job", alias="BATCH_LOG_STREAM_GROUP")
+    batch_poll_interval: float = Field(5.0, alias="BATCH_POLL_INTERVAL", gt=0)
+    #: days after which the results, logs and metadata of finished jobs expire; none if unset.
+    expiry_days: float | None = Field(None, alias="EXPIRY_DAYS", gt=0)
     instance_id: str | None = Field(None, alias="INSTANCE_ID")
     job_env_passthrough: tuple[str, ...] = Field(
         ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR"), alias="JOB_ENV_PASSTHROUGH"
@@ -66,6 +78,24 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(name.strip() for name in value.split(",") if name.strip())
         return value
+
+    @field_validator("aws_region", mode="before")
+    @classmethod
+    def _region(cls, value: Any) -> Any:
+        # AWS_REGION is the other name the SDKs and the Go server's files use.
+        return value or os.environ.get("AWS_REGION") or None
+
+    @field_validator("s3_results_dir", "s3_logs_dir", "s3_meta_dir")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not value.strip("/"):
+            raise ValueError("must name a folder")
+        return value.strip("/")
+
+    @field_validator("expiry_days", mode="before")
+    @classmethod
+    def _no_expiry(cls, value: Any) -> Any:
+        return None if value in ("", "0", 0) else value
 
     @field_validator("public_url")
     @classmethod

@@ -504,7 +504,7 @@ def test_logs_and_progress_while_running_and_after(client: httpx.Client) -> None
     assert ("stderr", "echoing ['stringInput']") in texts
     results = [t for s, t in texts if s == "stdout" and '"plugin_results"' in t]
     assert [json.loads(t) for t in results] == [{"plugin_results": {"stringInput": "hello"}}]
-    assert client.get(f"/jobs/{job_id}/results").json() == {"stringInput": "hello"}
+    assert client.get(f"/jobs/{job_id}/results").json() == "hello"  # raw, the default
 
 
 def test_logs_of_an_unknown_job_is_404(client: httpx.Client) -> None:

@@ -14,14 +14,20 @@ from process_api.jobs.output import (
     JobLog,
     Progress,
     ResultsError,
-    map_results,
     parse_log,
     parse_progress,
+    plugin_results,
 )
+from process_api.jobs.output import map_results as map_value
 from process_api.processes.config import ProcessConfig
 from process_api.processes.registry import Process
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def map_results(process: Process, line: str | None) -> dict[str, Any]:
+    """The outputs of a process whose last stdout line is `line`."""
+    return map_value(process, plugin_results(line))
 
 
 def make_process(*outputs: dict[str, Any]) -> Process:

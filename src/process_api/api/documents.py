@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any
 
 from fastapi import Request
@@ -17,15 +16,9 @@ from process_api.api.links import (
     self_links,
     url,
 )
-from process_api.jobs.model import Job, JobStatus
+from process_api.jobs.model import Job, JobStatus, timestamp
 from process_api.processes.config import Described
 from process_api.processes.registry import Process
-
-
-def timestamp(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def pretty_json(value: Any) -> str:

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from process_api.api.common import job_service, registry, render
-from process_api.api.documents import status_info, timestamp
+from process_api.api.documents import status_info
 from process_api.api.links import link, self_links, url
 from process_api.api.negotiation import wants_html
 from process_api.api.results import (
@@ -17,6 +17,8 @@ from process_api.api.results import (
     results_document,
     results_response,
 )
+from process_api.jobs.metadata import job_metadata
+from process_api.jobs.model import timestamp
 
 router = APIRouter(tags=["Jobs"])
 
@@ -39,7 +41,9 @@ async def dismiss_job(request: Request, jobID: str) -> Response:
     responses={204: {"description": "Every output is by reference: see the Link headers"}},
 )
 async def job_results(request: Request, jobID: str) -> Response:
-    job = await job_service(request).get(jobID)
+    service = job_service(request)
+    job = await service.get(jobID)
+    service.check_kept(job)
     process = registry(request).get(job.process_id)
     if wants_html(request):
         results = check_finished(job)
@@ -52,7 +56,9 @@ async def job_results(request: Request, jobID: str) -> Response:
 
 @router.get("/jobs/{jobID}/results/{outputID}", summary="One output of a successful job, raw")
 async def job_output(request: Request, jobID: str, outputID: str) -> Response:
-    job = await job_service(request).get(jobID)
+    service = job_service(request)
+    job = await service.get(jobID)
+    service.check_kept(job)
     return one_output(registry(request).get(job.process_id), job, outputID)
 
 
@@ -74,22 +80,13 @@ async def job_logs(request: Request, jobID: str) -> Response:
     return render(request, document, "logs.html")
 
 
-#: handle members that only the host needs.
-_INTERNAL = ("start",)
-
-
 @router.get("/jobs/{jobID}/metadata", summary="Provenance of a job: what ran, where and when")
-async def job_metadata(request: Request, jobID: str) -> Response:
-    job = await job_service(request).get(jobID)
-    run = {k: v for k, v in (job.handle or {}).items() if k not in _INTERNAL}
+async def job_metadata_route(request: Request, jobID: str) -> Response:
+    service = job_service(request)
+    job = await service.get(jobID)
+    service.check_kept(job)
     document = {
-        "jobID": job.id,
-        "processID": job.process_id,
-        "processVersion": job.process_version,
-        "host": job.host_type,
-        "status": job.status.value,
-        **{name: timestamp(getattr(job, name)) for name in ("created", "started", "finished")},
-        **run,
+        **job_metadata(job),
         "links": [
             *self_links(request, f"/jobs/{jobID}/metadata", "Job metadata"),
             link(url(request, f"/jobs/{jobID}"), "up", title="Job status"),

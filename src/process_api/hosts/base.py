@@ -47,6 +47,9 @@ class RunLost(Exception):
 
 
 class HostEvents(Protocol):
+    async def submitted(self, handle: dict[str, Any]) -> None:
+        """The platform took the job (it is still waiting there); the handle finds it again."""
+
     async def started(self, handle: dict[str, Any]) -> None:
         """The run has started; the handle lets the host find it again (and is provenance)."""
 
@@ -58,12 +61,17 @@ class Host(Protocol):
     #: False for host types that are known but cannot run jobs on this server.
     available: bool
     unavailable_reason: str
+    #: runs go on when the server stops, and are followed again when it starts (Batch).
+    detachable: bool
 
     def check(self, config: ProcessConfig) -> None:
         """Raises HostConfigError naming the field if the file does not fit this host."""
 
     async def ready(self) -> None:
         """Raises ServiceUnavailable if the platform cannot take a job now."""
+
+    def admit(self, run: JobRun) -> None:
+        """Raises an ApiError (e.g. PayloadTooLarge) for a run the platform would refuse."""
 
     def capacity(self) -> Resources | None:
         """What this host's jobs may use together; None for no budget."""
@@ -90,8 +98,12 @@ class HostBase:
 
     available = True
     unavailable_reason = ""
+    detachable = False
 
     async def ready(self) -> None:
+        return None
+
+    def admit(self, run: JobRun) -> None:
         return None
 
     def capacity(self) -> Resources | None:

@@ -46,6 +46,13 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def timestamp(value: datetime | None) -> str | None:
+    """RFC 3339 in UTC with milliseconds, as every document of the API writes times."""
+    if value is None:
+        return None
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 @dataclass
 class Job:
     """Everything needed to serve a job, also after a restart."""
@@ -70,3 +77,5 @@ class Job:
     #: what the host needs to find the job's run again (pid, container id, …).
     handle: dict[str, Any] | None = None
     submitter: str | None = None
+    #: its results, logs and metadata were removed after the retention period.
+    expired: bool = False

@@ -51,31 +51,32 @@ def parse_progress(line: str) -> Progress | None:
     return Progress(max(0, min(100, int(percent))), message if isinstance(message, str) else None)
 
 
-_NO_RESULTS = object()
+#: what a process that returned no results "returned".
+NO_RESULTS: Any = object()
 
 
 def plugin_results(line: str | None) -> Any:
-    """The value of a `{"plugin_results": …}` line, or _NO_RESULTS."""
+    """The value of a `{"plugin_results": …}` line, or NO_RESULTS."""
     if not line:
-        return _NO_RESULTS
+        return NO_RESULTS
     try:
         data = json.loads(line)
     except ValueError:
-        return _NO_RESULTS
+        return NO_RESULTS
     if isinstance(data, dict) and "plugin_results" in data:
         return data["plugin_results"]
-    return _NO_RESULTS
+    return NO_RESULTS
 
 
-def map_results(process: Process, last_stdout_line: str | None) -> dict[str, Any]:
-    """Output id -> value, from the process's last stdout line."""
-    value = plugin_results(last_stdout_line)
+def map_results(process: Process, value: Any) -> dict[str, Any]:
+    """Output id -> value, from what the process returned (its plugin_results)."""
     outputs = list(process.output_schemas)
-    if value is _NO_RESULTS:
+    if value is NO_RESULTS:
         if not outputs:
             return {}
         raise ResultsError(
-            'the process ended without printing {"plugin_results": …} as its last line'
+            'the process returned no results: print {"plugin_results": …} as the last line, '
+            "or write results.json to the results location"
         )
     if not outputs:
         # Files from the Go server may declare no outputs and still return a value.

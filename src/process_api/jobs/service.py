@@ -16,7 +16,7 @@ import logging
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from process_api.errors import (
@@ -24,12 +24,22 @@ from process_api.errors import (
     JobNotDismissable,
     NoSuchJob,
     NotSupported,
+    ResultsExpired,
     ServiceUnavailable,
 )
 from process_api.hosts.base import Host, HostOutcome, JobRun, RunLost, Stream
 from process_api.jobs.budget import ResourceBudget
-from process_api.jobs.model import ACTIVE, Job, JobStatus, Mode, utcnow
-from process_api.jobs.output import JobLog, ResultsError, map_results, parse_log, parse_progress
+from process_api.jobs.metadata import job_metadata
+from process_api.jobs.model import ACTIVE, TERMINAL, Job, JobStatus, Mode, timestamp, utcnow
+from process_api.jobs.output import (
+    NO_RESULTS,
+    JobLog,
+    ResultsError,
+    map_results,
+    parse_log,
+    parse_progress,
+    plugin_results,
+)
 from process_api.processes.registry import Process, ProcessRegistry
 from process_api.storage.base import Storage
 from process_api.store.base import JobQuery, JobStore
@@ -42,8 +52,8 @@ LOG_SAVE_INTERVAL = 5.0
 SHUTDOWN_GRACE = 15.0
 
 
-def log_key(job_id: str) -> str:
-    return f"logs/{job_id}.jsonl"
+#: the file a process may write to its results location instead of a plugin_results line.
+RESULTS_FILE = "results.json"
 
 
 @dataclass
@@ -58,6 +68,8 @@ class _Active:
     progress_writer: asyncio.Task[None] | None = None
     log_writer: asyncio.Task[None] | None = None
     log_saved_at: float = 0.0
+    #: the server stops following the run, which goes on (a Batch job at shutdown).
+    detaching: bool = False
 
 
 class _Events:
@@ -66,6 +78,13 @@ class _Events:
     def __init__(self, service: JobService, active: _Active) -> None:
         self._service = service
         self._active = active
+
+    async def submitted(self, handle: dict[str, Any]) -> None:
+        await self._service.store.update(
+            self._active.job_id,
+            {"handle": handle, "message": "submitted", "updated": utcnow()},
+            frozenset({JobStatus.ACCEPTED}),
+        )
 
     async def started(self, handle: dict[str, Any]) -> None:
         now = utcnow()
@@ -93,11 +112,14 @@ class JobService:
         storage: Storage,
         hosts: Mapping[str, Host],
         on_change: Callable[[Job], None] | None = None,
+        expiry: timedelta | None = None,
     ) -> None:
-        """`on_change` hears of each change of a running job (callbacks); it must not block."""
+        """`on_change` hears of each change of a running job (callbacks); it must not block.
+        `expiry`: how long results, logs and metadata of ended jobs are kept."""
         self.store = store
         self.storage = storage
         self.hosts = hosts
+        self.expiry = expiry
         self._on_change = on_change
         self._active: dict[str, _Active] = {}
         self._closing = False
@@ -132,8 +154,10 @@ class JobService:
                 f"together on this server ({budget.total})"
             )
         await host.ready()
+        job_id = str(uuid.uuid4())
+        host.admit(self._job_run(process, job_id, inputs))
         job = Job(
-            id=str(uuid.uuid4()),
+            id=job_id,
             process_id=process.id,
             process_version=process.version,
             host_type=process.host_type,
@@ -152,21 +176,24 @@ class JobService:
         self._active[job.id] = active
         active.task = asyncio.create_task(self._run(process, job, active, handle))
 
-    def _job_run(self, process: Process, job: Job) -> JobRun:
-        results_dir = self.storage.job_dir(job.id)
+    def _job_run(self, process: Process, job_id: str, inputs: dict[str, Any]) -> JobRun:
+        results = self.storage.layout.results_of(job_id)
+        results_dir = self.storage.local_path(results)
         env = {
-            "PROCESS_API_JOB_ID": job.id,
+            "PROCESS_API_JOB_ID": job_id,
             "PROCESS_API_PROCESS_ID": process.id,
             "PROCESS_API_PROCESS_VERSION": process.version,
-            "PROCESS_API_RESULTS_DIR": str(results_dir),
+            "PROCESS_API_RESULTS_URI": self.storage.location(results),
         }
-        return JobRun(job.id, process, json.dumps(job.inputs), env, results_dir)
+        if results_dir is not None:
+            env["PROCESS_API_RESULTS_DIR"] = str(results_dir)
+        return JobRun(job_id, process, json.dumps(inputs), env, results_dir)
 
     async def _run(
         self, process: Process, job: Job, active: _Active, handle: dict[str, Any] | None
     ) -> None:
         host = self.hosts[process.host_type]
-        run = self._job_run(process, job)
+        run = self._job_run(process, job.id, job.inputs)
         events = _Events(self, active)
         results: dict[str, Any] | None = None
         need = host.resources(process)
@@ -186,8 +213,12 @@ class JobService:
                     budget.take(need)
                     reserved = True
                 outcome = await host.reattach(run, handle, events)
-            status, message, results = self._judge(process, outcome, active.log)
+            status, message, results = await self._conclude(process, job.id, outcome, active.log)
         except asyncio.CancelledError:
+            if active.detaching:
+                self._active.pop(job.id, None)
+                active.done.set()
+                return
             status, message = JobStatus.DISMISSED, "dismissed"
         except TimeoutError:
             limit = process.config.timeout
@@ -205,10 +236,10 @@ class JobService:
                 budget.release(need)
         await asyncio.shield(self._finish(active, status, message, results))
 
-    @staticmethod
-    def _judge(
-        process: Process, outcome: HostOutcome, job_log: JobLog
+    async def _conclude(
+        self, process: Process, job_id: str, outcome: HostOutcome, job_log: JobLog
     ) -> tuple[JobStatus, str, dict[str, Any] | None]:
+        """The job's end from its run's: its status, message and results."""
         if outcome.error is not None:
             return JobStatus.FAILED, outcome.error, None
         code = outcome.exit_code
@@ -219,8 +250,16 @@ class JobService:
             # What it said last on stderr is most often why it failed.
             last = job_log.last_stderr or job_log.last_stdout or ""
             return JobStatus.FAILED, f"the process {how}" + (f": {last}" if last else ""), None
+        value = plugin_results(job_log.last_stdout)
+        if value is NO_RESULTS:
+            written = await self.storage.get(self.storage.layout.results_of(job_id) + RESULTS_FILE)
+            if written is not None:
+                try:
+                    value = json.loads(written)
+                except ValueError as exc:
+                    return JobStatus.FAILED, f"{RESULTS_FILE} is not valid JSON: {exc}", None
         try:
-            return JobStatus.SUCCESSFUL, "finished", map_results(process, job_log.last_stdout)
+            return JobStatus.SUCCESSFUL, "finished", map_results(process, value)
         except ResultsError as exc:
             return JobStatus.FAILED, str(exc), None
 
@@ -237,13 +276,19 @@ class JobService:
             await asyncio.gather(*writers, return_exceptions=True)
             if active.log.lines or active.log.dropped:
                 # An empty log (a run found again that cannot replay it) keeps the saved one.
-                await self.storage.put(log_key(active.job_id), active.log.to_jsonl())
+                log_key = self.storage.layout.log(active.job_id)
+                await self.storage.put(log_key, active.log.to_jsonl(), "application/x-ndjson")
             now = utcnow()
             changes: dict[str, Any] = {"status": status, "message": message}
             changes.update(finished=now, updated=now, results=results)
             if status is JobStatus.SUCCESSFUL:
                 changes["progress"] = 100
-            self.notify(await self.store.update(active.job_id, changes, ACTIVE))
+            ended = await self.store.update(active.job_id, changes, ACTIVE)
+            self.notify(ended)
+            ended = ended or await self.store.get(active.job_id)  # dismissed meanwhile
+            if ended is not None:
+                metadata = json.dumps(job_metadata(ended)).encode()
+                await self.storage.put(self.storage.layout.meta(ended.id), metadata)
         except Exception:
             log.exception("job %s: could not record the end of the job", active.job_id)
         finally:
@@ -265,8 +310,10 @@ class JobService:
         idle = active.log_writer is None or active.log_writer.done()
         if idle and loop.time() - active.log_saved_at >= LOG_SAVE_INTERVAL:
             active.log_saved_at = loop.time()
-            data = active.log.to_jsonl()
-            active.log_writer = loop.create_task(self.storage.put(log_key(active.job_id), data))
+            key, data = self.storage.layout.log(active.job_id), active.log.to_jsonl()
+            active.log_writer = loop.create_task(
+                self.storage.put(key, data, "application/x-ndjson")
+            )
 
     def write_progress(self, active: _Active) -> None:
         """Writes the latest progress report; one writer per job, so the newest wins."""
@@ -295,13 +342,45 @@ class JobService:
     async def find(self, query: JobQuery) -> tuple[list[Job], int]:
         return await self.store.find(query), await self.store.count(query)
 
+    def check_kept(self, job: Job) -> None:
+        """Raises ResultsExpired once the job's results, logs and metadata are past retention."""
+        if job.expired or self._past_retention(job):
+            assert job.finished is not None
+            raise ResultsExpired(
+                f"the results, logs and metadata of job {job.id} expired: they are kept "
+                f"{self.expiry} after a job ends, and it ended at {timestamp(job.finished)}"
+            )
+
+    def _past_retention(self, job: Job) -> bool:
+        return (
+            self.expiry is not None
+            and job.finished is not None
+            and utcnow() - job.finished > self.expiry
+        )
+
+    async def expire(self) -> int:
+        """Removes what retention no longer keeps; the job records stay. Returns how many."""
+        if self.expiry is None:
+            return 0
+        count = 0
+        while batch := await self.store.finished_before(utcnow() - self.expiry):
+            for job in batch:
+                layout = self.storage.layout
+                await self.storage.delete(
+                    layout.log(job.id), layout.meta(job.id), layout.results_of(job.id)
+                )
+                changes = {"expired": True, "results": None}
+                await self.store.update(job.id, changes, TERMINAL)
+                count += 1
+        return count
+
     async def logs(self, job_id: str) -> list[dict[str, str]]:
         """The job's log lines: live while it runs here, from storage afterwards."""
-        await self.get(job_id)
+        self.check_kept(await self.get(job_id))
         active = self._active.get(job_id)
         if active is not None:
             return list(active.log.lines)
-        data = await self.storage.get(log_key(job_id))
+        data = await self.storage.get(self.storage.layout.log(job_id))
         return parse_log(data) if data else []
 
     async def wait(self, job_id: str, timeout: float | None = None) -> Job:
@@ -339,6 +418,7 @@ class JobService:
         """Dismisses every job still running here and waits until each is recorded."""
         self._closing = True
         # Again while any is left: a request may have been between its check and its record.
+        await self._detach()
         for _ in range(3):
             pending = list(self._active)
             if not pending:
@@ -355,6 +435,21 @@ class JobService:
             if tasks:
                 await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE)
             await asyncio.sleep(0)
+
+    async def _detach(self) -> None:
+        """Stops following the runs that go on without this server (Batch jobs): the next
+        start follows them again."""
+        detached = []
+        for active in list(self._active.values()):
+            job = await self.store.get(active.job_id)
+            host = self.hosts.get(job.host_type) if job else None
+            if host is not None and host.detachable and active.task is not None:
+                active.detaching = True
+                active.task.cancel()
+                detached.append(active.task)
+        if detached:
+            log.info("shutdown: %d job(s) go on without this server", len(detached))
+            await asyncio.gather(*detached, return_exceptions=True)
 
     # -- start ---------------------------------------------------------------------
 

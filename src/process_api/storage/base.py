@@ -1,17 +1,47 @@
-"""The Storage port: where job logs, results and metadata are kept."""
+"""The Storage port: where job logs, results and metadata are kept (a local directory, or S3)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 
+@dataclass(frozen=True)
+class Layout:
+    """Where each kind of object goes: the Go server's S3_RESULTS_DIR, S3_LOGS_DIR, S3_META_DIR."""
+
+    results: str = "results"
+    logs: str = "logs"
+    metadata: str = "metadata"
+
+    def log(self, job_id: str) -> str:
+        return f"{self.logs}/{job_id}.jsonl"
+
+    def meta(self, job_id: str) -> str:
+        return f"{self.metadata}/{job_id}.json"
+
+    def results_of(self, job_id: str) -> str:
+        """The prefix under which a job's process may write its result files."""
+        return f"{self.results}/{job_id}/"
+
+
 class Storage(Protocol):
-    async def put(self, key: str, data: bytes) -> None:
+    layout: Layout
+
+    async def put(self, key: str, data: bytes, content_type: str = "application/json") -> None:
         """Writes an object, replacing any previous one."""
 
     async def get(self, key: str) -> bytes | None:
         """The object's bytes, or None if there is none."""
 
-    def job_dir(self, job_id: str) -> Path:
-        """A directory on this machine where a job's process may write its result files."""
+    async def delete(self, *keys_or_prefixes: str) -> None:
+        """Removes objects; a key ending in / removes everything under it."""
+
+    def location(self, key: str) -> str:
+        """Where the object is, for a process to write it: a path, or an s3:// URI."""
+
+    def local_path(self, key: str) -> Path | None:
+        """The object's path on this machine, if the storage is local."""
+
+    async def close(self) -> None: ...

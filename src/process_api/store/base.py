@@ -56,5 +56,8 @@ class JobStore(Protocol):
 
     async def count(self, query: JobQuery) -> int: ...
 
+    async def finished_before(self, cutoff: datetime, limit: int = 100) -> list[Job]:
+        """Ended jobs, not yet expired, that finished before the cutoff, oldest first."""
+
     async def active(self) -> list[Job]:
         """Jobs accepted or running, oldest first (for reconciliation at start)."""

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from process_api.jobs.model import ACTIVE, Job, JobStatus
+from process_api.jobs.model import ACTIVE, TERMINAL, Job, JobStatus
 from process_api.store.base import JobQuery, Position
 
 metadata = sa.MetaData()
@@ -35,6 +35,7 @@ jobs = sa.Table(
     sa.Column("results", sa.JSON, nullable=True),
     sa.Column("handle", sa.JSON, nullable=True),
     sa.Column("submitter", sa.String(256), nullable=True),
+    sa.Column("expired", sa.Boolean, nullable=False, default=False),
 )
 
 _TIMES = ("created", "started", "finished", "updated")
@@ -171,6 +172,22 @@ class SqlJobStore:
         statement = self._filtered(sa.select(sa.func.count()).select_from(jobs), query)
         async with self._engine.connect() as conn:
             return int((await conn.execute(statement)).scalar_one())
+
+    async def finished_before(self, cutoff: datetime, limit: int = 100) -> list[Job]:
+        """Ended jobs, not yet expired, that finished before the cutoff, oldest first."""
+        statement = (
+            jobs.select()
+            .where(
+                jobs.c.status.in_([s.value for s in TERMINAL]),
+                jobs.c.expired.is_(False),
+                jobs.c.finished < cutoff.astimezone(UTC),
+            )
+            .order_by(jobs.c.finished)
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(statement)).all()
+        return [_to_job(r) for r in rows]
 
     async def active(self) -> list[Job]:
         statement = (
