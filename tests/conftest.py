@@ -20,6 +20,17 @@ EXAMPLES = ROOT / "plugins"
 DATA = Path(__file__).parent / "data"
 
 
+#: settings of the machine the tests must not inherit: each test says what it wants.
+SCRUBBED = (
+    "API_PORT",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "AWS_ENDPOINT_URL",
+    "S3_BUCKET",
+    "EXPIRY_DAYS",
+)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -42,8 +53,9 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, wait: bool = True) -> Server:
-        env = {**os.environ, "DATA_DIR": str(self.data_dir), **self.extra_env}
-        env.pop("API_PORT", None)
+        env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
+        env.update({"DATA_DIR": str(self.data_dir), "AWS_EC2_METADATA_DISABLED": "true"})
+        env.update(self.extra_env)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         command = [
             sys.executable,

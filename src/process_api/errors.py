@@ -15,7 +15,6 @@ documents. Nothing below the API layer knows about HTTP beyond the number.
      ├── InvalidParameter     400  invalid-parameter-value (query parameters, headers)
      ├── InvalidInput         400  invalid-parameter-value (execute request body)
      ├── JobNotDismissable    409  the job already finished
-     ├── NotSupported         501  host types not available here
      ├── BadGateway           502  the platform behind a host answered with an error
      └── ServiceUnavailable   503  an engine the job needs is unreachable
 """
@@ -99,12 +98,6 @@ class JobNotDismissable(ApiError):
     status = 409
     type = OGC + "job-not-dismissable"
     title = "Job cannot be dismissed"
-
-
-class NotSupported(ApiError):
-    status = 501
-    type = OGC + "not-supported"
-    title = "Not supported"
 
 
 class ServiceUnavailable(ApiError):

@@ -336,7 +336,7 @@ def test_job_pages_in_html_are_escaped(client: httpx.Client) -> None:
     assert error_page.status_code == 404 and "text/html" in error_page.headers["content-type"]
 
 
-def test_processes_of_hosts_not_available_yet(tmp_path: Path, server_factory) -> None:
+def test_aws_batch_processes_need_aws(tmp_path: Path, server_factory) -> None:
     plugins = tmp_path / "compat"
     shutil.copytree(DATA / "dewberry-plugins", plugins)
     server = server_factory(plugins)
@@ -345,8 +345,8 @@ def test_processes_of_hosts_not_available_yet(tmp_path: Path, server_factory) ->
         assert "pyecho" in listed and "dfc" in listed
         inputs = {"tile": "t1", "epoch": "2020", "points": [1, 2]}
         response = http.post("/processes/dfc/execution", json={"inputs": inputs})
-        body = assert_exception(response, 501, "not-supported")
-        assert "aws-batch" in body["detail"]
+        body = assert_exception(response, 503, "service-unavailable")
+        assert "AWS Batch is not configured" in body["detail"]
         assert http.get("/jobs").json()["numberMatched"] == 0
 
 

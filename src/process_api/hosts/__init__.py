@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 
+from process_api.aws import aws_client
+from process_api.hosts.aws_batch import BatchHost
 from process_api.hosts.base import Host
 from process_api.hosts.docker import DockerHost, DockerOptions
 from process_api.hosts.subprocess import SubprocessHost
-from process_api.hosts.unavailable import UnavailableHost
 from process_api.jobs.budget import Resources
 from process_api.processes.loader import HostChecks
 from process_api.settings import Settings
@@ -37,8 +38,15 @@ def build_hosts(settings: Settings) -> dict[str, Host]:
             secrets=settings.secret_values,
         )
     )
+    batch = BatchHost(
+        batch=lambda: aws_client(settings, "batch"),
+        logs=lambda: aws_client(settings, "logs"),
+        log_group=settings.batch_log_group,
+        poll_interval=settings.batch_poll_interval,
+        configured=settings.aws_region is not None,
+    )
     return {
-        "aws-batch": UnavailableHost("the aws-batch host is not available yet"),
+        "aws-batch": batch,
         "docker": docker,
         "local": docker,
         "subprocess": SubprocessHost(

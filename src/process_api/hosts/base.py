@@ -8,6 +8,7 @@ Batch job) before re-raising.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Set
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,6 +33,8 @@ class JobRun:
     #: the job context the process sees in its environment.
     env: dict[str, str] = field(default_factory=dict)
     results_dir: Path | None = None
+    #: set when the server stops following a run that goes on (see Host.detachable).
+    detach: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass(frozen=True)
@@ -58,9 +61,6 @@ class HostEvents(Protocol):
 
 
 class Host(Protocol):
-    #: False for host types that are known but cannot run jobs on this server.
-    available: bool
-    unavailable_reason: str
     #: runs go on when the server stops, and are followed again when it starts (Batch).
     detachable: bool
 
@@ -96,8 +96,6 @@ class Host(Protocol):
 class HostBase:
     """Defaults for hosts without a budget, readiness check or leftovers."""
 
-    available = True
-    unavailable_reason = ""
     detachable = False
 
     async def ready(self) -> None:

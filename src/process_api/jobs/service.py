@@ -23,7 +23,6 @@ from process_api.errors import (
     InvalidInput,
     JobNotDismissable,
     NoSuchJob,
-    NotSupported,
     ResultsExpired,
     ServiceUnavailable,
 )
@@ -70,6 +69,7 @@ class _Active:
     log_saved_at: float = 0.0
     #: the server stops following the run, which goes on (a Batch job at shutdown).
     detaching: bool = False
+    run: JobRun | None = None
 
 
 class _Events:
@@ -144,8 +144,6 @@ class JobService:
         if self._closing:
             raise ServiceUnavailable("the server is shutting down and accepts no new jobs")
         host = self.hosts[process.host_type]
-        if not host.available:
-            raise NotSupported(host.unavailable_reason)
         need = host.resources(process)
         budget = self._budgets.get(id(host))
         if budget is not None and need is not None and not budget.fits_ever(need):
@@ -194,6 +192,7 @@ class JobService:
     ) -> None:
         host = self.hosts[process.host_type]
         run = self._job_run(process, job.id, job.inputs)
+        active.run = run
         events = _Events(self, active)
         results: dict[str, Any] | None = None
         need = host.resources(process)
@@ -445,6 +444,8 @@ class JobService:
             host = self.hosts.get(job.host_type) if job else None
             if host is not None and host.detachable and active.task is not None:
                 active.detaching = True
+                if active.run is not None:
+                    active.run.detach.set()
                 active.task.cancel()
                 detached.append(active.task)
         if detached:
@@ -466,7 +467,7 @@ class JobService:
         for job in await self.store.active():
             process = registry.get(job.process_id)
             host = self.hosts.get(job.host_type)
-            if process is None or host is None or not host.available:
+            if process is None or host is None:
                 await self._fail(
                     job, f"the server restarted and process {job.process_id!r} is gone"
                 )

@@ -1,0 +1,331 @@
+"""The `aws-batch` host: each job is an AWS Batch job, followed by polling.
+
+The job is submitted with the process's command plus the inputs JSON as its
+last argument, and the job context, as container overrides. One monitor per
+server polls DescribeJobs for every followed job, up to 100 ids a call, and
+reads the log stream of each running job from CloudWatch Logs. Batch jobs go on
+when the server stops; the next start follows them again from the job store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from process_api.errors import PayloadTooLarge, ServiceUnavailable
+from process_api.hosts.base import HostBase, HostEvents, HostOutcome, JobRun, RunLost
+from process_api.processes.config import ProcessConfig
+from process_api.processes.loader import HostConfigError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: what SubmitJob takes in container overrides (command and environment), in bytes.
+MAX_OVERRIDES = 30_000
+#: DescribeJobs takes at most this many job ids per call.
+DESCRIBE_BATCH = 100
+WAITING = ("SUBMITTED", "PENDING", "RUNNABLE")
+ENDED = ("SUCCEEDED", "FAILED")
+#: polls in a row a job may be missing from DescribeJobs before it counts as lost.
+MISSING_POLLS = 5
+
+
+class BatchHostConfig(BaseModel):
+    """The `host:` section of an aws-batch process file (the Go server's fields)."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: str
+    jobDefinition: str
+    jobQueue: str
+    #: a prefix for the Batch job's name.
+    jobName: str | None = None
+
+
+def _aws_reason(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        return f"{error.get('Code', 'error')}: {error.get('Message', '')}".strip()
+    return str(exc) or type(exc).__name__
+
+
+@dataclass
+class _Followed:
+    """One Batch job the monitor follows."""
+
+    events: HostEvents
+    handle: dict[str, Any]
+    done: asyncio.Future[HostOutcome]
+    status: str = "SUBMITTED"
+    started: bool = False
+    log_stream: str | None = None
+    log_token: str | None = None
+    missing: int = 0
+    seen: set[str] = field(default_factory=set)
+
+
+class BatchHost(HostBase):
+    detachable = True
+
+    def __init__(
+        self,
+        batch: Callable[[], Any],
+        logs: Callable[[], Any],
+        log_group: str,
+        poll_interval: float,
+        configured: bool,
+    ) -> None:
+        """`batch` and `logs` make the boto3 clients (lazily: AWS may not be configured)."""
+        self._make_batch, self._make_logs = batch, logs
+        self._batch: Any = None
+        self._logs: Any = None
+        self.log_group = log_group
+        self.poll_interval = poll_interval
+        self.configured = configured
+        self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="aws")
+        self._followed: dict[str, _Followed] = {}
+        self._monitor: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        #: job definition -> what DescribeJobDefinitions said of it (image, resources).
+        self.definitions: dict[str, dict[str, Any]] = {}
+
+    # -- configuration ---------------------------------------------------------
+
+    def _clients(self) -> tuple[Any, Any]:
+        if self._batch is None:
+            self._batch, self._logs = self._make_batch(), self._make_logs()
+        return self._batch, self._logs
+
+    def check(self, config: ProcessConfig) -> None:
+        try:
+            host = BatchHostConfig.model_validate(config.host.model_dump())
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise HostConfigError(".".join(["host", *map(str, err["loc"])]), err["msg"]) from None
+        if self.configured and host.jobDefinition not in self.definitions:
+            self._describe_definition(host.jobDefinition)
+
+    def _describe_definition(self, name: str) -> None:
+        """Reads the definition's image and resources, as the Go server did at startup."""
+        try:
+            batch, _ = self._clients()
+            found = batch.describe_job_definitions(jobDefinitions=[name])["jobDefinitions"]
+            if not found and ":" not in name and not name.startswith("arn:"):
+                found = batch.describe_job_definitions(jobDefinitionName=name, status="ACTIVE")[
+                    "jobDefinitions"
+                ]
+        except (ClientError, BotoCoreError) as exc:
+            log.warning("cannot read AWS Batch job definition %s: %s", name, _aws_reason(exc))
+            return
+        if not found:
+            raise HostConfigError("host.jobDefinition", f"AWS Batch has no job definition {name!r}")
+        latest = max(found, key=lambda d: d.get("revision", 0))
+        properties = latest.get("containerProperties", {})
+        resources = {r["type"]: r["value"] for r in properties.get("resourceRequirements", [])}
+        self.definitions[name] = {
+            "jobDefinitionArn": latest.get("jobDefinitionArn"),
+            "image": properties.get("image"),
+            "vcpus": resources.get("VCPU", properties.get("vcpus")),
+            "memory": resources.get("MEMORY", properties.get("memory")),
+        }
+
+    async def ready(self) -> None:
+        if not self.configured:
+            raise ServiceUnavailable(
+                "AWS Batch is not configured on this server: set AWS_DEFAULT_REGION "
+                "(or AWS_REGION) and AWS credentials"
+            )
+
+    def _overrides(self, run: JobRun) -> dict[str, Any]:
+        container = run.process.config.container
+        command = [*(container.command if container else []), run.inputs_json]
+        overrides: dict[str, Any] = {
+            "command": command,
+            "environment": [{"name": k, "value": v} for k, v in sorted(run.env.items())],
+        }
+        wanted = container.maxResources if container else None
+        requirements = []
+        if wanted is not None and wanted.cpus:
+            requirements.append({"type": "VCPU", "value": f"{wanted.cpus:g}"})
+        if wanted is not None and wanted.memory:
+            requirements.append({"type": "MEMORY", "value": str(int(wanted.memory))})
+        if requirements:
+            overrides["resourceRequirements"] = requirements
+        return overrides
+
+    def admit(self, run: JobRun) -> None:
+        size = len(json.dumps(self._overrides(run)).encode())
+        if size > MAX_OVERRIDES:
+            raise PayloadTooLarge(
+                f"the execute request is too large for AWS Batch: its command and environment "
+                f"take {size} bytes, at most {MAX_OVERRIDES}; give large inputs by reference "
+                '({"href": …}) instead'
+            )
+
+    # -- runs ------------------------------------------------------------------
+
+    async def _call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor, functools.partial(function, *args, **kwargs)
+        )
+
+    async def run(self, run: JobRun, events: HostEvents) -> HostOutcome:
+        host = BatchHostConfig.model_validate(run.process.config.host.model_dump())
+        name = re.sub(r"[^A-Za-z0-9_-]", "-", f"{host.jobName or run.process.id}-{run.job_id}")
+        try:
+            batch, _ = await self._call(self._clients)
+            answer = await self._call(
+                batch.submit_job,
+                jobName=name[:128],
+                jobQueue=host.jobQueue,
+                jobDefinition=host.jobDefinition,
+                containerOverrides=self._overrides(run),
+            )
+        except (ClientError, BotoCoreError) as exc:
+            return HostOutcome(None, f"AWS Batch did not take the job: {_aws_reason(exc)}")
+        definition = self.definitions.get(host.jobDefinition, {})
+        handle = {
+            "batchJobId": answer["jobId"],
+            "jobName": name[:128],
+            "jobQueue": host.jobQueue,
+            "jobDefinition": host.jobDefinition,
+            "image": definition.get("image"),
+            "command": run.process.config.container.command if run.process.config.container else [],
+        }
+        await events.submitted(handle)
+        return await self._follow(run, handle, events)
+
+    async def reattach(
+        self, run: JobRun, handle: dict[str, Any], events: HostEvents
+    ) -> HostOutcome:
+        if "batchJobId" not in handle:
+            raise RunLost("the server restarted and the job's Batch job id is unknown")
+        return await self._follow(run, handle, events)
+
+    async def _follow(self, run: JobRun, handle: dict[str, Any], events: HostEvents) -> HostOutcome:
+        batch_id = handle["batchJobId"]
+        followed = _Followed(events, handle, asyncio.get_running_loop().create_future())
+        self._followed[batch_id] = followed
+        if self._monitor is None or self._monitor.done():
+            self._monitor = asyncio.create_task(self._poll_forever())
+        self._wake.set()
+        try:
+            return await asyncio.shield(followed.done)
+        except asyncio.CancelledError:
+            if not run.detach.is_set():
+                await self._stop(batch_id, followed.status)
+            raise
+        finally:
+            self._followed.pop(batch_id, None)
+
+    async def _stop(self, batch_id: str, status: str) -> None:
+        """Cancels a job still waiting in its queue; terminates one that started."""
+        reason = "dismissed through process-api"
+        try:
+            batch, _ = self._clients()
+            if status in WAITING:
+                await self._call(batch.cancel_job, jobId=batch_id, reason=reason)
+            else:
+                await self._call(batch.terminate_job, jobId=batch_id, reason=reason)
+        except (ClientError, BotoCoreError) as exc:
+            log.error("could not stop AWS Batch job %s: %s", batch_id, _aws_reason(exc))
+
+    # -- the monitor -----------------------------------------------------------
+
+    async def _poll_forever(self) -> None:
+        """One loop for every followed job: a DescribeJobs call per 100 jobs per interval."""
+        while self._followed:
+            try:
+                await self.poll()
+            except (ClientError, BotoCoreError) as exc:
+                # Throttling, expired credentials, an endpoint down: jobs wait, polling goes on.
+                log.warning("polling AWS Batch failed: %s", _aws_reason(exc))
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+            except TimeoutError:
+                pass
+
+    async def poll(self) -> None:
+        batch, _ = self._clients()
+        ids = list(self._followed)
+        for start in range(0, len(ids), DESCRIBE_BATCH):
+            chunk = ids[start : start + DESCRIBE_BATCH]
+            answer = await self._call(batch.describe_jobs, jobs=chunk)
+            described = {job["jobId"]: job for job in answer.get("jobs", [])}
+            for batch_id in chunk:
+                followed = self._followed.get(batch_id)
+                if followed is not None and not followed.done.done():
+                    await self._update(batch_id, followed, described.get(batch_id))
+
+    async def _update(self, batch_id: str, followed: _Followed, job: dict[str, Any] | None) -> None:
+        if job is None:
+            followed.missing += 1
+            if followed.missing >= MISSING_POLLS:
+                followed.done.set_exception(RunLost(f"AWS Batch no longer knows job {batch_id}"))
+            return
+        followed.missing = 0
+        followed.status = job["status"]
+        container = job.get("container", {})
+        followed.log_stream = container.get("logStreamName") or followed.log_stream
+        if followed.status not in WAITING and not followed.started:
+            followed.started = True
+            await followed.events.started(followed.handle)
+        await self._read_logs(followed)
+        if followed.status in ENDED:
+            followed.done.set_result(_outcome(job))
+
+    async def _read_logs(self, followed: _Followed) -> None:
+        """New lines of the job's CloudWatch log stream, paginated to its end."""
+        if followed.log_stream is None:
+            return
+        _, logs = self._clients()
+        while True:
+            options: dict[str, Any] = {
+                "logGroupName": self.log_group,
+                "logStreamName": followed.log_stream,
+                "startFromHead": True,
+            }
+            if followed.log_token:
+                options["nextToken"] = followed.log_token
+            try:
+                page = await self._call(logs.get_log_events, **options)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                    return  # the stream appears once the container has printed something
+                raise
+            for event in page.get("events", []):
+                moment = datetime.fromtimestamp(event["timestamp"] / 1000, UTC)
+                followed.events.output("stdout", event["message"].rstrip("\n"), moment)
+            token = page.get("nextForwardToken")
+            if not token or token == followed.log_token:
+                return
+            followed.log_token = token
+
+    async def close(self) -> None:
+        if self._monitor is not None:
+            self._monitor.cancel()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _outcome(job: dict[str, Any]) -> HostOutcome:
+    container = job.get("container", {})
+    code = container.get("exitCode")
+    if job["status"] == "SUCCEEDED":
+        return HostOutcome(code if isinstance(code, int) else 0)
+    reasons = [r for r in (job.get("statusReason"), container.get("reason")) if r]
+    why = "; ".join(reasons) or "no reason given"
+    exit_part = f", exit code {code}" if isinstance(code, int) else ""
+    return HostOutcome(None, f"the AWS Batch job failed ({why}{exit_part})")
