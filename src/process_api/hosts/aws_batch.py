@@ -252,6 +252,8 @@ class BatchHost(HostBase):
             except (ClientError, BotoCoreError) as exc:
                 # Throttling, expired credentials, an endpoint down: jobs wait, polling goes on.
                 log.warning("polling AWS Batch failed: %s", _aws_reason(exc))
+            except Exception:
+                log.exception("polling AWS Batch failed")
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval)
