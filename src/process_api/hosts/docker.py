@@ -236,15 +236,21 @@ class DockerHost(HostBase):
     async def reattach(
         self, run: JobRun, handle: dict[str, Any], events: HostEvents
     ) -> HostOutcome:
+        container_id = handle.get("container")
+        if not isinstance(container_id, str):
+            raise RunLost("the server restarted and the job's container is unknown")
         try:
             client = await self._engine()
-            container = await self._call(client.containers.get, handle["container"])
+            container = await self._call(client.containers.get, container_id)
         except NotFound:
             raise RunLost("the server restarted and the job's container is gone") from None
-        except (DockerException, *_UNREACHABLE, KeyError) as exc:
+        except (DockerException, *_UNREACHABLE) as exc:
             raise RunLost(
                 f"the server restarted and cannot reach the container: {_reason(exc)}"
             ) from None
+        except asyncio.CancelledError:  # dismissed, or out of time, before it was found
+            await self._remove_id(container_id)
+            raise
         try:
             return await self._follow(container, run, events)
         except (DockerException, *_UNREACHABLE) as exc:
@@ -257,31 +263,36 @@ class DockerHost(HostBase):
         loop = asyncio.get_running_loop()
         secrets = [v for v in self._secrets_or_none(run) if len(v) >= 4]
 
-        def emit(stream: Stream, raw: str) -> None:
-            stamp, _, text = raw.partition(" ")
+        def emit(stream: Stream, stamp: bytes, line: bytes) -> None:
+            text = _text(line)
             for secret in secrets:
                 text = text.replace(secret, REDACTED)
-            events.output(stream, text, _docker_time(stamp))
+            events.output(stream, text, _docker_time(stamp.decode(errors="replace")))
 
         def pump(stream: Stream) -> None:
             client = self._new_client()
             try:
                 source = client.containers.get(str(container.id))
-                chunks = source.logs(
+                frames = source.logs(
                     stdout=stream == "stdout",
                     stderr=stream == "stderr",
                     stream=True,
                     follow=True,
                     timestamps=True,
                 )
-                pending = b""
-                for chunk in chunks:
-                    pending += chunk
-                    *lines, pending = pending.split(b"\n")
-                    for line in lines:
-                        loop.call_soon_threadsafe(emit, stream, _text(line))
+                # Each frame is "<timestamp> <text>"; the engine cuts lines over 16 KiB into
+                # several frames, each with its own timestamp: a line is kept whole.
+                pending, first_stamp = b"", b""
+                for frame in frames:
+                    stamp, _, text = frame.partition(b" ")
+                    first_stamp = first_stamp or stamp
+                    pending += text
+                    while b"\n" in pending:
+                        line, pending = pending.split(b"\n", 1)
+                        loop.call_soon_threadsafe(emit, stream, first_stamp, line)
+                        first_stamp = stamp if pending else b""
                 if pending:
-                    loop.call_soon_threadsafe(emit, stream, _text(pending))
+                    loop.call_soon_threadsafe(emit, stream, first_stamp, pending)
             finally:
                 client.close()
 
@@ -305,6 +316,11 @@ class DockerHost(HostBase):
         """Kills and removes the container; it may be gone already."""
         with contextlib.suppress(DockerException, *_UNREACHABLE):
             await self._call(container.remove, force=True)
+
+    async def _remove_id(self, container_id: str) -> None:
+        with contextlib.suppress(DockerException, *_UNREACHABLE):
+            client = await self._engine()
+            await self._call(client.api.remove_container, container_id, force=True)
 
     async def prune(self, keep: Set[str]) -> None:
         try:

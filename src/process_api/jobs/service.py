@@ -72,6 +72,14 @@ class _Active:
     run: JobRun | None = None
 
 
+def _time_left(process: Process, job: Job) -> float | None:
+    """What is left of the process's timeout for a job that started before a restart."""
+    if process.config.timeout is None:
+        return None
+    ran = (utcnow() - job.started).total_seconds() if job.started else 0.0
+    return max(process.config.timeout - ran, 0.0)
+
+
 class _Events:
     """What a host reports about one run, turned into job record changes."""
 
@@ -211,7 +219,8 @@ class JobService:
                 if budget is not None and need is not None:
                     budget.take(need)
                     reserved = True
-                outcome = await host.reattach(run, handle, events)
+                async with asyncio.timeout(_time_left(process, job)):
+                    outcome = await host.reattach(run, handle, events)
             status, message, results = await self._conclude(process, job.id, outcome, active.log)
         except asyncio.CancelledError:
             if active.detaching:
