@@ -186,3 +186,14 @@ def docker_engine() -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)
+
+
+def serve_files(root: Path, files: dict[str, str]) -> Iterator[Server]:
+    """A server of the process files (and scripts) given as name -> text, for a module's tests."""
+    plugins = root / "plugins"
+    plugins.mkdir()
+    for name, text in files.items():
+        (plugins / name).write_text(text)
+    server = Server(plugins, root / "data").start()
+    yield server
+    server.stop()

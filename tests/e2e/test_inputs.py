@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.conftest import Server
+from tests.conftest import Server, serve_files
 from tests.e2e.test_api import assert_exception
 
 INPUTS_YML = """\
@@ -51,14 +51,9 @@ print(json.dumps({"plugin_results": json.loads(sys.argv[-1])}))
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("inputs")
-    plugins = root / "plugins"
-    plugins.mkdir()
-    (plugins / "inputs.yml").write_text(INPUTS_YML)
-    (plugins / "inputs.py").write_text(INPUTS_PY)
-    server = Server(plugins, root / "data").start()
-    yield server
-    server.stop()
+    yield from serve_files(
+        tmp_path_factory.mktemp("inputs"), {"inputs.yml": INPUTS_YML, "inputs.py": INPUTS_PY}
+    )
 
 
 @pytest.fixture

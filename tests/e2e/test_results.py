@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Server, wait_status
+from tests.conftest import Server, serve_files, wait_status
 from tests.e2e.test_api import assert_exception
 from tests.ogc import assert_valid
 
@@ -54,14 +54,9 @@ print(json.dumps({{"plugin_results": results}}))
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("results")
-    plugins = root / "plugins"
-    plugins.mkdir()
-    (plugins / "forms.yml").write_text(FORMS_YML)
-    (plugins / "forms.py").write_text(FORMS_PY)
-    server = Server(plugins, root / "data").start()
-    yield server
-    server.stop()
+    yield from serve_files(
+        tmp_path_factory.mktemp("results"), {"forms.yml": FORMS_YML, "forms.py": FORMS_PY}
+    )
 
 
 @pytest.fixture
