@@ -9,11 +9,13 @@ the moto process, which the `moto` fixture starts once per session.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,7 +29,14 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from tests.conftest import free_port
-from tests.images import BUSYBOX
+from tests.images import (
+    BUSYBOX,
+    _add_symlink,
+    _busybox,
+    busybox_image,
+    docker_import,
+    image_exists,
+)
 
 MOTO_SERVER = Path(sys.executable).parent / "moto_server"
 REGION = "us-east-1"
@@ -152,11 +161,24 @@ def moto_or_skip(port: int | None = None, log_dir: Path | None = None) -> Iterat
         moto.stop()
 
 
-@pytest.fixture(scope="session")
-def moto(docker_engine: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Moto]:
-    """One moto server for the session (Batch runs containers: it needs a Docker Engine)."""
+def session_moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Moto]:
+    """The body of a session fixture: one moto server for the session, and the busybox
+    image of the `test-jd` job definition. Batch runs containers: the fixture must
+    depend on `docker_engine`."""
+    busybox_image()
     with moto_or_skip(log_dir=tmp_path_factory.mktemp("moto")) as server:
         yield server
+
+
+def busybox_with_date(tag: str = "process-api-test/busybox-date:1") -> str:
+    """The busybox image with its `date` applet too (the Go server's logHelloWorld calls it)."""
+    if not image_exists(tag):
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as archive:
+            _busybox(archive)
+            _add_symlink(archive, "bin/date", "busybox")
+        docker_import(buffer.getvalue(), tag)
+    return tag
 
 
 def register_definition(
@@ -235,7 +257,9 @@ def server_env(moto: Moto, bucket: str) -> dict[str, str]:
 
 def s3_keys(moto: Moto, bucket: str, prefix: str = "") -> list[str]:
     """Every key of the bucket under the prefix."""
-    pages = moto.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    pages = (
+        moto.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    )
     return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
 
 

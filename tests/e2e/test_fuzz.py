@@ -61,20 +61,34 @@ SETTINGS = hypothesis.settings(
 )
 #: generated arrays of a repeatable input stay this short.
 MAX_ITEMS = 20
-#: inputs that generated values must leave out: a random `pause` could last an hour.
+#: inputs that generated values must leave out (or set to 0): a `pause` can last an hour.
 LEFT_OUT = {"pause"}
 #: where generated callback URLs are pointed: refused by the server, never called.
 LOOPBACK_CALLBACK = "http://127.0.0.1:9/callback"
 
 
+def given_in_object_form(case: schemathesis.Case) -> bool:
+    """Whether an input value (or item) is a qualified value {"value": ...} or a link {"href"}."""
+    inputs = case.body.get("inputs") if isinstance(case.body, dict) else None
+    if not isinstance(inputs, dict):
+        return False
+    items = [i for v in inputs.values() for i in (v if isinstance(v, list) else [v])]
+    return any(isinstance(item, dict) for item in items)
+
+
 def not_an_unexpected_server_error(ctx: Any, response: Any, case: schemathesis.Case) -> None:
-    """No 5xx, but for the documented 500 job-failed of a process that failed (`fail`)."""
+    """No 5xx, but for the documented 500 job-failed: the results of a job that failed, and the
+    execution of `fail` (failing is what it does) or with an input in object form (a known bug,
+    tracked by the strict xfails of test_qualified_values_reach_the_process_as_values)."""
     if response.status_code == 500:
         try:
-            if response.json().get("type") == OGC_EXC + "job-failed":
-                return
+            job_failed = response.json().get("type") == OGC_EXC + "job-failed"
         except ValueError:
-            pass
+            job_failed = False
+        _, collection, name, *_ = case.formatted_path.split("/") + ["", ""]
+        expected = collection == "jobs" or name == "fail" or given_in_object_form(case)
+        if job_failed and expected:
+            return
     not_a_server_error(ctx, response, case)
 
 
@@ -130,12 +144,23 @@ def api_schema(fuzz_server: Server) -> schemathesis.BaseSchema:
 
 
 def confine(case: schemathesis.Case) -> None:
-    """Points generated callback URLs at the loopback: the server refuses them with a 400."""
-    subscriber = case.body.get("subscriber") if isinstance(case.body, dict) else None
+    """Keeps a generated execute request local and short.
+
+    Callback URLs point at the loopback, which the server refuses (400) without a DNS look-up;
+    echo's `pause` (documented up to 3600 s) becomes 0.
+    """
+    body = case.body if isinstance(case.body, dict) else {}
+    subscriber, inputs = body.get("subscriber"), body.get("inputs")
     if isinstance(subscriber, dict):
         for name in ("successUri", "inProgressUri", "failedUri"):
             if isinstance(subscriber.get(name), str):
                 subscriber[name] = LOOPBACK_CALLBACK
+    if isinstance(inputs, dict):
+        for name in LEFT_OUT & inputs.keys():
+            qualified = isinstance(inputs[name], dict) and "value" in inputs[name]
+            value = inputs[name]["value"] if qualified else inputs[name]
+            if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+                inputs[name] = {**inputs[name], "value": 0} if qualified else 0
 
 
 def fuzz(strategy: strategies.SearchStrategy, base_url: str) -> str | None:
@@ -283,6 +308,34 @@ def test_results_out_of_json_range(fuzz_server: Server, response: str) -> None:
     document = strict_json(answer.text)
     # a job that fails says so (job-failed); an unexpected error is a server bug
     assert answer.status_code < 500 or document["type"] != OGC_EXC + "server-error", document
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="server/plugin bug: a qualified value {'value': v}, which the server accepts (and "
+    "documents) for every input and item, reaches the program unchanged; stats.py does not "
+    "unwrap it, nor does echo.py inside arrays, so the job fails: 500 job-failed, TypeError",
+)
+@pytest.mark.parametrize(
+    ("process_id", "inputs", "expected"),
+    [
+        ("stats", {"numbers": {"value": 2}}, {"count": 1, "sum": 2, "min": 2, "max": 2, "mean": 2}),
+        ("stats", {"numbers": [{"value": 1}, 3]}, {"count": 2, "sum": 4, "min": 1, "max": 3}),
+        ("stats", {"numbers": [1, 2], "precision": {"value": 1}}, {"mean": 1.5}),
+        ("echo", {"stringInput": "a", "arrayInput": [{"value": 1}, 2]}, {"arrayInput": [1, 2]}),
+    ],
+    ids=["stats-value", "stats-item", "stats-precision", "echo-item"],
+)
+def test_qualified_values_reach_the_process_as_values(
+    fuzz_server: Server, process_id: str, inputs: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    body = {"inputs": inputs, "response": "document"}
+    with fuzz_server.client() as http:
+        answer = http.post(f"/processes/{process_id}/execution", json=body)
+    assert answer.status_code == 200, answer.text
+    results = answer.json()
+    assert {k: results.get(k) for k in expected} == expected
 
 
 # -- answers about real jobs ----------------------------------------------------------------------
