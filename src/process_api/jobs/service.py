@@ -14,7 +14,7 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -203,24 +203,16 @@ class JobService:
         active.run = run
         events = _Events(self, active)
         results: dict[str, Any] | None = None
-        need = host.resources(process)
-        budget = self._budgets.get(id(host)) if need is not None else None
-        reserved = False
         try:
-            if handle is None:
-                if budget is not None and need is not None:
-                    await budget.acquire(need)  # waits, still accepted, for its turn
-                    reserved = True
-                if run.results_dir is not None:
-                    await asyncio.to_thread(run.results_dir.mkdir, parents=True, exist_ok=True)
-                async with asyncio.timeout(process.config.timeout):
-                    outcome = await host.run(run, events)
-            else:
-                if budget is not None and need is not None:
-                    budget.take(need)
-                    reserved = True
-                async with asyncio.timeout(_time_left(process, job)):
-                    outcome = await host.reattach(run, handle, events)
+            async with self._reserved(host, process, queue=handle is None):
+                if handle is None:
+                    if run.results_dir is not None:
+                        await asyncio.to_thread(run.results_dir.mkdir, parents=True, exist_ok=True)
+                    async with asyncio.timeout(process.config.timeout):
+                        outcome = await host.run(run, events)
+                else:
+                    async with asyncio.timeout(_time_left(process, job)):
+                        outcome = await host.reattach(run, handle, events)
             status, message, results = await self._conclude(process, job.id, outcome, active.log)
         except asyncio.CancelledError:
             if active.detaching:
@@ -239,10 +231,25 @@ class JobService:
         except Exception as exc:
             log.exception("job %s: the host failed", job.id)
             status, message = JobStatus.FAILED, f"the job could not be run: {exc}"
-        finally:
-            if reserved and budget is not None and need is not None:
-                budget.release(need)
         await asyncio.shield(self._finish(active, status, message, results))
+
+    @contextlib.asynccontextmanager
+    async def _reserved(self, host: Host, process: Process, queue: bool) -> AsyncIterator[None]:
+        """Holds the job's share of its host's budget while it runs; a new job waits its turn
+        (still accepted), a run found again after a restart takes its share at once."""
+        need = host.resources(process)
+        budget = self._budgets.get(id(host))
+        if need is None or budget is None:
+            yield
+            return
+        if queue:
+            await budget.acquire(need)
+        else:
+            budget.take(need)
+        try:
+            yield
+        finally:
+            budget.release(need)
 
     async def _conclude(
         self, process: Process, job_id: str, outcome: HostOutcome, job_log: JobLog
