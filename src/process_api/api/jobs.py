@@ -47,8 +47,11 @@ async def job_results(request: Request, jobID: str) -> Response:
     process = registry(request).get(job.process_id)
     if wants_html(request):
         results = check_finished(job)
-        forms = output_forms(process, job.request) if process else {}
-        forms = forms or {o: OutputForm("value", "application/json") for o in results}
+        forms = (
+            output_forms(process, job.request)
+            if process
+            else {o: OutputForm("value", "application/json") for o in results}
+        )
         document = results_document(request, job, results, forms)
         return render(request, document, "results.html", job=status_info(request, job))
     return results_response(request, process, job)

@@ -28,6 +28,7 @@ from process_api.errors import (
     ResultNotReady,
 )
 from process_api.jobs.model import Job, JobStatus
+from process_api.jobs.output import UNDECLARED_OUTPUT
 from process_api.processes.registry import Process
 
 JSON = "application/json"
@@ -63,12 +64,12 @@ def output_forms(process: Process, request: dict[str, Any]) -> dict[str, OutputF
     Raises InvalidInput naming the output for a transmission mode or media type the
     output does not offer.
     """
-    wanted: dict[str, Any] = request.get("outputs") or {o: {} for o in process.output_schemas}
-    unknown = [o for o in wanted if o not in process.output_schemas]
+    # A process that declares no outputs returns one value, kept as "result".
+    declared = list(process.output_schemas) or [UNDECLARED_OUTPUT]
+    wanted: dict[str, Any] = request.get("outputs") or {o: {} for o in declared}
+    unknown = [o for o in wanted if o not in declared]
     if unknown:
-        raise InvalidInput(
-            f"unknown output(s) {unknown}; the process has {list(process.output_schemas)}"
-        )
+        raise InvalidInput(f"unknown output(s) {unknown}; the process has {declared}")
     forms = {}
     for output_id, options in wanted.items():
         options = options or {}

@@ -14,7 +14,7 @@ import functools
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -121,9 +121,14 @@ class BatchHost(HostBase):
         try:
             batch, _ = self._clients()
             found = batch.describe_job_definitions(jobDefinitions=[name])["jobDefinitions"]
-            if not found and ":" not in name and not name.startswith("arn:"):
-                found = batch.describe_job_definitions(jobDefinitionName=name, status="ACTIVE")[
-                    "jobDefinitions"
+            if not found and not name.startswith("arn:"):
+                # By name, and the revision if one is given (not every endpoint takes name:rev).
+                family, _, revision = name.partition(":")
+                answer = batch.describe_job_definitions(jobDefinitionName=family, status="ACTIVE")
+                found = [
+                    d
+                    for d in answer["jobDefinitions"]
+                    if not revision or str(d.get("revision")) == revision
                 ]
         except (ClientError, BotoCoreError) as exc:
             log.warning("cannot read AWS Batch job definition %s: %s", name, _aws_reason(exc))
@@ -186,26 +191,44 @@ class BatchHost(HostBase):
         name = re.sub(r"[^A-Za-z0-9_-]", "-", f"{host.jobName or run.process.id}-{run.job_id}")
         try:
             batch, _ = await self._call(self._clients)
-            answer = await self._call(
-                batch.submit_job,
-                jobName=name[:128],
-                jobQueue=host.jobQueue,
-                jobDefinition=host.jobDefinition,
-                containerOverrides=self._overrides(run),
+            submitting = asyncio.ensure_future(
+                self._call(
+                    batch.submit_job,
+                    jobName=name[:128],
+                    jobQueue=host.jobQueue,
+                    jobDefinition=host.jobDefinition,
+                    containerOverrides=self._overrides(run),
+                )
             )
+            try:
+                answer = await asyncio.shield(submitting)
+            except asyncio.CancelledError:
+                # Stopped while AWS takes the job: the Batch job exists all the same.
+                answer = await _despite_cancellation(submitting)
+                handle = self._handle(run, host, name, answer["jobId"])
+                if run.detach.is_set():
+                    await _despite_cancellation(events.submitted(handle))  # followed at start
+                else:
+                    await _despite_cancellation(self._stop(answer["jobId"]))
+                raise
         except (ClientError, BotoCoreError) as exc:
             return HostOutcome(None, f"AWS Batch did not take the job: {_aws_reason(exc)}")
-        definition = self.definitions.get(host.jobDefinition, {})
-        handle = {
-            "batchJobId": answer["jobId"],
+        handle = self._handle(run, host, name, answer["jobId"])
+        await events.submitted(handle)
+        return await self._follow(run, handle, events)
+
+    def _handle(
+        self, run: JobRun, host: BatchHostConfig, name: str, batch_id: str
+    ) -> dict[str, Any]:
+        container = run.process.config.container
+        return {
+            "batchJobId": batch_id,
             "jobName": name[:128],
             "jobQueue": host.jobQueue,
             "jobDefinition": host.jobDefinition,
-            "image": definition.get("image"),
-            "command": run.process.config.container.command if run.process.config.container else [],
+            "image": self.definitions.get(host.jobDefinition, {}).get("image"),
+            "command": container.command if container else [],
         }
-        await events.submitted(handle)
-        return await self._follow(run, handle, events)
 
     async def reattach(
         self, run: JobRun, handle: dict[str, Any], events: HostEvents
@@ -225,20 +248,26 @@ class BatchHost(HostBase):
             return await asyncio.shield(followed.done)
         except asyncio.CancelledError:
             if not run.detach.is_set():
-                await self._stop(batch_id, followed.status)
+                await self._stop(batch_id)
             raise
         finally:
             self._followed.pop(batch_id, None)
 
-    async def _stop(self, batch_id: str, status: str) -> None:
-        """Cancels a job still waiting in its queue; terminates one that started."""
+    async def _stop(self, batch_id: str) -> None:
+        """Cancels a job still waiting in its queue; terminates one that started.
+
+        The status is read afresh: a job that left its queue since the last poll would
+        ignore a cancel.
+        """
         reason = "dismissed through process-api"
         try:
             batch, _ = self._clients()
-            if status in WAITING:
-                await self._call(batch.cancel_job, jobId=batch_id, reason=reason)
-            else:
-                await self._call(batch.terminate_job, jobId=batch_id, reason=reason)
+            jobs = (await self._call(batch.describe_jobs, jobs=[batch_id])).get("jobs", [])
+            status = jobs[0]["status"] if jobs else "UNKNOWN"
+            if status in ENDED:
+                return
+            stop = batch.cancel_job if status in WAITING else batch.terminate_job
+            await self._call(stop, jobId=batch_id, reason=reason)
         except (ClientError, BotoCoreError) as exc:
             log.error("could not stop AWS Batch job %s: %s", batch_id, _aws_reason(exc))
 
@@ -320,6 +349,17 @@ class BatchHost(HostBase):
         if self._monitor is not None:
             self._monitor.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+async def _despite_cancellation(work: Awaitable[T]) -> T:
+    """Sees work through to its end even if the awaiting task is cancelled again meanwhile."""
+    future = asyncio.ensure_future(work)
+    while True:
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if future.done():
+                return future.result()
 
 
 def _outcome(job: dict[str, Any]) -> HostOutcome:

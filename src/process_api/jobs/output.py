@@ -51,6 +51,8 @@ def parse_progress(line: str) -> Progress | None:
     return Progress(max(0, min(100, int(percent))), message if isinstance(message, str) else None)
 
 
+#: the output id of the value of a process that declares no outputs.
+UNDECLARED_OUTPUT = "result"
 #: what a process that returned no results "returned".
 NO_RESULTS: Any = object()
 
@@ -80,7 +82,7 @@ def map_results(process: Process, value: Any) -> dict[str, Any]:
         )
     if not outputs:
         # Files from the Go server may declare no outputs and still return a value.
-        return {"result": value}
+        return {UNDECLARED_OUTPUT: value}
     if len(outputs) == 1:
         keyed = isinstance(value, dict) and set(value) == {outputs[0]}
         results = dict(value) if keyed else {outputs[0]: value}

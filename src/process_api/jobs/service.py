@@ -430,12 +430,13 @@ class JobService:
         self._closing = True
 
     async def shutdown(self) -> None:
-        """Dismisses every job still running here and waits until each is recorded."""
+        """Dismisses every job still running here and waits until each is recorded; runs that
+        go on without the server (Batch jobs) are only left to go on."""
         self._closing = True
-        # Again while any is left: a request may have been between its check and its record.
         await self._detach()
+        # Again while any is left: a request may have been between its check and its record.
         for _ in range(3):
-            pending = list(self._active)
+            pending = [job_id for job_id, a in self._active.items() if not a.detaching]
             if not pending:
                 break
             log.info("shutdown: dismissing %d active job(s)", len(pending))
@@ -446,16 +447,22 @@ class JobService:
             for job_id, result in zip(pending, results, strict=True):
                 if isinstance(result, Exception) and not isinstance(result, JobNotDismissable):
                     log.error("shutdown: job %s: %s", job_id, result)
-            tasks = [a.task for a in self._active.values() if a.task is not None]
-            if tasks:
-                await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE)
-            await asyncio.sleep(0)
+            await self._settle()
+        await self._settle()  # runs being detached by a concurrent call, too
+
+    async def _settle(self) -> None:
+        tasks = [a.task for a in self._active.values() if a.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE)
+        await asyncio.sleep(0)
 
     async def _detach(self) -> None:
         """Stops following the runs that go on without this server (Batch jobs): the next
         start follows them again."""
         detached = []
         for active in list(self._active.values()):
+            if active.detaching:
+                continue
             job = await self.store.get(active.job_id)
             host = self.hosts.get(job.host_type) if job else None
             if host is not None and host.detachable and active.task is not None:

@@ -1,0 +1,717 @@
+"""The aws-batch host and S3 storage against moto's server, whose Batch runs real containers.
+
+Nothing reaches AWS: moto (tests/aws.py) answers Batch, CloudWatch Logs, S3 and
+IAM on a loopback port, and runs each Batch job as a container of a locally
+built image on the host network. moto gathers a job's CloudWatch log events only
+once its container has ended, so logs are checked while a job runs (the route
+answers) and afterwards (it holds the lines).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.aws import (
+    JOB_DEFINITION,
+    QUEUE,
+    Moto,
+    batch_job,
+    busybox_with_date,
+    moto_or_skip,
+    register_definition,
+    s3_get,
+    s3_keys,
+    server_env,
+    session_moto,
+    setup_aws,
+)
+from tests.conftest import DATA, Server, free_port, wait_status
+from tests.images import BUSYBOX, PYTHON, python_image
+from tests.ogc import assert_valid
+
+pytestmark = pytest.mark.usefixtures("docker_engine")
+
+ASYNC = {"Prefer": "respond-async"}
+OGC_EXC = "http://www.opengis.net/def/exceptions/ogcapi-processes-1/1.0/"
+ALL_STATUSES = "accepted,running,successful,failed,dismissed"
+GO_PLUGINS = DATA / "dewberry-plugins"
+#: a Batch job: the container starts, moto notices its end and our server its status.
+JOB_TIMEOUT = 60.0
+
+#: a job that writes its results to S3 instead of printing them (argv[1]: the S3 endpoint).
+PUT_RESULTS = """\
+import json, os, sys, urllib.request
+uri = os.environ["PROCESS_API_RESULTS_URI"]
+print("results go to", uri)
+bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+url = f"{sys.argv[1]}/{bucket}/{prefix}results.json"
+body = json.dumps({"r": "from s3"}).encode()
+# moto checks no signature, but wants one; urllib's default media type would make it a form.
+headers = {
+    "Content-Type": "application/json",
+    "Authorization": "AWS4-HMAC-SHA256 Credential=test/20240101/us-east-1/s3/aws4_request, "
+    "SignedHeaders=host, Signature=00",
+}
+request = urllib.request.Request(url, data=body, method="PUT", headers=headers)
+with urllib.request.urlopen(request, timeout=10) as answer:
+    print("PUT", url, answer.status)
+"""
+
+
+# -- helpers -----------------------------------------------------------------------
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+        time.sleep(0.1)
+
+
+def batch_process(
+    process_id: str,
+    script: str = "",
+    *,
+    command: list[str] | None = None,
+    definition: str = JOB_DEFINITION,
+    queue: str = QUEUE,
+    inputs: list[dict[str, Any]] | None = None,
+    outputs: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """An aws-batch process running `sh -c script sh` (the inputs JSON is $1)."""
+    return {
+        "info": {
+            "id": process_id,
+            "version": "1.0.0",
+            "title": process_id,
+            "jobControlOptions": ["sync-execute", "async-execute"],
+            "outputTransmission": ["value"],
+        },
+        "host": {"type": "aws-batch", "jobDefinition": definition, "jobQueue": queue},
+        "container": {"command": command or ["sh", "-c", script, "sh"]},
+        "inputs": inputs or [],
+        "outputs": outputs if outputs is not None else [{"id": "result", "schema": {}}],
+    }
+
+
+def sleeper(process_id: str, seconds: float) -> dict[str, Any]:
+    return batch_process(
+        process_id,
+        f'echo "sleeping {seconds}"; sleep {seconds}; echo \'{{"plugin_results": "slept"}}\'',
+    )
+
+
+@pytest.fixture(scope="session")
+def moto(docker_engine: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Moto]:
+    yield from session_moto(tmp_path_factory)
+
+
+class Aws:
+    """The processes, bucket and servers of one test, against one moto server."""
+
+    def __init__(self, moto: Moto, factory: Callable[..., Server], tmp_path: Path) -> None:
+        self.moto = moto
+        self.factory = factory
+        self.tmp_path = tmp_path
+        self.plugins = tmp_path / "aws-plugins"
+        self.plugins.mkdir(exist_ok=True)
+        self.env = setup_aws(moto)
+        self.bucket = self.env["S3_BUCKET"]
+
+    def add(self, document: dict[str, Any]) -> None:
+        name = document["info"]["id"]
+        (self.plugins / f"{name}.yml").write_text(yaml.safe_dump(document, sort_keys=False))
+
+    def start(self, *args: str, **env: str) -> Server:
+        return self.factory(self.plugins, *args, env={**self.env, **env})
+
+    def keys(self, prefix: str = "") -> list[str]:
+        return s3_keys(self.moto, self.bucket, prefix)
+
+
+@pytest.fixture
+def aws(moto: Moto, server_factory: Callable[..., Server], tmp_path: Path) -> Aws:
+    return Aws(moto, server_factory, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def python_definition(moto: Moto) -> str:
+    """A job definition whose image has a real Python."""
+    python_image()
+    register_definition(moto, "test-py", PYTHON)
+    return "test-py"
+
+
+def submit(http: httpx.Client, process_id: str, inputs: dict[str, Any] | None = None) -> str:
+    response = http.post(
+        f"/processes/{process_id}/execution", json={"inputs": inputs or {}}, headers=ASYNC
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["jobID"])
+
+
+def job_count(http: httpx.Client) -> int:
+    response = http.get("/jobs", params={"status": ALL_STATUSES})
+    assert response.status_code == 200, response.text
+    return int(response.json()["numberMatched"])
+
+
+def log_texts(http: httpx.Client, job_id: str) -> list[str]:
+    response = http.get(f"/jobs/{job_id}/logs")
+    assert response.status_code == 200, response.text
+    return [line["text"] for line in response.json()["logs"]]
+
+
+def assert_exception(response: httpx.Response, status: int, type_suffix: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert_valid("exception", body)
+    assert body["type"] == OGC_EXC + type_suffix, body
+    return dict(body)
+
+
+def handle(http: httpx.Client, job_id: str) -> dict[str, Any]:
+    """What the server recorded of the job's Batch job (its metadata)."""
+    response = http.get(f"/jobs/{job_id}/metadata")
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def wait_batch(moto: Moto, batch_job_id: str, statuses: set[str], timeout: float = 30) -> dict:
+    return dict(
+        wait_until(
+            lambda: (job := batch_job(moto, batch_job_id))["status"] in statuses and job,
+            timeout,
+            f"Batch job {batch_job_id} to be {statuses}",
+        )
+    )
+
+
+def container_gone(name: str) -> bool:
+    result = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"name=^{name}$"], capture_output=True, text=True
+    )
+    return result.returncode == 0 and not result.stdout.strip()
+
+
+#: what the proxy does not pass on as it is (it gives the body whole and decoded).
+HOP_HEADERS = ("content-length", "content-encoding", "transfer-encoding", "connection")
+
+
+class SlowSubmit:
+    """A loopback HTTP proxy to moto that holds each SubmitJob call `delay` seconds: the
+    window in which a job is being submitted, made wide enough to act in."""
+
+    def __init__(self, moto: Moto, delay: float) -> None:
+        self.moto, self.delay = moto, delay
+        self.submitting = threading.Event()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_any(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path.startswith("/v1/submitjob"):
+                    proxy.submitting.set()
+                    time.sleep(proxy.delay)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                answer = httpx.request(
+                    self.command, proxy.moto.url + self.path, headers=headers, content=body
+                )
+                self.send_response(answer.status_code)
+                for name, value in answer.headers.items():
+                    if name.lower() not in HOP_HEADERS:
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_any
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# -- 1. success --------------------------------------------------------------------
+
+
+def test_sync_job_returns_its_plugin_results(aws: Aws) -> None:
+    aws.add(
+        batch_process(
+            "bwecho",
+            'echo "got $1"; echo "results at $PROCESS_API_RESULTS_URI"; '
+            'echo "{\\"plugin_results\\": \\"ok\\"}"',
+            inputs=[{"id": "text", "schema": {"type": "string"}}],
+        )
+    )
+    server = aws.start()
+    with server.client() as http:
+        response = http.post("/processes/bwecho/execution", json={"inputs": {"text": "hi"}})
+        assert response.status_code == 200, response.text
+        assert response.json() == "ok"
+        job_id = response.headers["Link"].split("/jobs/")[1].split(">")[0]
+        job = http.get(f"/jobs/{job_id}").json()
+        assert job["status"] == "successful", job
+        texts = log_texts(http, job_id)
+    assert 'got {"text": "hi"}' in texts, texts
+    assert f"results at s3://{aws.bucket}/results/{job_id}/" in texts, texts
+
+
+def test_results_json_written_to_s3_by_the_process(aws: Aws, python_definition: str) -> None:
+    aws.add(
+        batch_process(
+            "pywrites3",
+            command=["python", "-c", PUT_RESULTS, aws.moto.url],
+            definition=python_definition,
+            outputs=[{"id": "r", "schema": {"type": "string"}}],
+        )
+    )
+    server = aws.start()
+    with server.client() as http:
+        job_id = submit(http, "pywrites3")
+        job = wait_status(http, job_id, {"successful", "failed"}, JOB_TIMEOUT)
+        assert job["status"] == "successful", (job["message"], log_texts(http, job_id))
+        results = http.get(f"/jobs/{job_id}/results")
+        assert results.status_code == 200, results.text
+        assert results.json() == "from s3"
+        texts = log_texts(http, job_id)
+    key = f"results/{job_id}/results.json"
+    assert json.loads(s3_get(aws.moto, aws.bucket, key)) == {"r": "from s3"}
+    assert f"results go to s3://{aws.bucket}/results/{job_id}/" in texts, texts
+
+
+# -- 2. failure --------------------------------------------------------------------
+
+
+def test_a_failing_batch_job_fails_the_job(aws: Aws) -> None:
+    aws.add(batch_process("bwfail", 'echo "about to fail" >&2; exit 3'))
+    server = aws.start()
+    with server.client() as http:
+        job_id = submit(http, "bwfail")
+        job = wait_status(http, job_id, {"successful", "failed"}, JOB_TIMEOUT)
+        assert job["status"] == "failed", job
+        # moto reports neither the container's exit code nor a statusReason for it.
+        assert job["message"].startswith("the AWS Batch job failed ("), job
+        batch = batch_job(aws.moto, handle(http, job_id)["batchJobId"])
+        assert batch["status"] == "FAILED", batch
+        for given in (batch.get("statusReason"), batch["container"].get("exitCode")):
+            if given is not None:
+                assert str(given) in job["message"], (job, batch)
+        assert "about to fail" in log_texts(http, job_id)
+
+
+# -- 3. logs and metadata ------------------------------------------------------------
+
+
+def test_logs_while_running_and_after_and_what_s3_keeps(aws: Aws) -> None:
+    aws.add(
+        batch_process(
+            "bwlogs",
+            'echo "line one"; echo "line two" >&2; sleep 3; '
+            'echo "{\\"plugin_results\\": \\"logged\\"}"',
+        )
+    )
+    server = aws.start()
+    with server.client() as http:
+        job_id = submit(http, "bwlogs")
+        wait_status(http, job_id, {"running"}, JOB_TIMEOUT)
+        running = http.get(f"/jobs/{job_id}/logs")
+        assert running.status_code == 200, running.text
+        assert running.json()["status"] == "running"
+        job = wait_status(http, job_id, {"successful", "failed"}, JOB_TIMEOUT)
+        assert job["status"] == "successful", job
+        texts = log_texts(http, job_id)
+        assert {"line one", "line two", '{"plugin_results": "logged"}'} <= set(texts), texts
+        metadata = handle(http, job_id)
+    assert metadata["jobQueue"] == QUEUE
+    assert metadata["jobDefinition"] == JOB_DEFINITION
+    assert metadata["image"] == BUSYBOX
+    assert metadata["status"] == "successful"
+    batch = batch_job(aws.moto, metadata["batchJobId"])
+    assert batch["status"] == "SUCCEEDED", batch
+    assert batch["jobName"] == metadata["jobName"]
+    assert f"logs/{job_id}.jsonl" in aws.keys("logs/")
+    stored = [
+        json.loads(line)
+        for line in s3_get(aws.moto, aws.bucket, f"logs/{job_id}.jsonl").splitlines()
+    ]
+    assert [r["text"] for r in stored] == texts
+    kept = json.loads(s3_get(aws.moto, aws.bucket, f"metadata/{job_id}.json"))
+    assert kept["batchJobId"] == metadata["batchJobId"]
+    assert kept["status"] == "successful"
+
+
+# -- 4. dismiss --------------------------------------------------------------------
+
+
+def test_dismissing_a_running_batch_job_terminates_it(aws: Aws) -> None:
+    aws.add(sleeper("bwsleep", 60))
+    server = aws.start()
+    with server.client() as http:
+        job_id = submit(http, "bwsleep")
+        wait_status(http, job_id, {"running"}, JOB_TIMEOUT)
+        run = handle(http, job_id)
+        wait_batch(aws.moto, run["batchJobId"], {"RUNNING"})
+        container = f"{run['jobName']}-{run['batchJobId']}"
+        wait_until(lambda: not container_gone(container), 20, "the job's container")
+        response = http.delete(f"/jobs/{job_id}")
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "dismissed"
+        batch = wait_batch(aws.moto, run["batchJobId"], {"FAILED", "SUCCEEDED"})
+        assert batch["status"] == "FAILED", batch
+        assert batch["statusReason"] == "dismissed through process-api", batch
+        wait_until(lambda: container_gone(container), 20, "the job's container to go")
+        assert http.get(f"/jobs/{job_id}").json()["status"] == "dismissed"
+
+
+def test_dismissing_a_batch_job_still_in_its_queue_cancels_it(aws: Aws) -> None:
+    aws.add(sleeper("bwqueued", 30))
+    server = aws.start()
+    # moto's jobs stay a few seconds in SUBMITTED, PENDING and RUNNABLE, as in a busy queue.
+    aws.moto.set_batch_transition(3)
+    try:
+        with server.client() as http:
+            job_id = submit(http, "bwqueued")
+            wait_until(
+                lambda: http.get(f"/jobs/{job_id}").json()["message"] == "submitted",
+                10,
+                "the job to be submitted",
+            )
+            batch_id = handle(http, job_id)["batchJobId"]
+            assert batch_job(aws.moto, batch_id)["status"] in ("SUBMITTED", "PENDING"), batch_id
+            response = http.delete(f"/jobs/{job_id}")
+            assert response.status_code == 200, response.text
+            assert response.json()["status"] == "dismissed"
+            queued = batch_job(aws.moto, batch_id)
+            assert queued["status"] in ("SUBMITTED", "PENDING", "RUNNABLE"), queued
+            assert queued["statusReason"] == "dismissed through process-api", queued
+    finally:
+        aws.moto.set_batch_transition(None)
+    batch = wait_batch(aws.moto, batch_id, {"FAILED", "SUCCEEDED"})
+    assert batch["status"] == "FAILED", batch
+
+
+def test_dismissing_a_job_while_it_is_being_submitted_stops_its_batch_job(aws: Aws) -> None:
+    aws.add(sleeper("bwrace", 3))
+    proxy = SlowSubmit(aws.moto, 1.5)
+    try:
+        server = aws.start(AWS_ENDPOINT_URL=proxy.url)
+        with server.client() as http:
+            job_id = submit(http, "bwrace")
+            assert proxy.submitting.wait(10), "SubmitJob never came"
+            response = http.delete(f"/jobs/{job_id}")
+            assert response.status_code == 200, response.text
+            assert response.json()["status"] == "dismissed"
+            batch = aws.moto.client("batch")
+
+            def created() -> list[dict[str, Any]]:
+                jobs = batch.list_jobs(
+                    jobQueue=QUEUE, filters=[{"name": "JOB_NAME", "values": [f"bwrace-{job_id}"]}]
+                )["jobSummaryList"]
+                return list(jobs)
+
+            (summary,) = wait_until(created, 10, "the Batch job to be created")
+            ended = wait_batch(aws.moto, summary["jobId"], {"FAILED", "SUCCEEDED"})
+            assert http.get(f"/jobs/{job_id}").json()["status"] == "dismissed"
+    finally:
+        proxy.close()
+    # What a dismiss does to a Batch job it knows of (see the tests above).
+    assert ended["status"] == "FAILED", ended
+    assert ended.get("statusReason") == "dismissed through process-api", ended
+
+
+# -- 5. restarts -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_a_batch_job_goes_on_while_the_server_restarts(aws: Aws, sig: int) -> None:
+    aws.add(sleeper("bwrestart", 6))
+    first = aws.start()
+    with first.client() as http:
+        job_id = submit(http, "bwrestart")
+        wait_status(http, job_id, {"running"}, JOB_TIMEOUT)
+        batch_id = handle(http, job_id)["batchJobId"]
+    code = first.stop(sig)
+    assert code == (0 if sig == signal.SIGTERM else -signal.SIGKILL), first.output()
+    batch = batch_job(aws.moto, batch_id)  # not stopped by the server's stop
+    assert batch["status"] in ("RUNNING", "SUCCEEDED") and "statusReason" not in batch, batch
+    second = aws.start()
+    with second.client() as http:
+        job = wait_status(http, job_id, {"successful", "failed", "dismissed"}, JOB_TIMEOUT)
+        assert job["status"] == "successful", (job, second.output())
+        assert http.get(f"/jobs/{job_id}/results").json() == "slept"
+        assert "sleeping 6" in log_texts(http, job_id)
+    assert batch_job(aws.moto, batch_id)["status"] == "SUCCEEDED"
+
+
+def test_a_restart_while_a_job_is_being_submitted_runs_one_batch_job(aws: Aws) -> None:
+    aws.add(sleeper("bwdup", 1))
+    proxy = SlowSubmit(aws.moto, 1.5)
+    try:
+        first = aws.start(AWS_ENDPOINT_URL=proxy.url)
+        with first.client() as http:
+            job_id = submit(http, "bwdup")
+            assert proxy.submitting.wait(10), "SubmitJob never came"
+        assert first.stop(signal.SIGTERM) == 0, first.output()
+    finally:
+        proxy.close()
+    second = aws.start()
+    with second.client() as http:
+        job = wait_status(http, job_id, {"successful", "failed", "dismissed"}, JOB_TIMEOUT)
+        assert job["status"] == "successful", job["message"]
+    listed = aws.moto.client("batch").list_jobs(
+        jobQueue=QUEUE, filters=[{"name": "JOB_NAME", "values": [f"bwdup-{job_id}"]}]
+    )["jobSummaryList"]
+    assert len(listed) == 1, listed
+
+
+# -- 6. AWS unreachable ------------------------------------------------------------
+
+
+def test_an_unreachable_aws_endpoint_fails_jobs_and_the_server_goes_on(
+    server_factory: Callable[..., Server], tmp_path: Path
+) -> None:
+    port = free_port()  # nothing listens there yet
+    plugins = tmp_path / "aws-plugins"
+    plugins.mkdir()
+    (plugins / "bwecho.yml").write_text(
+        yaml.safe_dump(batch_process("bwecho", 'echo "{\\"plugin_results\\": \\"ok\\"}"'))
+    )
+    bucket = "bkt-unreachable"
+    env = server_env(Moto(port), bucket)  # a moto server that is not there
+    # It starts although it cannot read its job definitions.
+    server = server_factory(plugins, env=env, start=False).start(wait=False)
+    server.wait_ready(timeout=45)
+    with server.client() as http:
+        job_id = submit(http, "bwecho")
+        job = wait_status(http, job_id, {"successful", "failed"}, 45)
+        assert job["status"] == "failed", job
+        assert "AWS Batch did not take the job" in job["message"], job
+        assert f"127.0.0.1:{port}" in job["message"], job
+        assert http.get("/processes").status_code == 200
+        # AWS comes (back): the same server runs jobs.
+        with moto_or_skip(port=port, log_dir=tmp_path) as revived:
+            setup_aws(revived, bucket)
+            response = http.post("/processes/bwecho/execution", json={"inputs": {}})
+            assert response.status_code == 200, response.text
+            assert response.json() == "ok"
+        # And goes away again.
+        job_id = submit(http, "bwecho")
+        job = wait_status(http, job_id, {"successful", "failed"}, 45)
+        assert job["status"] == "failed", job
+        assert "AWS Batch did not take the job" in job["message"], job
+        assert http.get("/processes/bwecho").status_code == 200
+        assert http.get(f"/jobs/{job_id}").status_code == 200
+    assert server.proc is not None and server.proc.poll() is None
+
+
+# -- 7. expiry ---------------------------------------------------------------------
+
+
+def test_results_logs_and_metadata_expire_from_s3(aws: Aws, python_definition: str) -> None:
+    aws.add(
+        batch_process(
+            "pyexpire",
+            command=["python", "-c", PUT_RESULTS, aws.moto.url],
+            definition=python_definition,
+            outputs=[{"id": "r", "schema": {"type": "string"}}],
+        )
+    )
+    server = aws.start(EXPIRY_DAYS="0.00003")  # about 2.6 s
+    with server.client() as http:
+        job_id = submit(http, "pyexpire")
+        job = wait_status(http, job_id, {"successful", "failed"}, JOB_TIMEOUT)
+        assert job["status"] == "successful", job
+        assert aws.keys(f"results/{job_id}/") == [f"results/{job_id}/results.json"]
+        assert f"logs/{job_id}.jsonl" in aws.keys("logs/")
+        assert f"metadata/{job_id}.json" in aws.keys("metadata/")
+        wait_until(lambda: http.get(f"/jobs/{job_id}/results").status_code == 410, 15, "expiry")
+        for path in ("results", "logs", "metadata"):
+            assert_exception(http.get(f"/jobs/{job_id}/{path}"), 410, "results-expired")
+        wait_until(
+            lambda: (
+                not any(
+                    key
+                    for prefix in ("results/", "logs/", "metadata/")
+                    for key in aws.keys(prefix)
+                    if job_id in key
+                )
+            ),
+            10,
+            "the S3 objects of the job to go",
+        )
+        listed = http.get("/jobs", params={"status": ALL_STATUSES}).json()["jobs"]
+        assert [j["status"] for j in listed if j["jobID"] == job_id] == ["successful"]
+        assert http.get(f"/jobs/{job_id}").json()["status"] == "successful"
+
+
+# -- 8. the Go server's .env -------------------------------------------------------
+
+
+def test_the_go_servers_env_file_configures_batch_and_s3(
+    moto: Moto,
+    server_factory: Callable[..., Server],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_DEFAULT_REGION",
+        "AWS_REGION",
+        "AWS_ENDPOINT_URL",
+        "S3_BUCKET",
+        "S3_RESULTS_DIR",
+        "S3_LOGS_DIR",
+        "S3_META_DIR",
+        "BATCH_LOG_STREAM_GROUP",
+        "EXPIRY_DAYS",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    bucket = "bkt-dotenv"
+    setup_aws(moto, bucket)
+    dotenv = tmp_path / "go.env"
+    dotenv.write_text(
+        "# the Go process-api's .env\n"
+        "AWS_ACCESS_KEY_ID=AKIAEXAMPLE\n"
+        "AWS_SECRET_ACCESS_KEY='example/secret+key'\n"
+        "AWS_DEFAULT_REGION=us-east-1\n"
+        f"S3_BUCKET={bucket}\n"
+        "S3_RESULTS_DIR=jobresults\n"
+        "S3_LOGS_DIR=joblogs\n"
+        "S3_META_DIR=jobmeta\n"
+        "BATCH_LOG_STREAM_GROUP=/aws/batch/job\n"
+        "EXPIRY_DAYS=7\n"
+        f"AWS_ENDPOINT_URL={moto.url}\n"
+    )
+    plugins = tmp_path / "aws-plugins"
+    plugins.mkdir()
+    script = 'echo "results at $PROCESS_API_RESULTS_URI"; echo "{\\"plugin_results\\": \\"ok\\"}"'
+    (plugins / "bwdotenv.yml").write_text(yaml.safe_dump(batch_process("bwdotenv", script)))
+    server = server_factory(plugins, "-e", str(dotenv), env={"BATCH_POLL_INTERVAL": "0.3"})
+    with server.client() as http:
+        job_id = submit(http, "bwdotenv")
+        job = wait_status(http, job_id, {"successful", "failed"}, JOB_TIMEOUT)
+        assert job["status"] == "successful", (job, server.output())
+        assert f"results at s3://{bucket}/jobresults/{job_id}/" in log_texts(http, job_id)
+        assert handle(http, job_id)["image"] == BUSYBOX  # read at start through the .env
+    keys = s3_keys(moto, bucket)
+    assert f"joblogs/{job_id}.jsonl" in keys, keys
+    assert f"jobmeta/{job_id}.json" in keys, keys
+    assert not [k for k in keys if k.startswith(("logs/", "metadata/"))], keys
+
+
+# -- 9. the Go server's process files ----------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def go_definitions(moto: Moto) -> str:
+    """The job definitions and queue the Go server's dfc.yml and logHelloWorld.yml name.
+
+    logHelloWorld's script calls `date`: its image is busybox with that applet too.
+    """
+    image = busybox_with_date()
+    setup_aws(moto, queue="micro-test", definitions={})
+    register_definition(moto, "process-sandbox", BUSYBOX, revision=2)
+    return register_definition(moto, "gdal-ogrinfo", image, revision=5)["jobDefinitionArn"]
+
+
+def test_a_missing_job_definition_stops_the_server_from_starting(aws: Aws) -> None:
+    aws.add(batch_process("bwmissing", "true", definition="no-such-definition"))
+    server = aws.factory(aws.plugins, env=aws.env, start=False).start(wait=False)
+    assert server.proc is not None
+    server.proc.wait(45)
+    code = server.stop()
+    output = server.output()
+    assert code != 0, output
+    assert "bwmissing.yml" in output and "host.jobDefinition" in output, output
+    assert "no-such-definition" in output, output
+
+
+def test_the_go_servers_batch_files_load_unchanged(aws: Aws, go_definitions: str) -> None:
+    for name in ("dfc.yml", "logHelloWorld.yml"):
+        shutil.copy(GO_PLUGINS / name, aws.plugins / name)
+    server = aws.factory(aws.plugins, env=aws.env, start=False).start(wait=False)
+    try:
+        server.wait_ready()
+    except AssertionError:
+        server.stop()
+        raise
+    with server.client() as http:
+        ids = {p["id"] for p in http.get("/processes").json()["processes"]}
+    assert {"dfc", "logHelloWorld"} <= ids
+
+
+def test_the_go_servers_log_hello_world_runs(aws: Aws, go_definitions: str) -> None:
+    shutil.copy(GO_PLUGINS / "logHelloWorld.yml", aws.plugins / "logHelloWorld.yml")
+    server = aws.start()
+    with server.client() as http:
+        job_id = submit(http, "logHelloWorld")
+        job = wait_status(http, job_id, {"successful", "failed"}, 100)
+        assert job["status"] == "successful", job
+        # It declares no outputs: its plugin_results is output `result`.
+        output = http.get(f"/jobs/{job_id}/results/result")
+        assert output.json() == "Hello World printed 3000 times", output.text
+        texts = log_texts(http, job_id)
+    assert len(texts) == 3001, texts[:3]
+    assert [json.loads(t)["msg"] for t in texts[:3000]] == [f"hello world {i}" for i in range(3000)]
+    assert json.loads(texts[-1]) == {"plugin_results": "Hello World printed 3000 times"}
+
+
+def test_the_value_of_a_process_declaring_no_outputs_is_in_its_results(aws: Aws) -> None:
+    document = batch_process("bwnoout", 'echo "{\\"plugin_results\\": \\"hello\\"}"', outputs=[])
+    document["info"]["outputTransmission"] = ["reference"]  # as in logHelloWorld.yml
+    aws.add(document)
+    server = aws.start()
+    with server.client() as http:
+        job_id = submit(http, "bwnoout")
+        job = wait_status(http, job_id, {"successful", "failed"}, JOB_TIMEOUT)
+        assert job["status"] == "successful", job["message"]
+        assert http.get(f"/jobs/{job_id}/results/result").json() == "hello"
+        results = http.get(f"/jobs/{job_id}/results")
+        if results.status_code == 204:
+            assert f"/jobs/{job_id}/results/result" in results.headers.get("Link", ""), results
+        else:
+            assert results.status_code == 200 and results.json() in ("hello", {"result": "hello"})
+
+
+# -- 10. too large for Batch --------------------------------------------------------
+
+
+def test_an_execute_request_too_large_for_batch_answers_413(aws: Aws) -> None:
+    aws.add(batch_process("bwbig", "true", inputs=[{"id": "blob", "schema": {"type": "string"}}]))
+    server = aws.start()
+    with server.client() as http:
+        before = job_count(http)
+        response = http.post(
+            "/processes/bwbig/execution", json={"inputs": {"blob": "x" * 40_000}}, headers=ASYNC
+        )
+        body = assert_exception(response, 413, "payload-too-large")
+        assert "AWS Batch" in body["detail"], body
+        assert job_count(http) == before
