@@ -17,7 +17,8 @@ pause = int(inputs.pop("pause", 0) or 0)
 for second in range(pause):
     print(json.dumps({"progress": int(100 * second / pause), "message": f"waited {second}s"}), flush=True)
     time.sleep(1)
-if "arrayInput" in inputs and not isinstance(inputs["arrayInput"], list):
-    inputs["arrayInput"] = [inputs["arrayInput"]]
+if "arrayInput" in inputs:
+    values = inputs["arrayInput"]
+    inputs["arrayInput"] = [plain(v) for v in (values if isinstance(values, list) else [values])]
 print(f"echoing {sorted(inputs)}", file=sys.stderr)
 print(json.dumps({"plugin_results": inputs}))

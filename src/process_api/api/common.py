@@ -49,3 +49,15 @@ def render(request: Request, document: Any, template: str, **options: Any) -> Re
     """The document as JSON or as its HTML page, as the client asked."""
     renderer: Renderer = request.app.state.render
     return renderer(request, document, template, **options)
+
+
+#: the media types results come in: JSON values and documents, several outputs as
+#: multipart/related, and any output's own media type.
+RESULTS_CONTENT: dict[str, Any] = {
+    "application/json": {"schema": {}},
+    "multipart/related": {"schema": {"type": "string", "format": "binary"}},
+    "*/*": {"schema": {"type": "string", "format": "binary"}},
+}
+GONE: dict[int | str, dict[str, Any]] = {
+    410: {"description": "Dismissed, or past retention (EXPIRY_DAYS)"}
+}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from process_api.api.common import job_service, registry, render
+from process_api.api.common import GONE, RESULTS_CONTENT, job_service, registry, render
 from process_api.api.documents import status_info
 from process_api.api.links import link, self_links, url
 from process_api.api.negotiation import wants_html
@@ -29,7 +29,11 @@ async def job_status(request: Request, jobID: str) -> Response:
     return render(request, status_info(request, job), "job.html")
 
 
-@router.delete("/jobs/{jobID}", summary="Dismiss a job: stop it and record it as dismissed")
+@router.delete(
+    "/jobs/{jobID}",
+    summary="Dismiss a job: stop it and record it as dismissed",
+    responses={409: {"description": "The job has already ended; its status never changes"}},
+)
 async def dismiss_job(request: Request, jobID: str) -> Response:
     job = await job_service(request).dismiss(jobID)
     return render(request, status_info(request, job), "job.html")
@@ -38,7 +42,11 @@ async def dismiss_job(request: Request, jobID: str) -> Response:
 @router.get(
     "/jobs/{jobID}/results",
     summary="The results of a successful job, in the form its execute request asked for",
-    responses={204: {"description": "Every output is by reference: see the Link headers"}},
+    responses={
+        200: {"description": "The results", "content": RESULTS_CONTENT},
+        204: {"description": "Every output is by reference: see the Link headers"},
+        **GONE,
+    },
 )
 async def job_results(request: Request, jobID: str) -> Response:
     service = job_service(request)
@@ -57,7 +65,11 @@ async def job_results(request: Request, jobID: str) -> Response:
     return results_response(request, process, job)
 
 
-@router.get("/jobs/{jobID}/results/{outputID}", summary="One output of a successful job, raw")
+@router.get(
+    "/jobs/{jobID}/results/{outputID}",
+    summary="One output of a successful job, raw",
+    responses={200: {"description": "The output", "content": RESULTS_CONTENT}, **GONE},
+)
 async def job_output(request: Request, jobID: str, outputID: str) -> Response:
     service = job_service(request)
     job = await service.get(jobID)
@@ -65,7 +77,7 @@ async def job_output(request: Request, jobID: str, outputID: str) -> Response:
     return one_output(registry(request).get(job.process_id), job, outputID)
 
 
-@router.get("/jobs/{jobID}/logs", summary="The lines the job's process printed")
+@router.get("/jobs/{jobID}/logs", summary="The lines the job's process printed", responses=GONE)
 async def job_logs(request: Request, jobID: str) -> Response:
     service = job_service(request)
     job = await service.get(jobID)
@@ -83,7 +95,11 @@ async def job_logs(request: Request, jobID: str) -> Response:
     return render(request, document, "logs.html")
 
 
-@router.get("/jobs/{jobID}/metadata", summary="Provenance of a job: what ran, where and when")
+@router.get(
+    "/jobs/{jobID}/metadata",
+    summary="Provenance of a job: what ran, where and when",
+    responses=GONE,
+)
 async def job_metadata_route(request: Request, jobID: str) -> Response:
     service = job_service(request)
     job = await service.get(jobID)

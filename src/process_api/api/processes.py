@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from process_api.api.callbacks import check_subscriber
 from process_api.api.common import (
     MAX_LIMIT,
+    RESULTS_CONTENT,
     Limit,
     Offset,
     job_service,
@@ -100,12 +101,16 @@ async def describe_process(request: Request, processID: str) -> Response:
         }
     },
     responses={
+        200: {"description": "The results, as the request asked", "content": RESULTS_CONTENT},
         201: {"description": "Started asynchronous execution; the body is the job's statusInfo"},
         204: {"description": "Executed; the process has no outputs"},
         400: {"description": "Invalid execute request"},
         404: {"description": "No such process"},
-        501: {"description": "The process's host type cannot run jobs on this server"},
-        503: {"description": "The server is shutting down"},
+        410: {"description": "The job was dismissed (shutdown, or by another client)"},
+        413: {"description": "Too large for the process's host (AWS Batch)"},
+        500: {"description": "The job failed"},
+        502: {"description": "The platform behind the host answered with an error"},
+        503: {"description": "The server is shutting down, or the host's engine is unreachable"},
     },
 )
 async def execute(
@@ -136,11 +141,15 @@ async def execute(
     return JSONResponse(status_info(request, job), status_code=201, headers=headers)
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON number")
+
+
 async def _execute_request(request: Request) -> ExecuteRequest:
     """The body, read as JSON whatever its Content-Type says (curl -d sends a form type)."""
     raw = await request.body()
     try:
-        data = json.loads(raw) if raw.strip() else {}
+        data = json.loads(raw, parse_constant=_not_json) if raw.strip() else {}
     except ValueError as exc:
         raise InvalidInput(f"the request body is not valid JSON: {exc}") from None
     try:

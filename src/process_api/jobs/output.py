@@ -95,6 +95,12 @@ def map_results(process: Process, value: Any) -> dict[str, Any]:
 
 
 def _check_outputs(process: Process, results: dict[str, Any]) -> None:
+    try:
+        json.dumps(results, allow_nan=False)
+    except ValueError:
+        raise ResultsError(
+            "the results hold a number JSON cannot carry (infinite or not a number)"
+        ) from None
     for output_id, value in results.items():
         schema = process.output_schemas.get(output_id)
         if not schema:
