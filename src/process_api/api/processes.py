@@ -46,7 +46,7 @@ DISCONNECT_POLL = 0.2
 
 class OutputRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
-    transmissionMode: Literal["value", "reference"] = "value"
+    transmissionMode: Literal["value", "reference"] | None = None
     format: dict[str, Any] | None = None
 
 
