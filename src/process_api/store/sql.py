@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -35,7 +37,7 @@ jobs = sa.Table(
     sa.Column("results", sa.JSON, nullable=True),
     sa.Column("handle", sa.JSON, nullable=True),
     sa.Column("submitter", sa.String(256), nullable=True),
-    sa.Column("expired", sa.Boolean, nullable=False, default=False),
+    sa.Column("expired", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
 )
 
 _TIMES = ("created", "started", "finished", "updated")
@@ -54,6 +56,16 @@ def _to_job(row: Row[Any]) -> Job:
     for name in _TIMES:
         data[name] = _aware(data[name])
     return Job(**data)
+
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _migrate(connection: sa.Connection) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
 
 
 def _position(position: Position) -> Any:
@@ -95,8 +107,9 @@ class SqlJobStore:
         return cls(engine)
 
     async def open(self) -> None:
+        """Brings the database to the current schema (alembic migrations)."""
         async with self._engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
+            await conn.run_sync(_migrate)
 
     async def close(self) -> None:
         await self._engine.dispose()
