@@ -15,7 +15,6 @@ documents. Nothing below the API layer knows about HTTP beyond the number.
      ├── InvalidParameter     400  invalid-parameter-value (query parameters, headers)
      ├── InvalidInput         400  invalid-parameter-value (execute request body)
      ├── JobNotDismissable    409  the job already finished
-     ├── BadGateway           502  the platform behind a host answered with an error
      └── ServiceUnavailable   503  an engine the job needs is unreachable
 """
 
@@ -104,9 +103,3 @@ class ServiceUnavailable(ApiError):
     status = 503
     type = OGC + "service-unavailable"
     title = "Service unavailable"
-
-
-class BadGateway(ApiError):
-    status = 502
-    type = OGC + "bad-gateway"
-    title = "Bad gateway"

@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import sqlite3
+import subprocess
 import threading
 import time
 import uuid
@@ -550,3 +551,31 @@ def test_a_failing_sync_job_answers_its_failure(client: httpx.Client) -> None:
     status = client.get(f"/jobs/{job_id}").json()
     assert status["status"] == "failed"
     assert status["message"] in body["detail"]
+
+
+def test_a_process_that_leaves_its_group_does_not_hold_the_job(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    """A daemon started with setsid keeps the output pipes open; the job ends anyway."""
+    plugins = tmp_path / "escape"
+    plugins.mkdir()
+    marker = f"sleep {300 + os.getpid() % 100}.5"
+    command = ["sh", "-c", f'setsid {marker} & echo "{{\\"plugin_results\\": \\"done\\"}}"']
+    (plugins / "escape.yml").write_text(
+        json.dumps(
+            {
+                "info": {"id": "escape", "version": "1"},
+                "host": {"type": "subprocess", "command": command},
+                "outputs": [{"id": "r", "schema": {"type": "string"}}],
+            }
+        )
+    )
+    server = server_factory(plugins)
+    try:
+        with server.client() as http:
+            started = time.monotonic()
+            response = http.post("/processes/escape/execution", json={"inputs": {}})
+            assert response.status_code == 200 and response.json() == "done", response.text
+            assert time.monotonic() - started < 15
+    finally:
+        subprocess.run(["pkill", "-f", marker], check=False)

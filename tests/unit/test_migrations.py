@@ -22,3 +22,14 @@ async def test_migrations_match_the_tables(tmp_path: Path) -> None:
         assert context.get_current_revision() == "0001"
         assert compare_metadata(context, metadata) == []
     engine.dispose()
+
+
+async def test_a_database_made_before_migrations_is_taken_over(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.sqlite"
+    engine = sa.create_engine(f"sqlite:///{path}")
+    metadata.create_all(engine)  # how the first version made its schema
+    engine.dispose()
+    store = SqlJobStore.sqlite(path)
+    await store.open()
+    assert await store.active() == []
+    await store.close()

@@ -21,7 +21,7 @@ import socket
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -48,13 +48,16 @@ class CallbackPolicy:
     backoff: float = 0.5
 
 
-async def check_address(uri: str, allow_private: bool) -> None:
-    """Raises ForbiddenAddress unless the URI is http(s) to an address the server may call."""
+async def check_address(uri: str, allow_private: bool) -> str | None:
+    """The public address to call the URI at; ForbiddenAddress if there is none.
+
+    With private addresses allowed, nothing is resolved here (None): the client resolves.
+    """
     parts = urlsplit(uri)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ForbiddenAddress("only http and https URLs with a host are called back")
     if allow_private:
-        return
+        return None
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
         infos = await asyncio.get_running_loop().getaddrinfo(
@@ -62,10 +65,29 @@ async def check_address(uri: str, allow_private: bool) -> None:
         )
     except (OSError, ValueError) as exc:
         raise ForbiddenAddress(f"its host cannot be resolved ({exc})") from None
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+    for address in addresses:
         if not address.is_global or address.is_multicast:
             raise ForbiddenAddress(f"{parts.hostname} is a non-public address ({address})")
+    return str(addresses[0])
+
+
+def _pinned(uri: str, address: str) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """The URI aimed at the address that was checked, so that a second lookup (DNS
+    rebinding) cannot send the request elsewhere; Host and TLS name stay the URI's."""
+    parts = urlsplit(uri)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    host = f"[{address}]" if ":" in address else address
+    userinfo = parts.netloc.rpartition("@")[0]
+    netloc = f"{userinfo}@{host}:{port}" if userinfo else f"{host}:{port}"
+    headers = {"Host": parts.netloc.rpartition("@")[2]}
+    return urlunsplit(parts._replace(netloc=netloc)), headers, {"sni_hostname": parts.hostname}
+
+
+def _shown(uri: str) -> str:
+    """The URI without credentials or query, for the log."""
+    parts = urlsplit(uri)
+    return f"{parts.scheme}://{parts.hostname}{parts.path}"
 
 
 async def check_subscriber(subscriber: dict[str, Any] | None, policy: CallbackPolicy) -> None:
@@ -133,8 +155,15 @@ class Notifier:
         policy = self._policy
         for attempt in range(policy.attempts):
             try:
-                await check_address(uri, policy.allow_private)  # it may resolve elsewhere now
-                response = await self._client.post(uri, json=payload)
+                address = await check_address(uri, policy.allow_private)
+                target: str = uri
+                headers: dict[str, str] = {}
+                extensions: dict[str, Any] = {}
+                if address is not None:
+                    target, headers, extensions = _pinned(uri, address)
+                response = await self._client.post(
+                    target, json=payload, headers=headers, extensions=extensions
+                )
                 if response.is_success:
                     return
                 reason = f"HTTP {response.status_code}"
@@ -145,7 +174,7 @@ class Notifier:
                 reason = type(exc).__name__
             if attempt + 1 < policy.attempts:
                 await asyncio.sleep(policy.backoff * 2**attempt)
-        log.warning("job %s: %s callback to %s failed: %s", job_id, kind, uri, reason)
+        log.warning("job %s: %s callback to %s failed: %s", job_id, kind, _shown(uri), reason)
 
     async def aclose(self, grace: float = 5.0) -> None:
         """Gives pending callbacks a moment to go out, then stops."""

@@ -8,7 +8,6 @@ page repeat or skip a job.
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -101,10 +100,10 @@ def _duration(name: str, values: list[str] | None) -> float | None:
 async def _position(request: Request, name: str, job_id: str | None) -> Position | None:
     if job_id is None:
         return None
-    job = await job_service(request).store.get(job_id)
-    if job is None:
+    position = await job_service(request).position(job_id)
+    if position is None:
         raise InvalidParameter(f"parameter {name!r}: no job {job_id!r} to page from")
-    return job.created, job.id
+    return position
 
 
 @router.get("/jobs", summary="List the jobs, newest first")
@@ -144,23 +143,18 @@ async def list_jobs(
         after=await _position(request, "after", after),
         before=await _position(request, "before", before),
     )
-    service = job_service(request)
-    jobs, total = await service.find(query)
+    page = await job_service(request).find(query)
     params = {k: request.query_params.getlist(k) for k in request.query_params if k != "f"}
     filters = {k: v for k, v in params.items() if k not in ("after", "before")}
     links = self_links(request, "/jobs", "Jobs", **params)
-    if jobs:
-        edges = replace(query, limit=1, before=None)
-        if await service.store.find(replace(edges, after=(jobs[-1].created, jobs[-1].id))):
-            links.append(link(url(request, "/jobs", **filters, after=jobs[-1].id), "next"))
-        if await service.store.find(
-            replace(edges, after=None, before=(jobs[0].created, jobs[0].id))
-        ):
-            links.append(link(url(request, "/jobs", **filters, before=jobs[0].id), "prev"))
+    if page.has_older:
+        links.append(link(url(request, "/jobs", **filters, after=page.jobs[-1].id), "next"))
+    if page.has_newer:
+        links.append(link(url(request, "/jobs", **filters, before=page.jobs[0].id), "prev"))
     document: dict[str, Any] = {
-        "jobs": [status_info(request, job) for job in jobs],
+        "jobs": [status_info(request, job) for job in page.jobs],
         "links": links,
-        "numberMatched": total,
-        "numberReturned": len(jobs),
+        "numberMatched": page.total,
+        "numberReturned": len(page.jobs),
     }
     return render(request, document, "jobs.html")

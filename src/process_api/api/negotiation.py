@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from process_api.errors import InvalidParameter
@@ -71,7 +71,3 @@ class Renderer:
                 headers=headers,
             )
         return JSONResponse(document, status_code=status_code, headers=headers)
-
-
-def html_response(response: Response) -> bool:
-    return isinstance(response, HTMLResponse) or response.media_type == HTML

@@ -44,10 +44,17 @@ router = APIRouter(tags=["Processes"])
 DISCONNECT_POLL = 0.2
 
 
+class Format(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    mediaType: str | None = None
+    encoding: str | None = None
+    schema_: str | dict[str, Any] | None = Field(None, alias="schema")
+
+
 class OutputRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
     transmissionMode: Literal["value", "reference"] | None = None
-    format: dict[str, Any] | None = None
+    format: Format | None = None
 
 
 class Subscriber(BaseModel):
@@ -109,7 +116,6 @@ async def describe_process(request: Request, processID: str) -> Response:
         410: {"description": "The job was dismissed (shutdown, or by another client)"},
         413: {"description": "Too large for the process's host (AWS Batch)"},
         500: {"description": "The job failed"},
-        502: {"description": "The platform behind the host answered with an error"},
         503: {"description": "The server is shutting down, or the host's engine is unreachable"},
     },
 )
@@ -121,14 +127,18 @@ async def execute(
     process = registry(request).require(processID)
     body = await _execute_request(request)
     check_inputs(process, body.inputs)
-    stored_request = body.model_dump(exclude={"inputs", "baseUrl"}, exclude_none=True)
+    stored_request = body.model_dump(
+        exclude={"inputs", "baseUrl"}, exclude_none=True, by_alias=True
+    )
     output_forms(process, stored_request)
     if body.subscriber is not None:
         await check_subscriber(stored_request["subscriber"], request.app.state.callback_policy)
         stored_request["baseUrl"] = base_url(request)  # for the links of the callbacks
     decision = decide_mode(process, parse_prefer(prefer or []))
     jobs = job_service(request)
-    job = await jobs.submit(process, body.inputs, stored_request, decision.mode)
+    # With wait=N the client may get the async answer and poll: the job is kept as async.
+    mode = "async" if decision.wait is not None else decision.mode
+    job = await jobs.submit(process, body.inputs, stored_request, mode)
     headers = {"Preference-Applied": decision.applied} if decision.applied else {}
     if decision.mode == "sync":
         finished = await _await_sync(request, jobs, job, decision.wait)

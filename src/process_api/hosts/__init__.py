@@ -44,6 +44,7 @@ def build_hosts(settings: Settings) -> dict[str, Host]:
         log_group=settings.batch_log_group,
         poll_interval=settings.batch_poll_interval,
         configured=settings.aws_region is not None,
+        server_env=settings.server_variables,
     )
     return {
         "aws-batch": batch,

@@ -14,15 +14,16 @@ import functools
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from process_api.asyncs import despite_cancellation
 from process_api.errors import PayloadTooLarge, ServiceUnavailable
 from process_api.hosts.base import HostBase, HostEvents, HostOutcome, JobRun, RunLost
 from process_api.processes.config import ProcessConfig
@@ -38,6 +39,9 @@ MAX_OVERRIDES = 30_000
 DESCRIBE_BATCH = 100
 WAITING = ("SUBMITTED", "PENDING", "RUNNABLE")
 ENDED = ("SUCCEEDED", "FAILED")
+#: reads of the log stream after a job ended, while new lines still arrive, and the wait between.
+LATE_LOG_READS = 3
+LATE_LOG_WAIT = 1.0
 #: polls in a row a job may be missing from DescribeJobs before it counts as lost.
 MISSING_POLLS = 5
 
@@ -72,7 +76,7 @@ class _Followed:
     log_stream: str | None = None
     log_token: str | None = None
     missing: int = 0
-    seen: set[str] = field(default_factory=set)
+    ending: asyncio.Task[None] | None = None
 
 
 class BatchHost(HostBase):
@@ -85,9 +89,12 @@ class BatchHost(HostBase):
         log_group: str,
         poll_interval: float,
         configured: bool,
+        server_env: Callable[[list[str]], dict[str, str]],
     ) -> None:
-        """`batch` and `logs` make the boto3 clients (lazily: AWS may not be configured)."""
+        """`batch` and `logs` make the boto3 clients (lazily: AWS may not be configured);
+        `server_env` looks up the variables a process names in container.envVars."""
         self._make_batch, self._make_logs = batch, logs
+        self._server_env = server_env
         self._batch: Any = None
         self._logs: Any = None
         self.log_group = log_group
@@ -155,9 +162,14 @@ class BatchHost(HostBase):
     def _overrides(self, run: JobRun) -> dict[str, Any]:
         container = run.process.config.container
         command = [*(container.command if container else []), run.inputs_json]
+        env = {**self._server_env(container.envVars if container else []), **run.env}
+        # A Batch container sees no directory of this machine: only an s3:// location.
+        env.pop("PROCESS_API_RESULTS_DIR", None)
+        if not env.get("PROCESS_API_RESULTS_URI", "").startswith("s3://"):
+            env.pop("PROCESS_API_RESULTS_URI", None)
         overrides: dict[str, Any] = {
             "command": command,
-            "environment": [{"name": k, "value": v} for k, v in sorted(run.env.items())],
+            "environment": [{"name": k, "value": v} for k, v in sorted(env.items())],
         }
         wanted = container.maxResources if container else None
         requirements = []
@@ -204,17 +216,21 @@ class BatchHost(HostBase):
                 answer = await asyncio.shield(submitting)
             except asyncio.CancelledError:
                 # Stopped while AWS takes the job: the Batch job exists all the same.
-                answer = await _despite_cancellation(submitting)
+                answer = await despite_cancellation(submitting)
                 handle = self._handle(run, host, name, answer["jobId"])
                 if run.detach.is_set():
-                    await _despite_cancellation(events.submitted(handle))  # followed at start
+                    await despite_cancellation(events.submitted(handle))  # followed at start
                 else:
-                    await _despite_cancellation(self._stop(answer["jobId"]))
+                    await despite_cancellation(self._stop(answer["jobId"]))
                 raise
         except (ClientError, BotoCoreError) as exc:
             return HostOutcome(None, f"AWS Batch did not take the job: {_aws_reason(exc)}")
         handle = self._handle(run, host, name, answer["jobId"])
-        await events.submitted(handle)
+        try:
+            await events.submitted(handle)
+        except BaseException:  # the job store failed: a job nobody follows must not run
+            await despite_cancellation(self._stop(answer["jobId"]))
+            raise
         return await self._follow(run, handle, events)
 
     def _handle(
@@ -235,6 +251,8 @@ class BatchHost(HostBase):
     ) -> HostOutcome:
         if "batchJobId" not in handle:
             raise RunLost("the server restarted and the job's Batch job id is unknown")
+        if not self.configured:
+            raise RunLost("the server restarted without AWS configured: its Batch job is lost")
         return await self._follow(run, handle, events)
 
     async def _follow(self, run: JobRun, handle: dict[str, Any], events: HostEvents) -> HostOutcome:
@@ -261,7 +279,7 @@ class BatchHost(HostBase):
         """
         reason = "dismissed through process-api"
         try:
-            batch, _ = self._clients()
+            batch, _ = await self._call(self._clients)
             jobs = (await self._call(batch.describe_jobs, jobs=[batch_id])).get("jobs", [])
             status = jobs[0]["status"] if jobs else "UNKNOWN"
             if status in ENDED:
@@ -290,7 +308,7 @@ class BatchHost(HostBase):
                 pass
 
     async def poll(self) -> None:
-        batch, _ = self._clients()
+        batch, _ = await self._call(self._clients)
         ids = list(self._followed)
         for start in range(0, len(ids), DESCRIBE_BATCH):
             chunk = ids[start : start + DESCRIBE_BATCH]
@@ -298,7 +316,7 @@ class BatchHost(HostBase):
             described = {job["jobId"]: job for job in answer.get("jobs", [])}
             for batch_id in chunk:
                 followed = self._followed.get(batch_id)
-                if followed is not None and not followed.done.done():
+                if followed is not None and followed.ending is None:
                     await self._update(batch_id, followed, described.get(batch_id))
 
     async def _update(self, batch_id: str, followed: _Followed, job: dict[str, Any] | None) -> None:
@@ -315,14 +333,28 @@ class BatchHost(HostBase):
             followed.started = True
             await followed.events.started(followed.handle)
         await self._read_logs(followed)
-        if followed.status in ENDED:
+        if followed.status in ENDED and followed.ending is None:
+            followed.ending = asyncio.create_task(self._end(followed, job))
+
+    async def _end(self, followed: _Followed, job: dict[str, Any]) -> None:
+        """Settles an ended job once CloudWatch has delivered its last lines (the results
+        may arrive a little after the end); apart from the poll, which goes on."""
+        try:
+            for _ in range(LATE_LOG_READS):
+                await asyncio.sleep(LATE_LOG_WAIT)
+                if not await self._read_logs(followed):
+                    break
+        except (ClientError, BotoCoreError) as exc:
+            log.warning("reading the end of a Batch job's log failed: %s", _aws_reason(exc))
+        if not followed.done.done():
             followed.done.set_result(_outcome(job))
 
-    async def _read_logs(self, followed: _Followed) -> None:
-        """New lines of the job's CloudWatch log stream, paginated to its end."""
+    async def _read_logs(self, followed: _Followed) -> int:
+        """New lines of the job's CloudWatch log stream, paginated to its end; how many."""
         if followed.log_stream is None:
-            return
-        _, logs = self._clients()
+            return 0
+        count = 0
+        _, logs = await self._call(self._clients)
         while True:
             options: dict[str, Any] = {
                 "logGroupName": self.log_group,
@@ -335,31 +367,21 @@ class BatchHost(HostBase):
                 page = await self._call(logs.get_log_events, **options)
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-                    return  # the stream appears once the container has printed something
+                    return count  # the stream appears once the container has printed something
                 raise
             for event in page.get("events", []):
                 moment = datetime.fromtimestamp(event["timestamp"] / 1000, UTC)
                 followed.events.output("stdout", event["message"].rstrip("\n"), moment)
+                count += 1
             token = page.get("nextForwardToken")
             if not token or token == followed.log_token:
-                return
+                return count
             followed.log_token = token
 
     async def close(self) -> None:
         if self._monitor is not None:
             self._monitor.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)
-
-
-async def _despite_cancellation(work: Awaitable[T]) -> T:
-    """Sees work through to its end even if the awaiting task is cancelled again meanwhile."""
-    future = asyncio.ensure_future(work)
-    while True:
-        try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
-            if future.done():
-                return future.result()
 
 
 def _outcome(job: dict[str, Any]) -> HostOutcome:

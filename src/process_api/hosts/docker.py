@@ -29,6 +29,7 @@ from docker.models.containers import Container
 from docker.models.images import Image
 from docker.utils import parse_repository_tag
 
+from process_api.asyncs import despite_cancellation
 from process_api.errors import ServiceUnavailable
 from process_api.hosts.base import HostBase, HostEvents, HostOutcome, JobRun, RunLost, Stream
 from process_api.jobs.budget import Resources
@@ -85,7 +86,11 @@ def _reason(exc: BaseException) -> str:
 class DockerHost(HostBase):
     def __init__(self, options: DockerOptions) -> None:
         self.options = options
-        self._executor = ThreadPoolExecutor(max_workers=256, thread_name_prefix="docker")
+        # Following a container blocks a thread for its whole run (its wait and two log
+        # streams); every other call is short and gets threads of its own, so a dismiss or
+        # a timeout never queues behind running containers.
+        self._following = ThreadPoolExecutor(max_workers=768, thread_name_prefix="docker-follow")
+        self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="docker")
         self._client: docker.DockerClient | None = None
         self._ready_until = 0.0
 
@@ -136,6 +141,7 @@ class DockerHost(HostBase):
             with contextlib.suppress(Exception):
                 await self._call(self._client.close)
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._following.shutdown(wait=False, cancel_futures=True)
 
     # -- runs ------------------------------------------------------------------
 
@@ -206,9 +212,12 @@ class DockerHost(HostBase):
         try:
             client = await self._engine()
             image = await self._call(self._image, client, reference, policy)
-            container = await _finish_even_if_cancelled(
-                self._call(self._create, client, run, image), self._remove
-            )
+            creating = asyncio.ensure_future(self._call(self._create, client, run, image))
+            try:
+                container = await asyncio.shield(creating)
+            except asyncio.CancelledError:  # it exists all the same: remove it
+                await despite_cancellation(self._remove(await despite_cancellation(creating)))
+                raise
         except _CannotStart as exc:
             return HostOutcome(None, str(exc))
         except (DockerException, *_UNREACHABLE) as exc:
@@ -296,8 +305,9 @@ class DockerHost(HostBase):
             finally:
                 client.close()
 
-        pumps = [loop.run_in_executor(self._executor, pump, s) for s in ("stdout", "stderr")]
-        result = await self._call(container.wait, timeout=None)
+        pumps = [loop.run_in_executor(self._following, pump, s) for s in ("stdout", "stderr")]
+        waiting = functools.partial(container.wait, timeout=None)
+        result = await loop.run_in_executor(self._following, waiting)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*pumps, return_exceptions=True), OUTPUT_DRAIN)
         await asyncio.sleep(0)  # let the last lines scheduled by the pumps reach the log
@@ -337,17 +347,6 @@ class DockerHost(HostBase):
             if container.labels.get(LABEL_JOB) not in keep:
                 log.info("removing container %s left by an earlier run", container.name)
                 await self._remove(container)
-
-
-async def _finish_even_if_cancelled(call: asyncio.Future[T] | Any, undo: Callable[[T], Any]) -> T:
-    """Awaits a thread call; if cancelled meanwhile, lets it finish and undoes what it made."""
-    future = asyncio.ensure_future(call)
-    try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            await undo(await future)
-        raise
 
 
 def _text(line: bytes) -> str:

@@ -95,15 +95,15 @@ class SubprocessHost(HostBase):
             handle = {"pid": proc.pid, "start": _start_time(proc.pid), "command": config.command}
             await events.started(handle)
             code = await proc.wait()
-            # Children left in the group may hold the pipes open: they end with the job.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(pumps), OUTPUT_DRAIN)
-            _kill_group(proc.pid, signal.SIGKILL)
-            await pumps
-        except asyncio.CancelledError:
+        except BaseException:  # dismissed, timed out, shut down, or the job store failed
             await _terminate(proc)
-            await asyncio.gather(pumps, return_exceptions=True)
+            await _drain(pumps, events)
             raise
+        # Children left in the group may hold the pipes open: they end with the job.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(pumps), OUTPUT_DRAIN)
+        _kill_group(proc.pid, signal.SIGKILL)
+        await _drain(pumps, events)
         return HostOutcome(code)
 
     async def reattach(
@@ -126,6 +126,19 @@ async def _pump(reader: asyncio.StreamReader | None, stream: Stream, events: Hos
         if not line:
             return
         events.output(stream, line.decode("utf-8", errors="replace").rstrip("\r\n"))
+
+
+async def _drain(pumps: asyncio.Future[Any], events: HostEvents) -> None:
+    """The rest of the output; a process outside the group (setsid) may hold the pipes
+    open for ever, so its output is cut rather than the job held."""
+    try:
+        await asyncio.wait_for(asyncio.shield(pumps), OUTPUT_DRAIN)
+    except TimeoutError:
+        pumps.cancel()
+        await asyncio.gather(pumps, return_exceptions=True)
+        events.output("stderr", "[process-api: output cut: a process left the job's group]")
+    except Exception:
+        pass
 
 
 async def _terminate(proc: asyncio.subprocess.Process) -> None:

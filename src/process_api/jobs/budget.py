@@ -29,10 +29,6 @@ class ResourceBudget:
         self._used_memory = 0.0
         self._queue: deque[tuple[Resources, asyncio.Future[None]]] = deque()
 
-    @property
-    def waiting(self) -> int:
-        return len(self._queue)
-
     def fits_ever(self, need: Resources) -> bool:
         return need.cpus <= self.total.cpus and need.memory <= self.total.memory
 

@@ -30,14 +30,6 @@ class JobStatus(StrEnum):
 TERMINAL = frozenset({JobStatus.SUCCESSFUL, JobStatus.FAILED, JobStatus.DISMISSED})
 ACTIVE = frozenset({JobStatus.ACCEPTED, JobStatus.RUNNING})
 
-#: the statuses each status may be entered from; a terminal status is never left.
-ALLOWED_FROM: dict[JobStatus, frozenset[JobStatus]] = {
-    JobStatus.ACCEPTED: frozenset(),
-    JobStatus.RUNNING: frozenset({JobStatus.ACCEPTED}),
-    JobStatus.SUCCESSFUL: ACTIVE,
-    JobStatus.FAILED: ACTIVE,
-    JobStatus.DISMISSED: ACTIVE,
-}
 
 Mode = Literal["sync", "async"]
 

@@ -118,13 +118,18 @@ class JobLog:
     dropped: int = 0
     last_stdout: str | None = None
     last_stderr: str | None = None
+    #: the last stdout line that is {"plugin_results": …}; where a platform merges the
+    #: streams (AWS Batch), a warning printed after it does not hide it.
+    results_line: str | None = None
 
     def add(self, time: datetime, stream: str, text: str) -> None:
-        if text.strip():
-            if stream == "stdout":
-                self.last_stdout = text.strip()
-            else:
-                self.last_stderr = text.strip()
+        line = text.strip()
+        if line and stream == "stdout":
+            self.last_stdout = line
+            if '"plugin_results"' in line and plugin_results(line) is not NO_RESULTS:
+                self.results_line = line
+        elif line:
+            self.last_stderr = line
         record = {"time": time.isoformat(), "stream": stream, "text": text}
         if self.lines and self.lines[-1]["time"] > record["time"]:
             # stdout and stderr are read apart: keep the log in the order things were printed

@@ -15,10 +15,11 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from process_api.asyncs import despite_cancellation
 from process_api.errors import (
     InvalidInput,
     JobNotDismissable,
@@ -41,7 +42,7 @@ from process_api.jobs.output import (
 )
 from process_api.processes.registry import Process, ProcessRegistry
 from process_api.storage.base import Storage
-from process_api.store.base import JobQuery, JobStore
+from process_api.store.base import JobQuery, JobStore, Position
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,14 @@ SHUTDOWN_GRACE = 15.0
 
 #: the file a process may write to its results location instead of a plugin_results line.
 RESULTS_FILE = "results.json"
+
+
+@dataclass(frozen=True)
+class JobPage:
+    jobs: list[Job]
+    total: int
+    has_older: bool
+    has_newer: bool
 
 
 @dataclass
@@ -231,7 +240,7 @@ class JobService:
         except Exception as exc:
             log.exception("job %s: the host failed", job.id)
             status, message = JobStatus.FAILED, f"the job could not be run: {exc}"
-        await asyncio.shield(self._finish(active, status, message, results))
+        await despite_cancellation(self._finish(active, status, message, results))
 
     @contextlib.asynccontextmanager
     async def _reserved(self, host: Host, process: Process, queue: bool) -> AsyncIterator[None]:
@@ -265,7 +274,7 @@ class JobService:
             # What it said last on stderr is most often why it failed.
             last = job_log.last_stderr or job_log.last_stdout or ""
             return JobStatus.FAILED, f"the process {how}" + (f": {last}" if last else ""), None
-        value = plugin_results(job_log.last_stdout)
+        value = plugin_results(job_log.results_line)
         if value is NO_RESULTS:
             written = await self.storage.get(self.storage.layout.results_of(job_id) + RESULTS_FILE)
             if written is not None:
@@ -354,8 +363,22 @@ class JobService:
             raise NoSuchJob(f"job {job_id!r} does not exist")
         return job
 
-    async def find(self, query: JobQuery) -> tuple[list[Job], int]:
-        return await self.store.find(query), await self.store.count(query)
+    async def find(self, query: JobQuery) -> JobPage:
+        """A page of the job list, how many jobs match in all, and whether there are more
+        on either side of the page."""
+        jobs = await self.store.find(query)
+        total = await self.store.count(query)
+        if not jobs:
+            return JobPage(jobs, total, False, False)
+        edge = replace(query, limit=1, after=None, before=None)
+        older = await self.store.find(replace(edge, after=(jobs[-1].created, jobs[-1].id)))
+        newer = await self.store.find(replace(edge, before=(jobs[0].created, jobs[0].id)))
+        return JobPage(jobs, total, bool(older), bool(newer))
+
+    async def position(self, job_id: str) -> Position | None:
+        """Where a job stands in the job list; None for an unknown job."""
+        job = await self.store.get(job_id)
+        return (job.created, job.id) if job else None
 
     def check_kept(self, job: Job) -> None:
         """Raises ResultsExpired once the job's results, logs and metadata are past retention."""
@@ -421,7 +444,7 @@ class JobService:
         if active is not None and active.task is not None:
             active.task.cancel()
             await asyncio.gather(active.task, return_exceptions=True)
-            if not active.done.is_set():  # cancelled before it ever ran
+            if not active.done.is_set():  # cancelled before it ever ran: nothing will finish it
                 await self._finish(active, JobStatus.DISMISSED, reason, None)
         return dismissed
 
@@ -502,11 +525,12 @@ class JobService:
                 queued.append((process, job))
             else:
                 await self._fail(job, "the server restarted before the job started")
+        # Leftovers go first: a queued job's new container must not be taken for one.
+        for host in {id(h): h for h in self.hosts.values()}.values():
+            await host.prune(followed)
         for process, job in queued:
             log.info("job %s: waiting again for its turn after a restart", job.id)
             self._start(process, job, None)
-        for host in {id(h): h for h in self.hosts.values()}.values():
-            await host.prune(followed)
 
     async def _fail(self, job: Job, reason: str) -> None:
         now = utcnow()

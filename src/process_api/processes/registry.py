@@ -52,7 +52,7 @@ class Process:
 
 
 class ProcessRegistry(Mapping[str, Process]):
-    """Processes by id, in id order. Never changed in place: `with_process` returns a copy."""
+    """Processes by id, in id order; never changed once built."""
 
     def __init__(self, processes: list[Process] | tuple[Process, ...] = ()) -> None:
         self._by_id = {p.id: p for p in sorted(processes, key=lambda p: p.id.lower())}
@@ -72,6 +72,3 @@ class ProcessRegistry(Mapping[str, Process]):
             return self._by_id[process_id]
         except KeyError:
             raise NoSuchProcess(f"process {process_id!r} is not registered") from None
-
-    def with_process(self, process: Process) -> ProcessRegistry:
-        return ProcessRegistry([*(p for p in self._by_id.values() if p.id != process.id), process])

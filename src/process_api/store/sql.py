@@ -65,6 +65,9 @@ def _migrate(connection: sa.Connection) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
+    tables = sa.inspect(connection).get_table_names()
+    if "jobs" in tables and "alembic_version" not in tables:
+        command.stamp(config, "0001")  # made before migrations existed: it is revision 0001
     command.upgrade(config, "head")
 
 
