@@ -38,7 +38,7 @@ from tests.aws import (
     session_moto,
     setup_aws,
 )
-from tests.conftest import DATA, Server, free_port, wait_status
+from tests.conftest import DATA, Server, free_port, wait_status, wait_until
 from tests.images import BUSYBOX, PYTHON, python_image
 from tests.ogc import assert_valid
 
@@ -72,17 +72,6 @@ with urllib.request.urlopen(request, timeout=10) as answer:
 
 
 # -- helpers -----------------------------------------------------------------------
-
-
-def wait_until(condition: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
-        time.sleep(0.1)
 
 
 def batch_process(

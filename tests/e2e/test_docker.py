@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -27,7 +26,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import DATA, EXAMPLES, Server, free_port, wait_status
+from tests.conftest import DATA, EXAMPLES, Server, free_port, raw_post, wait_status, wait_until
 from tests.images import busybox_image, image_exists, python_image, remove_image
 from tests.ogc import assert_valid
 
@@ -97,17 +96,6 @@ def container_events(since: float, job_id: str) -> dict[str, float]:
         nanoseconds, action = line.split(" ", 1)
         events.setdefault(action, int(nanoseconds) / 1e9)
     return events
-
-
-def wait_until(condition: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
-        time.sleep(0.05)
 
 
 def wait_no_container(job_id: str, timeout: float = 10.0) -> None:
@@ -576,18 +564,6 @@ def test_dismissing_a_running_job_removes_its_container(harness: Harness, busybo
         assert http.get(f"/jobs/{job_id}").json()["status"] == "dismissed"
         assert_exception(http.get(f"/jobs/{job_id}/results"), 410, "job-dismissed")
     harness.assert_no_container()
-
-
-def raw_post(server: Server, path: str, body: dict[str, Any]) -> socket.socket:
-    """Sends a POST on a socket of its own and leaves it open, unread."""
-    payload = json.dumps(body).encode()
-    head = (
-        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
-    )
-    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-    sock.sendall(head.encode() + payload)
-    return sock
 
 
 def test_a_sync_client_that_disconnects_dismisses_the_container(

@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import threading
@@ -25,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Server, pid_alive, wait_status
+from tests.conftest import Server, pid_alive, raw_post, wait_status, wait_until
 from tests.ogc import assert_valid
 
 ServerFactory = Callable[..., Server]
@@ -104,16 +103,6 @@ def sleeper_plugins(plugins_dir: Path) -> Path:
     return add_sleeper(plugins_dir)
 
 
-def wait_until(condition: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
-
-
 def read_pids(pidfile: Path, timeout: float = 10.0) -> dict[str, Any]:
     """The pids the sleeper wrote, once it has written them."""
 
@@ -167,18 +156,6 @@ def jobs_of(http: httpx.Client, process_id: str, status: str | None = None) -> l
     if status:
         params["status"] = status
     return http.get("/jobs", params=params).json()["jobs"]
-
-
-def raw_post(server: Server, path: str, body: dict) -> socket.socket:
-    """Sends a POST on a socket of its own and leaves it open, unread."""
-    payload = json.dumps(body).encode()
-    head = (
-        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
-    )
-    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-    sock.sendall(head.encode() + payload)
-    return sock
 
 
 class SyncRequest(threading.Thread):
