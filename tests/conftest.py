@@ -223,3 +223,14 @@ def raw_post(server: Server, path: str, body: dict[str, Any]) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
     sock.sendall(head.encode() + payload)
     return sock
+
+
+def process_info(process_id: str) -> dict[str, Any]:
+    """The `info:` section of a test process that runs sync and async."""
+    return {
+        "id": process_id,
+        "version": "1.0.0",
+        "title": process_id,
+        "jobControlOptions": ["sync-execute", "async-execute"],
+        "outputTransmission": ["value"],
+    }

@@ -38,7 +38,7 @@ from tests.aws import (
     session_moto,
     setup_aws,
 )
-from tests.conftest import DATA, Server, free_port, wait_status, wait_until
+from tests.conftest import DATA, Server, free_port, process_info, wait_status, wait_until
 from tests.images import BUSYBOX, PYTHON, python_image
 from tests.ogc import assert_valid
 
@@ -86,13 +86,7 @@ def batch_process(
 ) -> dict[str, Any]:
     """An aws-batch process running `sh -c script sh` (the inputs JSON is $1)."""
     return {
-        "info": {
-            "id": process_id,
-            "version": "1.0.0",
-            "title": process_id,
-            "jobControlOptions": ["sync-execute", "async-execute"],
-            "outputTransmission": ["value"],
-        },
+        "info": process_info(process_id),
         "host": {"type": "aws-batch", "jobDefinition": definition, "jobQueue": queue},
         "container": {"command": command or ["sh", "-c", script, "sh"]},
         "inputs": inputs or [],

@@ -26,7 +26,16 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import DATA, EXAMPLES, Server, free_port, raw_post, wait_status, wait_until
+from tests.conftest import (
+    DATA,
+    EXAMPLES,
+    Server,
+    free_port,
+    process_info,
+    raw_post,
+    wait_status,
+    wait_until,
+)
 from tests.images import busybox_image, image_exists, python_image, remove_image
 from tests.ogc import assert_valid
 
@@ -142,13 +151,7 @@ def shell_process(
 ) -> dict[str, Any]:
     """A process running `sh -c script sh *args`; the inputs JSON follows as the last argument."""
     document: dict[str, Any] = {
-        "info": {
-            "id": process_id,
-            "version": "1.0.0",
-            "title": process_id,
-            "jobControlOptions": ["sync-execute", "async-execute"],
-            "outputTransmission": ["value"],
-        },
+        "info": process_info(process_id),
         "host": {"type": host},
         "container": {
             "image": image,
