@@ -241,6 +241,14 @@ class JobService:
             log.exception("job %s: the host failed", job.id)
             status, message = JobStatus.FAILED, f"the job could not be run: {exc}"
         await despite_cancellation(self._finish(active, status, message, results))
+        await despite_cancellation(self._release(host, job.id))
+
+    async def _release(self, host: Host, job_id: str) -> None:
+        """Lets the host remove what the run left, now that the job's end is recorded."""
+        try:
+            await host.release(job_id)
+        except Exception:
+            log.exception("job %s: removing what its run left failed", job_id)
 
     @contextlib.asynccontextmanager
     async def _reserved(self, host: Host, process: Process, queue: bool) -> AsyncIterator[None]:
