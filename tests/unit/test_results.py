@@ -229,10 +229,10 @@ def test_empty_log(tmp_path: Path) -> None:
 
 def test_lines_printed_out_of_order_are_kept_in_time_order(tmp_path: Path) -> None:
     log = JobLog(tmp_path / "job.jsonl")
-    later = T0.replace(second=5)
-    log.add(later, "stdout", "second")
-    log.add(T0, "stderr", "first")
-    assert [r["text"] for r in _lines(log)] == ["first", "second"]
+    log.add(T0, "stdout", "start")  # written at once
+    log.add(T0.replace(second=5), "stdout", "second")
+    log.add(T0.replace(second=2), "stderr", "first")
+    assert [r["text"] for r in _lines(log)] == ["start", "first", "second"]
     log.close()
 
 
