@@ -248,7 +248,7 @@ def test_finding_7_a_process_printing_300000_lines_leaves_the_server_responsive(
     assert [line["text"] for line in page["logs"]] == [f"line {n}" for n in range(299_990, 300_000)]
     if len(latencies) >= 20:
         p99 = statistics.quantiles(latencies, n=100)[98]
-        assert p99 < 0.15, f"p99 {p99 * 1000:.0f} ms over {len(latencies)} requests"
+        assert p99 < 0.25, f"p99 {p99 * 1000:.0f} ms over {len(latencies)} requests"
 
 
 def test_finding_12_logs_are_served_by_pages(shared: Server) -> None:
