@@ -123,7 +123,10 @@ async def describe_process(request: Request, processID: str) -> Response:
         400: {"description": "Invalid execute request"},
         404: {"description": "No such process"},
         410: {"description": "The job was dismissed (shutdown, or by another client)"},
-        413: {"description": "Too large for the process's host (AWS Batch)"},
+        413: {
+            "description": "The body is over MAX_REQUEST_BYTES, or the inputs are too large "
+            "for the process's host (one command argument, AWS Batch's request limit)"
+        },
         500: {"description": "The job failed"},
         503: {"description": "The server is shutting down, or the host's engine is unreachable"},
     },
