@@ -7,6 +7,7 @@ that must survive an unexpected error (finding 17).
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -271,7 +272,7 @@ def test_finding_17_an_unexpected_error_keeps_the_connection(
 ) -> None:
     job = job_of(run_page(http, text="hi", outputs={"length": {}}))
     # A record the server cannot read (a damaged database): a real unexpected error.
-    with sqlite3.connect(server.data_dir / "jobs.sqlite") as db:
+    with contextlib.closing(sqlite3.connect(server.data_dir / "jobs.sqlite")) as db, db:
         db.execute("UPDATE jobs SET results = '{damaged' WHERE id = ?", (job,))
     broken = http.get(f"/jobs/{job}/results")
     document = assert_exception(broken, 500, "server-error")
