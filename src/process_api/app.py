@@ -59,7 +59,7 @@ def create_app(
     notifier = Notifier(registry, policy)
     storage = build_storage(settings)
     expiry = timedelta(days=settings.expiry_days) if settings.expiry_days else None
-    service = JobService(store, storage, hosts, notifier, expiry)
+    service = JobService(store, storage, hosts, settings.data_dir / "spool", notifier, expiry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     docker_default_cpus: float = Field(1.0, alias="DOCKER_DEFAULT_CPUS", gt=0)
     docker_default_memory: float = Field(1024.0, alias="DOCKER_DEFAULT_MEMORY", gt=0)
     #: callbacks to loopback, private and link-local addresses (refused by default).
+    #: jobs that may run at once on each host; later ones wait, first come first served.
+    subprocess_max_jobs: int = Field(
+        default_factory=lambda: 4 * (os.cpu_count() or 1), alias="SUBPROCESS_MAX_JOBS", ge=1
+    )
+    docker_max_jobs: int = Field(64, alias="DOCKER_MAX_JOBS", ge=1)
+    batch_max_jobs: int = Field(1000, alias="BATCH_MAX_JOBS", ge=1)
     callback_allow_private: bool = Field(False, alias="CALLBACK_ALLOW_PRIVATE")
     callback_timeout: float = Field(10.0, alias="CALLBACK_TIMEOUT", gt=0)
     callback_attempts: int = Field(4, alias="CALLBACK_ATTEMPTS", ge=1, le=20)

@@ -28,8 +28,8 @@ from process_api.errors import (
     NoSuchOutput,
     ResultNotReady,
 )
+from process_api.jobs.contract import UNDECLARED_OUTPUT
 from process_api.jobs.model import Job, JobStatus
-from process_api.jobs.output import UNDECLARED_OUTPUT
 from process_api.processes.registry import Process
 
 JSON = "application/json"

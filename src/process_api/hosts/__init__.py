@@ -32,7 +32,9 @@ def build_hosts(settings: Settings) -> dict[str, Host]:
                 settings.docker_default_cpus, settings.docker_default_memory
             ),
             capacity=Resources(
-                settings.local_cpus or machine.cpus, settings.local_memory or machine.memory
+                settings.local_cpus or machine.cpus,
+                settings.local_memory or machine.memory,
+                settings.docker_max_jobs,
             ),
             server_env=settings.server_variables,
             secrets=settings.secret_values,
@@ -51,7 +53,9 @@ def build_hosts(settings: Settings) -> dict[str, Host]:
         "docker": docker,
         "local": docker,
         "subprocess": SubprocessHost(
-            settings.server_variables(settings.job_env_passthrough), settings.server_variables
+            settings.server_variables(settings.job_env_passthrough),
+            settings.server_variables,
+            settings.subprocess_max_jobs,
         ),
     }
 

@@ -88,6 +88,10 @@ class Host(Protocol):
     ) -> HostOutcome:
         """Follows a run started before a restart to its end, or raises RunLost."""
 
+    async def release(self, job_id: str) -> None:
+        """Removes what the job's run left (its stopped container) once its end is recorded:
+        a crash before the record finds the run again and concludes it rightly."""
+
     async def prune(self, keep: Set[str]) -> None:
         """Removes what earlier runs of this server left behind, except for the jobs in `keep`."""
 
@@ -109,6 +113,9 @@ class HostBase:
         return None
 
     def resources(self, process: Process) -> Resources | None:
+        return None
+
+    async def release(self, job_id: str) -> None:
         return None
 
     async def prune(self, keep: Set[str]) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from process_api.asyncs import despite_cancellation
 from process_api.hosts.base import (
     HostBase,
     HostEvents,
@@ -25,8 +26,10 @@ from process_api.hosts.base import (
     Stream,
     admit_argument,
 )
+from process_api.jobs.budget import Resources, jobs_only
 from process_api.processes.config import ProcessConfig
 from process_api.processes.loader import HostConfigError
+from process_api.processes.registry import Process
 
 #: the longest line a process may print (a large plugin_results line, say).
 MAX_LINE = 64 * 1024 * 1024
@@ -62,11 +65,22 @@ def _kill_group(pid: int, sig: int) -> None:
 
 class SubprocessHost(HostBase):
     def __init__(
-        self, base_env: Mapping[str, str], server_env: Callable[[list[str]], dict[str, str]]
+        self,
+        base_env: Mapping[str, str],
+        server_env: Callable[[list[str]], dict[str, str]],
+        max_jobs: int,
     ) -> None:
-        """`base_env`: variables every job gets (PATH, …); `server_env` looks up envVars."""
+        """`base_env`: variables every job gets (PATH, …); `server_env` looks up envVars;
+        `max_jobs`: processes that may run at once (the others wait their turn)."""
         self._base_env = dict(base_env)
         self._server_env = server_env
+        self._capacity = jobs_only(max_jobs)
+
+    def capacity(self) -> Resources:
+        return self._capacity
+
+    def resources(self, process: Process) -> Resources:
+        return Resources(0.0, 0.0)
 
     def check(self, config: ProcessConfig) -> None:
         try:
@@ -107,14 +121,10 @@ class SubprocessHost(HostBase):
             await events.started(handle)
             code = await proc.wait()
         except BaseException:  # dismissed, timed out, shut down, or the job store failed
-            await _terminate(proc)
-            await _drain(pumps, events)
+            # A second cancellation (a timeout during a dismiss) must not leave it half-stopped.
+            await despite_cancellation(_stop(proc, pumps, events))
             raise
-        # Children left in the group may hold the pipes open: they end with the job.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(pumps), OUTPUT_DRAIN)
-        _kill_group(proc.pid, signal.SIGKILL)
-        await _drain(pumps, events)
+        await despite_cancellation(_end(proc, pumps, events))
         return HostOutcome(code)
 
     async def reattach(
@@ -150,6 +160,24 @@ async def _drain(pumps: asyncio.Future[Any], events: HostEvents) -> None:
         events.output("stderr", "[process-api: output cut: a process left the job's group]")
     except Exception:
         pass
+
+
+async def _stop(
+    proc: asyncio.subprocess.Process, pumps: asyncio.Future[Any], events: HostEvents
+) -> None:
+    await _terminate(proc)
+    await _drain(pumps, events)
+
+
+async def _end(
+    proc: asyncio.subprocess.Process, pumps: asyncio.Future[Any], events: HostEvents
+) -> None:
+    """After the command exited: children left in the group may hold the pipes open, and
+    they end with the job."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(pumps), OUTPUT_DRAIN)
+    _kill_group(proc.pid, signal.SIGKILL)
+    await _drain(pumps, events)
 
 
 async def _terminate(proc: asyncio.subprocess.Process) -> None:
