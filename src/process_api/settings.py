@@ -12,11 +12,11 @@ import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from dotenv import dotenv_values
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     job_env_passthrough: tuple[str, ...] = Field(
         ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR"), alias="JOB_ENV_PASSTHROUGH"
     )
+    #: the largest request body accepted, in bytes (413 above it).
+    max_request_bytes: int = Field(1024 * 1024, alias="MAX_REQUEST_BYTES", ge=1)
+    #: the `Host` values the server answers for (`name`, `name:port`, `*.domain`); any if empty.
+    trusted_hosts: Annotated[tuple[str, ...], NoDecode] = Field((), alias="TRUSTED_HOSTS")
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -83,6 +87,13 @@ class Settings(BaseSettings):
     def _split_names(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(name.strip() for name in value.split(",") if name.strip())
+        return value
+
+    @field_validator("trusted_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(host.strip() for host in value.split(",") if host.strip())
         return value
 
     @field_validator("aws_region", mode="before")

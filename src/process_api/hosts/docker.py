@@ -31,7 +31,15 @@ from docker.utils import parse_repository_tag
 
 from process_api.asyncs import despite_cancellation
 from process_api.errors import ServiceUnavailable
-from process_api.hosts.base import HostBase, HostEvents, HostOutcome, JobRun, RunLost, Stream
+from process_api.hosts.base import (
+    HostBase,
+    HostEvents,
+    HostOutcome,
+    JobRun,
+    RunLost,
+    Stream,
+    admit_argument,
+)
 from process_api.jobs.budget import Resources
 from process_api.processes.config import ProcessConfig, PullPolicy
 from process_api.processes.loader import HostConfigError
@@ -109,6 +117,9 @@ class DockerHost(HostBase):
         if wanted is None:
             return default
         return Resources(wanted.cpus or default.cpus, wanted.memory or default.memory)
+
+    def admit(self, run: JobRun) -> None:
+        admit_argument(run, "docker")
 
     # -- engine ----------------------------------------------------------------
 

@@ -17,7 +17,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from process_api.asyncs import despite_cancellation
-from process_api.hosts.base import HostBase, HostEvents, HostOutcome, JobRun, RunLost, Stream
+from process_api.hosts.base import (
+    HostBase,
+    HostEvents,
+    HostOutcome,
+    JobRun,
+    RunLost,
+    Stream,
+    admit_argument,
+)
 from process_api.jobs.budget import Resources, jobs_only
 from process_api.processes.config import ProcessConfig
 from process_api.processes.loader import HostConfigError
@@ -85,6 +93,9 @@ class SubprocessHost(HostBase):
             err = exc.errors()[0]
             field = ".".join(["host", *(str(p) for p in err["loc"])])
             raise HostConfigError(field, err["msg"]) from None
+
+    def admit(self, run: JobRun) -> None:
+        admit_argument(run, "subprocess")
 
     def _config(self, run: JobRun) -> SubprocessHostConfig:
         return SubprocessHostConfig.model_validate(run.process.config.host.model_dump())
