@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     #: days after which the results, logs and metadata of finished jobs expire; none if unset.
     expiry_days: float | None = Field(None, alias="EXPIRY_DAYS", gt=0)
     instance_id: str | None = Field(None, alias="INSTANCE_ID")
-    job_env_passthrough: tuple[str, ...] = Field(
+    job_env_passthrough: Annotated[tuple[str, ...], NoDecode] = Field(
         ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR"), alias="JOB_ENV_PASSTHROUGH"
     )
     #: the largest request body accepted, in bytes (413 above it).
