@@ -45,6 +45,20 @@ LATE_LOG_WAIT = 1.0
 #: polls in a row a job may be missing from DescribeJobs before it counts as lost.
 MISSING_POLLS = 5
 
+#: container fields of a process file that a Batch job cannot take, and why.
+UNSUPPORTED = {
+    "secrets": "AWS Batch processes take secrets from the job definition (secrets in its "
+    "containerProperties); this server cannot pass them",
+    "capabilities": "AWS Batch processes take Linux capabilities from the job definition "
+    "(linuxParameters.capabilities in its containerProperties); this server cannot change them",
+    "network": "AWS Batch processes use the network of their compute environment and job "
+    "definition; this server cannot choose it",
+    "user": "AWS Batch processes run as the user of the job definition (user in its "
+    "containerProperties); this server cannot change it",
+    "pullPolicy": "AWS Batch pulls the job definition's image as its compute environment is "
+    "configured to; this server cannot choose when",
+}
+
 
 class BatchHostConfig(BaseModel):
     """The `host:` section of an aws-batch process file (the Go server's fields)."""
@@ -120,6 +134,10 @@ class BatchHost(HostBase):
         except ValidationError as exc:
             err = exc.errors()[0]
             raise HostConfigError(".".join(["host", *map(str, err["loc"])]), err["msg"]) from None
+        container = config.container
+        for name, why in UNSUPPORTED.items():
+            if container is not None and getattr(container, name):
+                raise HostConfigError(f"container.{name}", why)
         if self.configured and host.jobDefinition not in self.definitions:
             self._describe_definition(host.jobDefinition)
 
