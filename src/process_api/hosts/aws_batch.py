@@ -284,7 +284,9 @@ class BatchHost(HostBase):
             return await asyncio.shield(followed.done)
         except asyncio.CancelledError:
             if not run.detach.is_set():
-                await self._stop(batch_id)
+                # A second cancellation (a shutdown during a dismiss) must not leave the
+                # Batch job running: nothing would follow it any more.
+                await despite_cancellation(self._stop(batch_id))
             raise
         finally:
             self._followed.pop(batch_id, None)
