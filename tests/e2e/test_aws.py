@@ -259,6 +259,14 @@ class SlowSubmit(SlowProxy):
         self.submitting = self.slow("/v1/submitjob", delay)
 
 
+def jobs_named(moto: Moto, name: str) -> list[dict[str, Any]]:
+    """Every Batch job of the name in the test queue, whatever its status."""
+    listed = moto.client("batch").list_jobs(
+        jobQueue=QUEUE, filters=[{"name": "JOB_NAME", "values": [name]}]
+    )
+    return list(listed["jobSummaryList"])
+
+
 # -- 1. success --------------------------------------------------------------------
 
 
@@ -524,6 +532,30 @@ def test_a_restart_while_a_job_is_being_submitted_runs_one_batch_job(aws: Aws) -
         jobQueue=QUEUE, filters=[{"name": "JOB_NAME", "values": [f"bwdup-{job_id}"]}]
     )["jobSummaryList"]
     assert len(listed) == 1, listed
+
+
+def test_finding_3_a_crash_right_after_submitjob_runs_one_batch_job(aws: Aws) -> None:
+    aws.add(sleeper("bwcrash", 1))
+    proxy = SlowSubmit(aws.moto, 2.0)
+    try:
+        first = aws.start(AWS_ENDPOINT_URL=proxy.url)
+        with first.client() as http:
+            job_id = submit(http, "bwcrash")
+            assert proxy.submitting.wait(10), "SubmitJob never came"
+        # Killed before SubmitJob answers: the Batch job is made, its id is never recorded.
+        assert first.stop(signal.SIGKILL) == -signal.SIGKILL, first.output()
+        name = f"bwcrash-{job_id}"
+        wait_until(lambda: jobs_named(aws.moto, name), 15, "the Batch job to be created")
+    finally:
+        proxy.close()
+    second = aws.start()
+    with second.client() as http:
+        job = wait_status(http, job_id, {"successful", "failed", "dismissed"}, JOB_TIMEOUT)
+        assert job["status"] == "successful", (job["message"], second.output())
+        assert http.get(f"/jobs/{job_id}/results").json() == "slept"
+        listed = jobs_named(aws.moto, name)
+        assert len(listed) == 1, listed  # before, the restart submitted a second one
+        assert handle(http, job_id)["batchJobId"] == listed[0]["jobId"]
 
 
 # -- 6. AWS unreachable ------------------------------------------------------------

@@ -1,10 +1,13 @@
 """The `aws-batch` host: each job is an AWS Batch job, followed by polling.
 
 The job is submitted with the process's command plus the inputs JSON as its
-last argument, and the job context, as container overrides. One monitor per
-server polls DescribeJobs for every followed job, up to 100 ids a call, and
-reads the log stream of each running job from CloudWatch Logs. Batch jobs go on
-when the server stops; the next start follows them again from the job store.
+last argument, and the job context, as container overrides. Its name ends with
+the job id, so a job whose submission was never recorded (a crash right after
+SubmitJob) finds its Batch job again instead of submitting a second one. One
+monitor per server polls DescribeJobs for every followed job, up to 100 ids a
+call, and reads the log stream of each running job from CloudWatch Logs. Batch
+jobs go on when the server stops; the next start follows them again from the job
+store.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ LATE_LOG_READS = 3
 LATE_LOG_WAIT = 1.0
 #: polls in a row a job may be missing from DescribeJobs before it counts as lost.
 MISSING_POLLS = 5
+#: the longest name AWS Batch takes for a job.
+MAX_NAME = 128
 
 #: container fields of a process file that a Batch job cannot take, and why.
 UNSUPPORTED = {
@@ -218,38 +223,50 @@ class BatchHost(HostBase):
 
     async def run(self, run: JobRun, events: HostEvents) -> HostOutcome:
         host = BatchHostConfig.model_validate(run.process.config.host.model_dump())
-        name = re.sub(r"[^A-Za-z0-9_-]", "-", f"{host.jobName or run.process.id}-{run.job_id}")
+        name = _job_name(host.jobName or run.process.id, run.job_id)
         try:
             batch, _ = await self._call(self._clients)
             submitting = asyncio.ensure_future(
-                self._call(
-                    batch.submit_job,
-                    jobName=name[:128],
-                    jobQueue=host.jobQueue,
-                    jobDefinition=host.jobDefinition,
-                    containerOverrides=self._overrides(run),
-                )
+                self._call(self._submit_once, batch, host, name, self._overrides(run))
             )
             try:
-                answer = await asyncio.shield(submitting)
+                batch_id = await asyncio.shield(submitting)
             except asyncio.CancelledError:
                 # Stopped while AWS takes the job: the Batch job exists all the same.
-                answer = await despite_cancellation(submitting)
-                handle = self._handle(run, host, name, answer["jobId"])
+                batch_id = await despite_cancellation(submitting)
+                handle = self._handle(run, host, name, batch_id)
                 if run.detach.is_set():
                     await despite_cancellation(events.submitted(handle))  # followed at start
                 else:
-                    await despite_cancellation(self._stop(answer["jobId"]))
+                    await despite_cancellation(self._stop(batch_id))
                 raise
         except (ClientError, BotoCoreError) as exc:
             return HostOutcome(None, f"AWS Batch did not take the job: {_aws_reason(exc)}")
-        handle = self._handle(run, host, name, answer["jobId"])
+        handle = self._handle(run, host, name, batch_id)
         try:
             await events.submitted(handle)
         except BaseException:  # the job store failed: a job nobody follows must not run
-            await despite_cancellation(self._stop(answer["jobId"]))
+            await despite_cancellation(self._stop(batch_id))
             raise
         return await self._follow(run, handle, events)
+
+    def _submit_once(
+        self, batch: Any, host: BatchHostConfig, name: str, overrides: dict[str, Any]
+    ) -> str:
+        """The id of the job's Batch job, submitted now unless one of its name is in the
+        queue already: a server that crashed between SubmitJob and recording its answer
+        submitted it, and a second one would write to the same results."""
+        earlier = _named(batch, host.jobQueue, name)
+        if earlier is not None:
+            log.info("following Batch job %s, submitted as %s before a restart", earlier, name)
+            return earlier
+        answer = batch.submit_job(
+            jobName=name,
+            jobQueue=host.jobQueue,
+            jobDefinition=host.jobDefinition,
+            containerOverrides=overrides,
+        )
+        return str(answer["jobId"])
 
     def _handle(
         self, run: JobRun, host: BatchHostConfig, name: str, batch_id: str
@@ -257,7 +274,7 @@ class BatchHost(HostBase):
         container = run.process.config.container
         return {
             "batchJobId": batch_id,
-            "jobName": name[:128],
+            "jobName": name,
             "jobQueue": host.jobQueue,
             "jobDefinition": host.jobDefinition,
             "image": self.definitions.get(host.jobDefinition, {}).get("image"),
@@ -402,6 +419,27 @@ class BatchHost(HostBase):
         if self._monitor is not None:
             self._monitor.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _job_name(prefix: str, job_id: str) -> str:
+    """The Batch job's name: the prefix, cut to fit, and the job id whole (what finds the
+    Batch job of a submission that was never recorded)."""
+    prefix, job_id = (re.sub(r"[^A-Za-z0-9_-]", "-", part) for part in (prefix, job_id))
+    return f"{prefix[: MAX_NAME - len(job_id) - 1]}-{job_id}"
+
+
+def _named(batch: Any, queue: str, name: str) -> str | None:
+    """The id of the newest Batch job of that name in the queue, whatever its status."""
+    found = []
+    # With a filter, ListJobs answers jobs of every status.
+    pages = batch.get_paginator("list_jobs").paginate(
+        jobQueue=queue, filters=[{"name": "JOB_NAME", "values": [name]}]
+    )
+    for page in pages:
+        found += [j for j in page.get("jobSummaryList", []) if j.get("jobName") == name]
+    if not found:
+        return None
+    return str(max(found, key=lambda j: j.get("createdAt", 0))["jobId"])
 
 
 def _outcome(job: dict[str, Any]) -> HostOutcome:
