@@ -5,9 +5,9 @@ last argument, and the job context, as container overrides. Its name ends with
 the job id, so a job whose submission was never recorded (a crash right after
 SubmitJob) finds its Batch job again instead of submitting a second one. One
 monitor per server polls DescribeJobs for every followed job, up to 100 ids a
-call, and reads the log stream of each running job from CloudWatch Logs. Batch
-jobs go on when the server stops; the next start follows them again from the job
-store.
+call, and reads the log streams of the running jobs from CloudWatch Logs, a few
+at a time. Batch jobs go on when the server stops; the next start follows them
+again from the job store.
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ LATE_LOG_READS = 3
 LATE_LOG_WAIT = 1.0
 #: polls in a row a job may be missing from DescribeJobs before it counts as lost.
 MISSING_POLLS = 5
+#: log streams read at once; the thread pool has room besides for polls and stops.
+LOG_READERS = 8
 #: the longest name AWS Batch takes for a job.
 MAX_NAME = 128
 
@@ -119,7 +121,8 @@ class BatchHost(HostBase):
         self.log_group = log_group
         self.poll_interval = poll_interval
         self.configured = configured
-        self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="aws")
+        self._executor = ThreadPoolExecutor(max_workers=2 * LOG_READERS, thread_name_prefix="aws")
+        self._log_readers = asyncio.Semaphore(LOG_READERS)
         self._followed: dict[str, _Followed] = {}
         self._monitor: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -345,21 +348,40 @@ class BatchHost(HostBase):
                 pass
 
     async def poll(self) -> None:
+        """One round: the status of every followed job, then each job's events and new log
+        lines, side by side. What fails for one job (a throttled log read, a failed store
+        write) is logged and tried again next round; the other jobs go on."""
         batch, _ = await self._call(self._clients)
-        ids = list(self._followed)
+        ids = [batch_id for batch_id, f in self._followed.items() if f.ending is None]
+        updates = []
         for start in range(0, len(ids), DESCRIBE_BATCH):
             chunk = ids[start : start + DESCRIBE_BATCH]
-            answer = await self._call(batch.describe_jobs, jobs=chunk)
+            try:
+                answer = await self._call(batch.describe_jobs, jobs=chunk)
+            except (ClientError, BotoCoreError) as exc:
+                log.warning(
+                    "describing %d AWS Batch job(s) failed: %s", len(chunk), _aws_reason(exc)
+                )
+                continue
             described = {job["jobId"]: job for job in answer.get("jobs", [])}
-            for batch_id in chunk:
-                followed = self._followed.get(batch_id)
-                if followed is not None and followed.ending is None:
-                    await self._update(batch_id, followed, described.get(batch_id))
+            updates += [self._update_apart(batch_id, described.get(batch_id)) for batch_id in chunk]
+        await asyncio.gather(*updates)
+
+    async def _update_apart(self, batch_id: str, job: dict[str, Any] | None) -> None:
+        followed = self._followed.get(batch_id)
+        if followed is None or followed.ending is not None:
+            return
+        try:
+            await self._update(batch_id, followed, job)
+        except (ClientError, BotoCoreError) as exc:
+            log.warning("following AWS Batch job %s: %s", batch_id, _aws_reason(exc))
+        except Exception:
+            log.exception("following AWS Batch job %s failed; trying again", batch_id)
 
     async def _update(self, batch_id: str, followed: _Followed, job: dict[str, Any] | None) -> None:
         if job is None:
             followed.missing += 1
-            if followed.missing >= MISSING_POLLS:
+            if followed.missing >= MISSING_POLLS and not followed.done.done():
                 followed.done.set_exception(RunLost(f"AWS Batch no longer knows job {batch_id}"))
             return
         followed.missing = 0
@@ -367,22 +389,24 @@ class BatchHost(HostBase):
         container = job.get("container", {})
         followed.log_stream = container.get("logStreamName") or followed.log_stream
         if followed.status not in WAITING and not followed.started:
+            await followed.events.started(followed.handle)  # if it fails, again next round
             followed.started = True
-            await followed.events.started(followed.handle)
-        await self._read_logs(followed)
-        if followed.status in ENDED and followed.ending is None:
+        if followed.status in ENDED:
             followed.ending = asyncio.create_task(self._end(followed, job))
+        else:
+            await self._read_logs(followed)
 
     async def _end(self, followed: _Followed, job: dict[str, Any]) -> None:
         """Settles an ended job once CloudWatch has delivered its last lines (the results
         may arrive a little after the end); apart from the poll, which goes on."""
-        try:
-            for _ in range(LATE_LOG_READS):
+        for attempt in range(1 + LATE_LOG_READS):
+            if attempt:
                 await asyncio.sleep(LATE_LOG_WAIT)
-                if not await self._read_logs(followed):
+            try:
+                if not await self._read_logs(followed) and attempt:
                     break
-        except (ClientError, BotoCoreError) as exc:
-            log.warning("reading the end of a Batch job's log failed: %s", _aws_reason(exc))
+            except (ClientError, BotoCoreError) as exc:
+                log.warning("reading the end of a Batch job's log failed: %s", _aws_reason(exc))
         if not followed.done.done():
             followed.done.set_result(_outcome(job))
 
@@ -390,12 +414,16 @@ class BatchHost(HostBase):
         """New lines of the job's CloudWatch log stream, paginated to its end; how many."""
         if followed.log_stream is None:
             return 0
+        async with self._log_readers:
+            return await self._read_stream(followed, followed.log_stream)
+
+    async def _read_stream(self, followed: _Followed, stream: str) -> int:
         count = 0
         _, logs = await self._call(self._clients)
         while True:
             options: dict[str, Any] = {
                 "logGroupName": self.log_group,
-                "logStreamName": followed.log_stream,
+                "logStreamName": stream,
                 "startFromHead": True,
             }
             if followed.log_token:
