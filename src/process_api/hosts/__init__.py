@@ -47,6 +47,7 @@ def build_hosts(settings: Settings) -> dict[str, Host]:
         poll_interval=settings.batch_poll_interval,
         configured=settings.aws_region is not None,
         server_env=settings.server_variables,
+        max_jobs=settings.batch_max_jobs,
     )
     return {
         "aws-batch": batch,

@@ -29,8 +29,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from process_api.asyncs import despite_cancellation
 from process_api.errors import PayloadTooLarge, ServiceUnavailable
 from process_api.hosts.base import HostBase, HostEvents, HostOutcome, JobRun, RunLost
+from process_api.jobs.budget import Resources, jobs_only
 from process_api.processes.config import ProcessConfig
 from process_api.processes.loader import HostConfigError
+from process_api.processes.registry import Process
 
 log = logging.getLogger(__name__)
 
@@ -111,9 +113,12 @@ class BatchHost(HostBase):
         poll_interval: float,
         configured: bool,
         server_env: Callable[[list[str]], dict[str, str]],
+        max_jobs: int = 1000,
     ) -> None:
         """`batch` and `logs` make the boto3 clients (lazily: AWS may not be configured);
-        `server_env` looks up the variables a process names in container.envVars."""
+        `server_env` looks up the variables a process names in container.envVars;
+        `max_jobs`: Batch jobs submitted and followed at once (later ones wait their turn)."""
+        self._capacity = jobs_only(max_jobs)
         self._make_batch, self._make_logs = batch, logs
         self._server_env = server_env
         self._batch: Any = None
@@ -177,6 +182,12 @@ class BatchHost(HostBase):
             "vcpus": resources.get("VCPU", properties.get("vcpus")),
             "memory": resources.get("MEMORY", properties.get("memory")),
         }
+
+    def capacity(self) -> Resources:
+        return self._capacity
+
+    def resources(self, process: Process) -> Resources:
+        return Resources(0.0, 0.0)  # Batch's compute environment limits CPUs and memory
 
     async def ready(self) -> None:
         if not self.configured:
