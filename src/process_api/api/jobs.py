@@ -25,7 +25,7 @@ router = APIRouter(tags=["Jobs"])
 
 @router.get("/jobs/{jobID}", summary="The status of a job")
 async def job_status(request: Request, jobID: str) -> Response:
-    job = await job_service(request).get(jobID)
+    job = await job_service(request).summary(jobID)
     return render(request, status_info(request, job), "job.html")
 
 
@@ -80,7 +80,7 @@ async def job_output(request: Request, jobID: str, outputID: str) -> Response:
 @router.get("/jobs/{jobID}/logs", summary="The lines the job's process printed", responses=GONE)
 async def job_logs(request: Request, jobID: str) -> Response:
     service = job_service(request)
-    job = await service.get(jobID)
+    job = await service.summary(jobID)
     document = {
         "jobID": job.id,
         "processID": job.process_id,

@@ -42,7 +42,7 @@ from process_api.jobs.output import (
 )
 from process_api.processes.registry import Process, ProcessRegistry
 from process_api.storage.base import Storage
-from process_api.store.base import JobQuery, JobStore, Position
+from process_api.store.base import JobQuery, JobStore, JobSummary, Position
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ RESULTS_FILE = "results.json"
 
 @dataclass(frozen=True)
 class JobPage:
-    jobs: list[Job]
+    jobs: list[JobSummary]
     total: int
     has_older: bool
     has_newer: bool
@@ -363,6 +363,13 @@ class JobService:
             raise NoSuchJob(f"job {job_id!r} does not exist")
         return job
 
+    async def summary(self, job_id: str) -> JobSummary:
+        """The job without its inputs, request and results: what its status needs."""
+        job = await self.store.summary(job_id)
+        if job is None:
+            raise NoSuchJob(f"job {job_id!r} does not exist")
+        return job
+
     async def find(self, query: JobQuery) -> JobPage:
         """A page of the job list, how many jobs match in all, and whether there are more
         on either side of the page."""
@@ -377,7 +384,7 @@ class JobService:
 
     async def position(self, job_id: str) -> Position | None:
         """Where a job stands in the job list; None for an unknown job."""
-        job = await self.store.get(job_id)
+        job = await self.store.summary(job_id)
         return (job.created, job.id) if job else None
 
     def check_kept(self, job: Job) -> None:

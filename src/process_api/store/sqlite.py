@@ -1,0 +1,193 @@
+"""SQLite specifics of the job store: one writer, a few readers, and the file watched.
+
+SQLite lets one transaction write at a time. The writes of this process go,
+one after the other (an asyncio.Lock), through a single connection that takes
+the write lock at once (`BEGIN IMMEDIATE`), so they never wait on each other
+inside SQLite; a lock held by another process is waited for (busy_timeout) and
+retried. Reads use a small pool of other connections: in WAL mode they never
+block the writer nor wait for it.
+
+Connections open the file with `mode=rw`, so a connection opened after the
+file was deleted fails instead of creating an empty database; every statement
+first checks that the path still names the file opened at start (a stat).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import AsyncAdaptedQueuePool
+
+from process_api.disk import write_problem
+from process_api.errors import ApiError, InsufficientStorage, StoreUnavailable
+from process_api.store.sql import SqlJobStore
+
+log = logging.getLogger(__name__)
+
+#: read connections kept open, and how many more a burst may open.
+READERS = 4
+READERS_OVERFLOW = 4
+#: how long SQLite itself waits for a lock held by another process, per statement (ms).
+BUSY_TIMEOUT_MS = 5000
+
+MISSING = (
+    "the job database file is missing: it was deleted or moved while the server ran. "
+    "No job can be read or recorded until it is restored and the server restarted"
+)
+REPLACED = "the job database file was replaced while the server ran; restart the server to use it"
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    status = os.stat(path)
+    return status.st_dev, status.st_ino
+
+
+def _error_name(exc: Exception) -> str:
+    """SQLite's error name (SQLITE_BUSY, SQLITE_FULL, …) of a wrapped sqlite3 error."""
+    original = getattr(exc, "orig", None) or exc
+    return str(getattr(original, "sqlite_errorname", "") or "")
+
+
+def _create(path: Path) -> None:
+    """Creates the database file (in WAL mode) if there is none; the only place that may."""
+    with sqlite3.connect(f"file:{quote(str(path))}?mode=rwc", uri=True) as db:
+        db.execute("PRAGMA journal_mode=WAL")
+    db.close()
+
+
+def _engine(path: Path, pool_size: int, overflow: int, writer: bool) -> AsyncEngine:
+    url = sa.URL.create(
+        "sqlite+aiosqlite",
+        database=f"file:{quote(str(path))}",
+        query={"mode": "rw", "uri": "true"},
+    )
+    engine = create_async_engine(
+        url, poolclass=AsyncAdaptedQueuePool, pool_size=pool_size, max_overflow=overflow
+    )
+
+    @sa.event.listens_for(engine.sync_engine, "connect")
+    def _connect(conn: Any, _record: Any) -> None:
+        cursor = conn.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        if not writer:
+            cursor.execute("PRAGMA query_only=1")
+        cursor.close()
+        # The writer's transactions are begun below, not by the driver; a reader's
+        # statements each see the last committed state.
+        conn.isolation_level = None
+
+    if writer:
+
+        @sa.event.listens_for(engine.sync_engine, "begin")
+        def _begin(conn: Any) -> None:
+            # The write lock is taken when the transaction begins, not at its first
+            # write: a transaction can then never fail half-way for want of it.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+class SqliteJobStore(SqlJobStore):
+    """The job store in one SQLite file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path.resolve()
+        writer = _engine(self.path, 1, 0, writer=True)
+        reader = _engine(self.path, READERS, READERS_OVERFLOW, writer=False)
+        super().__init__(writer, reader)
+        self._write_lock = asyncio.Lock()
+        #: device and inode of the file opened at start.
+        self._opened: tuple[int, int] | None = None
+        self._lost = False
+
+    async def open(self) -> None:
+        """Creates the file if there is none, then brings it to the current schema.
+
+        Refuses a database that cannot be written (a read-only directory or file): the
+        server could record no job. A full disk is only reported (by /ready)."""
+        try:
+            await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
+            for path in (self.path.parent, self.path):
+                if path.exists() and not os.access(path, os.W_OK):
+                    raise StoreUnavailable(
+                        f"the job database cannot be written: {path} is read-only"
+                    )
+            await asyncio.to_thread(_create, self.path)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreUnavailable(f"the job database {self.path} cannot be opened: {exc}") from exc
+        self._opened = _identity(self.path)
+        await super().open()
+
+    def _check(self) -> None:
+        if self._opened is None:
+            return
+        try:
+            identity = _identity(self.path)
+        except FileNotFoundError:
+            self._lose(MISSING)
+        except OSError as exc:
+            raise StoreUnavailable(
+                f"the job database file cannot be found: {exc.strerror}"
+            ) from exc
+        else:
+            if identity != self._opened:
+                self._lose(REPLACED)
+
+    def _lose(self, message: str) -> None:
+        if not self._lost:
+            log.error("%s (%s)", message, self.path)
+            self._lost = True
+        raise StoreUnavailable(message)
+
+    def _busy(self, exc: Exception) -> bool:
+        return _error_name(exc).startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
+
+    def _error(self, exc: Exception) -> ApiError:
+        try:
+            self._check()
+        except StoreUnavailable as gone:
+            return gone
+        name = _error_name(exc)
+        if name.startswith("SQLITE_FULL"):
+            return InsufficientStorage(
+                "the disk of the job database is full: no job can be recorded until space is freed"
+            )
+        if name.startswith("SQLITE_READONLY"):
+            return StoreUnavailable(
+                "the job database is read-only (its file or directory cannot be written): "
+                "no job can be recorded"
+            )
+        if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+            return StoreUnavailable("the job database is busy; try again shortly")
+        if name.startswith("SQLITE_CANTOPEN"):
+            return StoreUnavailable(
+                "the job database file cannot be opened: check that it exists and that "
+                "its directory can be read and written"
+            )
+        if name.startswith("SQLITE_IOERR"):
+            return StoreUnavailable(
+                "the job database could not be read or written (an I/O error: is its disk full?)"
+            )
+        if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+            return StoreUnavailable("the job database file is damaged")
+        return super()._error(exc)
+
+    async def problems(self) -> list[str]:
+        """The query of every store, and whether the database's directory can be written."""
+        found = await super().problems()
+        if found:
+            return found
+        name = "the job database's directory"
+        problem = await asyncio.to_thread(write_problem, self.path.parent, name)
+        if problem is None and not os.access(self.path, os.W_OK):
+            problem = "the job database file is read-only"
+        return [problem] if problem else []
