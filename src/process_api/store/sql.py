@@ -11,10 +11,9 @@ A database error never reaches a client as such: it becomes a StoreUnavailable
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -95,7 +94,7 @@ def _to_summary(row: Row[Any]) -> JobSummary:
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def _migrate(connection: sa.Connection) -> None:
+def migrate(connection: sa.Connection) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
@@ -125,16 +124,14 @@ def _utc(values: dict[str, Any]) -> dict[str, Any]:
 class SqlJobStore:
     """Job records in one table; status guards are part of each UPDATE's WHERE.
 
-    `engine` writes (and reads, unless a `reader` engine is given). Subclasses
-    name what their database needs: `_write_lock` to serialise the writes of this
-    process, `_check` to find the database gone, `_busy` for errors worth a retry,
-    `_error` for what a client is told.
+    Reads and writes go through one async engine. A subclass names what its database
+    needs: `_write_once` to write differently (SQLite: one writer thread), `_check` to
+    find the database gone, `_busy` for errors worth a retry, `_error` for what a
+    client is told.
     """
 
-    def __init__(self, engine: AsyncEngine, reader: AsyncEngine | None = None) -> None:
+    def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._reader = reader or engine
-        self._write_lock: asyncio.Lock | None = None
 
     @classmethod
     def sqlite(cls, path: Path) -> SqlJobStore:
@@ -157,6 +154,12 @@ class SqlJobStore:
             return StoreUnavailable("the job database is overloaded; try again shortly")
         return StoreUnavailable("the job database cannot be reached; try again shortly")
 
+    async def _write_once(self, statement: Any) -> Sequence[Row[Any]]:
+        """One statement in a transaction of its own."""
+        async with self._engine.begin() as conn:
+            result = await conn.execute(statement)
+            return result.all() if result.returns_rows else []
+
     # -- running statements ------------------------------------------------------------
 
     def _failed(self, exc: Exception) -> ApiError:
@@ -168,7 +171,7 @@ class SqlJobStore:
     async def _read(self, statement: Any) -> Sequence[Row[Any]]:
         self._check()
         try:
-            async with self._reader.connect() as conn:
+            async with self._engine.connect() as conn:
                 return (await conn.execute(statement)).all()
         except sa.exc.IntegrityError:
             raise
@@ -196,30 +199,15 @@ class SqlJobStore:
             await asyncio.sleep(pause)
             pause = min(pause * 2, BUSY_PAUSE_MAX)
 
-    async def _write_once(self, statement: Any) -> Sequence[Row[Any]]:
-        async with self._writing(), self._engine.begin() as conn:
-            result = await conn.execute(statement)
-            return result.all() if result.returns_rows else []
-
-    @contextlib.asynccontextmanager
-    async def _writing(self) -> AsyncIterator[None]:
-        if self._write_lock is None:
-            yield
-            return
-        async with self._write_lock:
-            yield
-
     # -- the port ----------------------------------------------------------------------
 
     async def open(self) -> None:
         """Brings the database to the current schema (alembic migrations)."""
-        async with self._writing(), self._engine.begin() as conn:
-            await conn.run_sync(_migrate)
+        async with self._engine.begin() as conn:
+            await conn.run_sync(migrate)
 
     async def close(self) -> None:
         await self._engine.dispose()
-        if self._reader is not self._engine:
-            await self._reader.dispose()
 
     async def create(self, job: Job) -> None:
         await self._write(jobs.insert().values(**_to_row(job)))

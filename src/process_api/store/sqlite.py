@@ -1,11 +1,12 @@
 """SQLite specifics of the job store: one writer, a few readers, and the file watched.
 
-SQLite lets one transaction write at a time. The writes of this process go,
-one after the other (an asyncio.Lock), through a single connection that takes
-the write lock at once (`BEGIN IMMEDIATE`), so they never wait on each other
-inside SQLite; a lock held by another process is waited for (busy_timeout) and
-retried. Reads use a small pool of other connections: in WAL mode they never
-block the writer nor wait for it.
+SQLite lets one transaction write at a time. The writes of this process go, one
+after the other, through a single connection in a thread of its own: each write
+is one hop to that thread, where the whole transaction runs (`BEGIN IMMEDIATE`,
+the statement, `COMMIT`), so the lock is held for well under a millisecond and
+writes never wait on each other inside SQLite; a lock held by another process is
+waited for (busy_timeout) and retried. Reads use a small pool of aiosqlite
+connections: in WAL mode they never block the writer nor wait for it.
 
 Connections open the file with `mode=rw`, so a connection opened after the
 file was deleted fails instead of creating an empty database; every statement
@@ -18,17 +19,20 @@ import asyncio
 import logging
 import os
 import sqlite3
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine, Row
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import AsyncAdaptedQueuePool
+from sqlalchemy.pool import AsyncAdaptedQueuePool, QueuePool
 
 from process_api.disk import write_problem
 from process_api.errors import ApiError, InsufficientStorage, StoreUnavailable
-from process_api.store.sql import SqlJobStore
+from process_api.store.sql import SqlJobStore, migrate
 
 log = logging.getLogger(__name__)
 
@@ -63,35 +67,54 @@ def _create(path: Path) -> None:
     db.close()
 
 
-def _engine(path: Path, pool_size: int, overflow: int, writer: bool) -> AsyncEngine:
-    url = sa.URL.create(
-        "sqlite+aiosqlite",
-        database=f"file:{quote(str(path))}",
-        query={"mode": "rw", "uri": "true"},
+def _url(path: Path, driver: str) -> sa.URL:
+    return sa.URL.create(
+        f"sqlite+{driver}", database=f"file:{quote(str(path))}", query={"mode": "rw", "uri": "true"}
     )
+
+
+def _pragmas(conn: Any, query_only: bool) -> None:
+    cursor = conn.cursor()
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    if query_only:
+        cursor.execute("PRAGMA query_only=1")
+    cursor.close()
+
+
+def _readers(path: Path) -> AsyncEngine:
+    """A pool of read connections; each statement sees the last committed state."""
     engine = create_async_engine(
-        url, poolclass=AsyncAdaptedQueuePool, pool_size=pool_size, max_overflow=overflow
+        _url(path, "aiosqlite"),
+        poolclass=AsyncAdaptedQueuePool,
+        pool_size=READERS,
+        max_overflow=READERS_OVERFLOW,
     )
 
     @sa.event.listens_for(engine.sync_engine, "connect")
     def _connect(conn: Any, _record: Any) -> None:
-        cursor = conn.cursor()
-        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        if not writer:
-            cursor.execute("PRAGMA query_only=1")
-        cursor.close()
-        # The writer's transactions are begun below, not by the driver; a reader's
-        # statements each see the last committed state.
+        _pragmas(conn, query_only=True)
         conn.isolation_level = None
 
-    if writer:
+    return engine
 
-        @sa.event.listens_for(engine.sync_engine, "begin")
-        def _begin(conn: Any) -> None:
-            # The write lock is taken when the transaction begins, not at its first
-            # write: a transaction can then never fail half-way for want of it.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+def _writer(path: Path) -> Engine:
+    """The one write connection, used only from the writer thread."""
+    engine = sa.create_engine(
+        _url(path, "pysqlite"), poolclass=QueuePool, pool_size=1, max_overflow=0
+    )
+
+    @sa.event.listens_for(engine, "connect")
+    def _connect(conn: Any, _record: Any) -> None:
+        _pragmas(conn, query_only=False)
+        conn.isolation_level = None  # transactions are begun below, not by the driver
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        # The write lock is taken when the transaction begins, not at its first
+        # write: a transaction can then never fail half-way for want of it.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
@@ -101,10 +124,9 @@ class SqliteJobStore(SqlJobStore):
 
     def __init__(self, path: Path) -> None:
         self.path = path.resolve()
-        writer = _engine(self.path, 1, 0, writer=True)
-        reader = _engine(self.path, READERS, READERS_OVERFLOW, writer=False)
-        super().__init__(writer, reader)
-        self._write_lock = asyncio.Lock()
+        super().__init__(_readers(self.path))
+        self._writer = _writer(self.path)
+        self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="job-db-writer")
         #: device and inode of the file opened at start.
         self._opened: tuple[int, int] | None = None
         self._lost = False
@@ -125,7 +147,28 @@ class SqliteJobStore(SqlJobStore):
         except (OSError, sqlite3.Error) as exc:
             raise StoreUnavailable(f"the job database {self.path} cannot be opened: {exc}") from exc
         self._opened = _identity(self.path)
-        await super().open()
+        await self._in_writer(self._migrate)
+
+    def _migrate(self) -> None:
+        with self._writer.begin() as conn:
+            migrate(conn)
+
+    async def close(self) -> None:
+        await self._in_writer(self._writer.dispose)
+        self._writer_thread.shutdown()
+        await super().close()
+
+    async def _in_writer(self, work: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._writer_thread, work, *args)
+
+    async def _write_once(self, statement: Any) -> Sequence[Row[Any]]:
+        rows: Sequence[Row[Any]] = await self._in_writer(self._write_now, statement)
+        return rows
+
+    def _write_now(self, statement: Any) -> Sequence[Row[Any]]:
+        with self._writer.begin() as conn:
+            result = conn.execute(statement)
+            return result.all() if result.returns_rows else []
 
     def _check(self) -> None:
         if self._opened is None:
