@@ -124,14 +124,15 @@ def _utc(values: dict[str, Any]) -> dict[str, Any]:
 class SqlJobStore:
     """Job records in one table; status guards are part of each UPDATE's WHERE.
 
-    Reads and writes go through one async engine. A subclass names what its database
-    needs: `_write_once` to write differently (SQLite: one writer thread), `_check` to
-    find the database gone, `_busy` for errors worth a retry, `_error` for what a
-    client is told.
+    Statements run on an async engine (PostgreSQL: asyncpg). A subclass names what
+    its database needs: `_read_once` and `_write_once` to run statements otherwise
+    (SQLite: in threads of its own), `_check` to find the database gone, `_busy` for
+    errors worth a retry, `_error` for what a client is told.
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine | None, dialect: str = "") -> None:
         self._engine = engine
+        self._dialect = dialect or (engine.dialect.name if engine is not None else "")
 
     @classmethod
     def sqlite(cls, path: Path) -> SqlJobStore:
@@ -154,8 +155,14 @@ class SqlJobStore:
             return StoreUnavailable("the job database is overloaded; try again shortly")
         return StoreUnavailable("the job database cannot be reached; try again shortly")
 
+    async def _read_once(self, statement: Any) -> Sequence[Row[Any]]:
+        assert self._engine is not None
+        async with self._engine.connect() as conn:
+            return (await conn.execute(statement)).all()
+
     async def _write_once(self, statement: Any) -> Sequence[Row[Any]]:
         """One statement in a transaction of its own."""
+        assert self._engine is not None
         async with self._engine.begin() as conn:
             result = await conn.execute(statement)
             return result.all() if result.returns_rows else []
@@ -171,8 +178,7 @@ class SqlJobStore:
     async def _read(self, statement: Any) -> Sequence[Row[Any]]:
         self._check()
         try:
-            async with self._engine.connect() as conn:
-                return (await conn.execute(statement)).all()
+            return await self._read_once(statement)
         except sa.exc.IntegrityError:
             raise
         except (sa.exc.DBAPIError, sa.exc.TimeoutError) as exc:
@@ -203,11 +209,13 @@ class SqlJobStore:
 
     async def open(self) -> None:
         """Brings the database to the current schema (alembic migrations)."""
+        assert self._engine is not None
         async with self._engine.begin() as conn:
             await conn.run_sync(migrate)
 
     async def close(self) -> None:
-        await self._engine.dispose()
+        if self._engine is not None:
+            await self._engine.dispose()
 
     async def create(self, job: Job) -> None:
         await self._write(jobs.insert().values(**_to_row(job)))
@@ -234,7 +242,7 @@ class SqlJobStore:
     def _duration(self) -> Any:
         """Seconds from start to end, or to now while running, in this database's terms."""
         end = sa.func.coalesce(jobs.c.finished, sa.func.now())
-        if self._engine.dialect.name == "sqlite":
+        if self._dialect == "sqlite":
             end = sa.func.coalesce(jobs.c.finished, sa.func.datetime("now"))
             return (sa.func.julianday(end) - sa.func.julianday(jobs.c.started)) * 86400.0
         return sa.func.extract("epoch", end - jobs.c.started)

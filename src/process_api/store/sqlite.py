@@ -5,8 +5,11 @@ after the other, through a single connection in a thread of its own: each write
 is one hop to that thread, where the whole transaction runs (`BEGIN IMMEDIATE`,
 the statement, `COMMIT`), so the lock is held for well under a millisecond and
 writes never wait on each other inside SQLite; a lock held by another process is
-waited for (busy_timeout) and retried. Reads use a small pool of aiosqlite
-connections: in WAL mode they never block the writer nor wait for it.
+waited for (busy_timeout) and retried. Reads run likewise, whole, on a few
+threads with a connection each: in WAL mode they never block the writer nor wait
+for it. (aiosqlite makes several hops to its thread per statement; on a busy
+event loop each hop waits its turn, and a statement then held its connection,
+or the write lock, for seconds.)
 
 Connections open the file with `mode=rw`, so a connection opened after the
 file was deleted fails instead of creating an empty database; every statement
@@ -19,7 +22,7 @@ import asyncio
 import logging
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -27,8 +30,7 @@ from urllib.parse import quote
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, Row
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import AsyncAdaptedQueuePool, QueuePool
+from sqlalchemy.pool import QueuePool
 
 from process_api.disk import write_problem
 from process_api.errors import ApiError, InsufficientStorage, StoreUnavailable
@@ -36,9 +38,8 @@ from process_api.store.sql import SqlJobStore, migrate
 
 log = logging.getLogger(__name__)
 
-#: read connections kept open, and how many more a burst may open.
+#: reader threads, each with its connection.
 READERS = 4
-READERS_OVERFLOW = 4
 #: how long SQLite itself waits for a lock held by another process, per statement (ms).
 BUSY_TIMEOUT_MS = 5000
 
@@ -67,54 +68,40 @@ def _create(path: Path) -> None:
     db.close()
 
 
-def _url(path: Path, driver: str) -> sa.URL:
-    return sa.URL.create(
-        f"sqlite+{driver}", database=f"file:{quote(str(path))}", query={"mode": "rw", "uri": "true"}
+def _engine(path: Path, connections: int, writer: bool) -> Engine:
+    """Connections to the file as it is (never created here), used from worker threads."""
+    url = sa.URL.create(
+        "sqlite+pysqlite",
+        database=f"file:{quote(str(path))}",
+        query={"mode": "rw", "uri": "true"},
     )
-
-
-def _pragmas(conn: Any, query_only: bool) -> None:
-    cursor = conn.cursor()
-    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    if query_only:
-        cursor.execute("PRAGMA query_only=1")
-    cursor.close()
-
-
-def _readers(path: Path) -> AsyncEngine:
-    """A pool of read connections; each statement sees the last committed state."""
-    engine = create_async_engine(
-        _url(path, "aiosqlite"),
-        poolclass=AsyncAdaptedQueuePool,
-        pool_size=READERS,
-        max_overflow=READERS_OVERFLOW,
-    )
-
-    @sa.event.listens_for(engine.sync_engine, "connect")
-    def _connect(conn: Any, _record: Any) -> None:
-        _pragmas(conn, query_only=True)
-        conn.isolation_level = None
-
-    return engine
-
-
-def _writer(path: Path) -> Engine:
-    """The one write connection, used only from the writer thread."""
     engine = sa.create_engine(
-        _url(path, "pysqlite"), poolclass=QueuePool, pool_size=1, max_overflow=0
+        url,
+        poolclass=QueuePool,
+        pool_size=connections,
+        max_overflow=0,
+        connect_args={"check_same_thread": False},  # one thread at a time, by the pool
     )
 
     @sa.event.listens_for(engine, "connect")
     def _connect(conn: Any, _record: Any) -> None:
-        _pragmas(conn, query_only=False)
-        conn.isolation_level = None  # transactions are begun below, not by the driver
+        cursor = conn.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        if not writer:
+            cursor.execute("PRAGMA query_only=1")
+        cursor.close()
+        # Transactions are begun below, not by the driver; a reader's statements each
+        # see the last committed state.
+        conn.isolation_level = None
 
-    @sa.event.listens_for(engine, "begin")
-    def _begin(conn: Any) -> None:
-        # The write lock is taken when the transaction begins, not at its first
-        # write: a transaction can then never fail half-way for want of it.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    if writer:
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin(conn: Any) -> None:
+            # The write lock is taken when the transaction begins, not at its first
+            # write: a transaction can then never fail half-way for want of it.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
@@ -124,9 +111,11 @@ class SqliteJobStore(SqlJobStore):
 
     def __init__(self, path: Path) -> None:
         self.path = path.resolve()
-        super().__init__(_readers(self.path))
-        self._writer = _writer(self.path)
+        super().__init__(None, "sqlite")
+        self._writer = _engine(self.path, 1, writer=True)
         self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="job-db-writer")
+        self._reader = _engine(self.path, READERS, writer=False)
+        self._reader_threads = ThreadPoolExecutor(READERS, thread_name_prefix="job-db-reader")
         #: device and inode of the file opened at start.
         self._opened: tuple[int, int] | None = None
         self._lost = False
@@ -156,14 +145,26 @@ class SqliteJobStore(SqlJobStore):
     async def close(self) -> None:
         await self._in_writer(self._writer.dispose)
         self._writer_thread.shutdown()
-        await super().close()
+        self._reader_threads.shutdown()
+        self._reader.dispose()
 
-    async def _in_writer(self, work: Any, *args: Any) -> Any:
+    async def _in_writer(self, work: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._writer_thread, work, *args)
 
     async def _write_once(self, statement: Any) -> Sequence[Row[Any]]:
         rows: Sequence[Row[Any]] = await self._in_writer(self._write_now, statement)
         return rows
+
+    async def _read_once(self, statement: Any) -> Sequence[Row[Any]]:
+        loop = asyncio.get_running_loop()
+        rows: Sequence[Row[Any]] = await loop.run_in_executor(
+            self._reader_threads, self._read_now, statement
+        )
+        return rows
+
+    def _read_now(self, statement: Any) -> Sequence[Row[Any]]:
+        with self._reader.connect() as conn:
+            return conn.execute(statement).all()
 
     def _write_now(self, statement: Any) -> Sequence[Row[Any]]:
         with self._writer.begin() as conn:
