@@ -380,6 +380,10 @@ def test_crash_recovery_fails_running_jobs_and_stops_their_processes(
         job_id = start_sleeper(http, pidfile)
     pids = read_pids(pidfile)
     try:
+        # The log is saved as the job runs (its first line at once): wait for that save,
+        # which a store quick to record "running" may otherwise outrun.
+        saved = server.data_dir / "storage" / "logs" / f"{job_id}.jsonl"
+        wait_until(lambda: saved.exists() and "sleeping" in saved.read_text(), what="log saved")
         assert server.stop(signal.SIGKILL) == -signal.SIGKILL
         # The job runs in a session of its own: it outlives the killed server...
         assert pid_alive(pids["pid"]) and pid_alive(pids["child"])
