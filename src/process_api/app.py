@@ -15,11 +15,12 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from process_api import __version__
-from process_api.api import errors, job_list, jobs, landing, openapi, processes
+from process_api.api import errors, health, job_list, jobs, landing, openapi, processes
 from process_api.api.callbacks import CallbackPolicy, Notifier
 from process_api.api.documents import pretty_json
 from process_api.api.middleware import BodyLimit, CatchUnexpected, NoSniff, TrustedHosts
 from process_api.api.negotiation import Renderer
+from process_api.errors import ApiError
 from process_api.hosts import build_hosts
 from process_api.hosts.base import Host
 from process_api.jobs.model import timestamp
@@ -47,6 +48,26 @@ async def _expire_periodically(service: JobService) -> None:
         await asyncio.sleep(interval)
 
 
+def history_without_database(settings: Settings) -> str | None:
+    """Why not to start: the job database is missing while the local storage holds the logs
+    or metadata of earlier jobs. It was most likely deleted, or DB_PATH names another file;
+    starting would silently begin an empty job history."""
+    if settings.s3_bucket or settings.database_file.exists():
+        return None
+    folders = (
+        settings.storage_dir / settings.s3_meta_dir,
+        settings.storage_dir / settings.s3_logs_dir,
+    )
+    if not any(folder.is_dir() and any(folder.iterdir()) for folder in folders):
+        return None
+    return (
+        f"not starting: the job database {settings.database_file} does not exist, but "
+        f"{settings.storage_dir} holds the logs and metadata of earlier jobs: the database was "
+        "probably deleted, or DB_PATH names another file. Restore it; or, to start an empty "
+        "job history on purpose, create an empty file at that path"
+    )
+
+
 def create_app(
     settings: Settings, registry: ProcessRegistry, hosts: dict[str, Host] | None = None
 ) -> FastAPI:
@@ -63,7 +84,15 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await store.open()
+        refusal = await asyncio.to_thread(history_without_database, settings)
+        if refusal is not None:
+            log.error("%s", refusal)
+            raise RuntimeError(refusal)
+        try:
+            await store.open()
+        except ApiError as exc:
+            log.error("not starting: %s", exc.detail)
+            raise RuntimeError(exc.detail) from exc
         await service.reconcile(registry)
         log.info("serving %d process(es)", len(registry))
         cleaner = asyncio.create_task(_expire_periodically(service)) if expiry else None
@@ -96,6 +125,7 @@ def create_app(
     app.state.jobs = service
     app.state.callback_policy = policy
     app.state.render = Renderer(templates)
+    app.state.ready_checks = [store.problems, storage.problems]
     errors.install(app)
     # Added innermost first: every response is marked nosniff, even an unexpected error's.
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
@@ -108,6 +138,7 @@ def create_app(
     app.include_router(processes.router)
     app.include_router(job_list.router)
     app.include_router(jobs.router)
+    app.include_router(health.router)
     app.mount(
         "/swagger/static",
         StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),

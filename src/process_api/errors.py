@@ -15,7 +15,9 @@ documents. Nothing below the API layer knows about HTTP beyond the number.
      ├── InvalidParameter     400  invalid-parameter-value (query parameters, headers)
      ├── InvalidInput         400  invalid-parameter-value (execute request body)
      ├── JobNotDismissable    409  the job already finished
-     └── ServiceUnavailable   503  an engine the job needs is unreachable
+     ├── ServiceUnavailable   503  an engine the job needs is unreachable
+     │    └── StoreUnavailable 503  the job database is busy, missing, read-only or failing
+     └── InsufficientStorage  507  the disk of the job database or the storage is full
 """
 
 from __future__ import annotations
@@ -103,3 +105,13 @@ class ServiceUnavailable(ApiError):
     status = 503
     type = OGC + "service-unavailable"
     title = "Service unavailable"
+
+
+class StoreUnavailable(ServiceUnavailable):
+    title = "Job store unavailable"
+
+
+class InsufficientStorage(ApiError):
+    status = 507
+    type = OGC + "insufficient-storage"
+    title = "Insufficient storage"

@@ -378,7 +378,7 @@ def test_crash_recovery_fails_running_jobs_and_stops_their_processes(
     pidfile = tmp_path / "pids.json"
     with server.client() as http:
         job_id = start_sleeper(http, pidfile)
-        # the server has read what the job printed
+        # the server has read what the job printed (its first line is written at once)
         wait_until(lambda: http.get(f"/jobs/{job_id}").json()["message"] == "sleeping")
     pids = read_pids(pidfile)
     try:

@@ -19,6 +19,7 @@ from process_api.api.links import (
 from process_api.jobs.model import Job, JobStatus, timestamp
 from process_api.processes.config import Described
 from process_api.processes.registry import Process
+from process_api.store.base import JobSummary
 
 
 def pretty_json(value: Any) -> str:
@@ -82,7 +83,7 @@ def process_description(request: Request, process: Process) -> dict[str, Any]:
     return document
 
 
-def status_info(request: Base, job: Job) -> dict[str, Any]:
+def status_info(request: Base, job: Job | JobSummary) -> dict[str, Any]:
     path = f"/jobs/{job.id}"
     document: dict[str, Any] = {
         "processID": job.process_id,

@@ -27,7 +27,7 @@ router = APIRouter(tags=["Jobs"])
 
 @router.get("/jobs/{jobID}", summary="The status of a job")
 async def job_status(request: Request, jobID: str) -> Response:
-    job = await job_service(request).get(jobID)
+    job = await job_service(request).summary(jobID)
     return render(request, status_info(request, job), "job.html")
 
 
@@ -95,7 +95,7 @@ async def job_logs(
     request: Request, jobID: str, limit: LogLimit = LOG_PAGE, after: LogAfter = 0
 ) -> Response:
     service = job_service(request)
-    job = await service.get(jobID)
+    job = await service.summary(jobID)
     page = await service.logs(jobID, after, limit)
     path = f"/jobs/{jobID}/logs"
     links = [

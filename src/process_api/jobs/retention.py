@@ -13,7 +13,7 @@ from typing import Any
 from process_api.errors import ResultsExpired
 from process_api.jobs.model import TERMINAL, Job, timestamp, utcnow
 from process_api.storage.base import Storage
-from process_api.store.base import JobStore
+from process_api.store.base import JobStore, JobSummary
 
 
 class Retention:
@@ -23,7 +23,7 @@ class Retention:
         self.storage = storage
         self.expiry = expiry
 
-    def check_kept(self, job: Job) -> None:
+    def check_kept(self, job: Job | JobSummary) -> None:
         """Raises ResultsExpired once the job's results, logs and metadata are past retention."""
         if job.expired or self._past(job):
             assert job.finished is not None
@@ -32,7 +32,7 @@ class Retention:
                 f"{self.expiry} after a job ends, and it ended at {timestamp(job.finished)}"
             )
 
-    def _past(self, job: Job) -> bool:
+    def _past(self, job: Job | JobSummary) -> bool:
         return (
             self.expiry is not None
             and job.finished is not None

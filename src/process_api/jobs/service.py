@@ -28,7 +28,7 @@ from process_api.jobs.retention import Retention
 from process_api.jobs.running import JobRunner
 from process_api.processes.registry import Process, ProcessRegistry
 from process_api.storage.base import Storage
-from process_api.store.base import JobQuery, JobStore, Position
+from process_api.store.base import JobQuery, JobStore, JobSummary, Position
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ MAX_LOG_PAGE_BYTES = 4 * 1024 * 1024
 
 @dataclass(frozen=True)
 class JobPage:
-    jobs: list[Job]
+    jobs: list[JobSummary]
     total: int
     has_older: bool
     has_newer: bool
@@ -111,6 +111,13 @@ class JobService:
             raise NoSuchJob(f"job {job_id!r} does not exist")
         return job
 
+    async def summary(self, job_id: str) -> JobSummary:
+        """The job without its inputs, request and results: what its status needs."""
+        job = await self.store.summary(job_id)
+        if job is None:
+            raise NoSuchJob(f"job {job_id!r} does not exist")
+        return job
+
     async def find(self, query: JobQuery) -> JobPage:
         """A page of the job list, how many jobs match in all, and whether there are more
         on either side of the page."""
@@ -125,15 +132,15 @@ class JobService:
 
     async def position(self, job_id: str) -> Position | None:
         """Where a job stands in the job list; None for an unknown job."""
-        job = await self.store.get(job_id)
+        job = await self.store.summary(job_id)
         return (job.created, job.id) if job else None
 
-    def check_kept(self, job: Job) -> None:
+    def check_kept(self, job: Job | JobSummary) -> None:
         self.retention.check_kept(job)
 
     async def logs(self, job_id: str, after: int = 0, limit: int = 10_000) -> LogPage:
         """A page of the job's log: live while it runs here, from storage afterwards."""
-        self.check_kept(await self.get(job_id))
+        self.check_kept(await self.summary(job_id))
         running = self.runner.running.get(job_id)
         if running is not None:
             path, size, kept = running.log.readable()

@@ -52,4 +52,7 @@ class Storage(Protocol):
     def local_path(self, key: str) -> Path | None:
         """The object's path on this machine, if the storage is local."""
 
+    async def problems(self) -> list[str]:
+        """What keeps the storage from being written (for /ready); empty when it can be."""
+
     async def close(self) -> None: ...

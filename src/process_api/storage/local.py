@@ -8,9 +8,17 @@ import os
 import shutil
 import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
+from typing import IO
 
+from process_api.disk import reason, write_problem
+from process_api.errors import ApiError, InsufficientStorage, ServiceUnavailable
 from process_api.storage.base import Layout, ObjectRefused
+
+#: errors of a write that say the storage cannot be written, rather than a fault of the server.
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+_UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT)
 
 
 class LocalStorage:
@@ -31,30 +39,25 @@ class LocalStorage:
         return str(self.local_path(key)) + ("/" if key.endswith("/") else "")
 
     async def put(self, key: str, data: bytes, content_type: str = "application/json") -> None:
-        await asyncio.to_thread(self._write, self.local_path(key), data)
-
-    @staticmethod
-    def _write(path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        Path(temporary).replace(path)
+        """Writes the object whole or not at all; a full or read-only disk raises an ApiError
+        that says so (507, 503), and leaves no temporary file behind."""
+        await self._replace(key, lambda file: file.write(data))
 
     async def put_file(self, key: str, path: Path, content_type: str) -> None:
-        await asyncio.to_thread(self._copy, path, self.local_path(key))
+        def copy(file: IO[bytes]) -> None:
+            with path.open("rb") as source:
+                shutil.copyfileobj(source, file)
 
-    @staticmethod
-    def _copy(source: Path, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        os.close(handle)
+        await self._replace(key, copy)
+
+    async def _replace(self, key: str, fill: Callable[[IO[bytes]], object]) -> None:
         try:
-            shutil.copyfile(source, temporary)
-            Path(temporary).replace(path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+            await asyncio.to_thread(_write, self.local_path(key), fill)
+        except OSError as exc:
+            error = _storage_error(exc)
+            if error is None:
+                raise
+            raise error from exc
 
     async def get(self, key: str, max_bytes: int | None = None) -> bytes | None:
         return await asyncio.to_thread(_read, self.local_path(key), max_bytes)
@@ -70,8 +73,24 @@ class LocalStorage:
             else:
                 path.unlink(missing_ok=True)
 
+    async def problems(self) -> list[str]:
+        problem = await asyncio.to_thread(write_problem, self.root, "the storage directory")
+        return [problem] if problem else []
+
     async def close(self) -> None:
         return None
+
+
+def _write(path: Path, fill: Callable[[IO[bytes]], object]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            fill(file)
+        Path(temporary).replace(path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def _read(path: Path, max_bytes: int | None) -> bytes | None:
@@ -97,3 +116,11 @@ def _read(path: Path, max_bytes: int | None) -> bytes | None:
     if max_bytes is not None and len(data) > max_bytes:
         raise ObjectRefused(f"{path.name} is larger than {max_bytes} bytes")
     return data
+
+
+def _storage_error(exc: OSError) -> ApiError | None:
+    if exc.errno in _FULL:
+        return InsufficientStorage(f"the storage cannot be written: {reason(exc)}")
+    if exc.errno in _UNWRITABLE:
+        return ServiceUnavailable(f"the storage cannot be written: {reason(exc)}")
+    return None

@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from process_api.storage.base import Layout, ObjectRefused
 
@@ -75,6 +75,15 @@ class S3Storage:
             self._client.delete_objects(
                 Bucket=self.bucket, Delete={"Objects": chunk, "Quiet": True}
             )
+
+    async def problems(self) -> list[str]:
+        """Whether the bucket answers; what cannot be written is found when writing."""
+        try:
+            async with asyncio.timeout(10):
+                await asyncio.to_thread(self._client.head_bucket, Bucket=self.bucket)
+        except (ClientError, BotoCoreError, TimeoutError) as exc:
+            return [f"the S3 bucket of the storage does not answer: {type(exc).__name__}"]
+        return []
 
     async def close(self) -> None:
         await asyncio.to_thread(self._client.close)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from process_api.jobs.model import Job, JobStatus
+from process_api.jobs.model import Job, JobStatus, Mode
 
 #: a position in the job list: (created, id), the order key.
 Position = tuple[datetime, str]
@@ -32,6 +32,27 @@ class JobQuery:
     before: Position | None = None
 
 
+@dataclass
+class JobSummary:
+    """What the job list and a job's status answer: a job without its inputs, request,
+    results and handle, which may be large (a job's results may be tens of MB)."""
+
+    id: str
+    process_id: str
+    process_version: str
+    host_type: str
+    mode: Mode
+    status: JobStatus
+    message: str
+    progress: int | None
+    created: datetime
+    started: datetime | None
+    finished: datetime | None
+    updated: datetime
+    submitter: str | None
+    expired: bool
+
+
 class JobStore(Protocol):
     async def open(self) -> None:
         """Creates the tables if needed; called once at start."""
@@ -41,7 +62,11 @@ class JobStore(Protocol):
     async def create(self, job: Job) -> None:
         """Records a new job; it is durable when this returns."""
 
-    async def get(self, job_id: str) -> Job | None: ...
+    async def get(self, job_id: str) -> Job | None:
+        """The whole job, results included: for the results routes and the job's run."""
+
+    async def summary(self, job_id: str) -> JobSummary | None:
+        """The job without its inputs, request, results and handle."""
 
     async def update(
         self, job_id: str, changes: dict[str, Any], from_statuses: frozenset[JobStatus]
@@ -52,12 +77,15 @@ class JobStore(Protocol):
         status: the guard that keeps terminal statuses final under races.
         """
 
-    async def find(self, query: JobQuery) -> list[Job]: ...
+    async def find(self, query: JobQuery) -> list[JobSummary]: ...
 
     async def count(self, query: JobQuery) -> int: ...
 
-    async def finished_before(self, cutoff: datetime, limit: int = 100) -> list[Job]:
+    async def finished_before(self, cutoff: datetime, limit: int = 100) -> list[JobSummary]:
         """Ended jobs, not yet expired, that finished before the cutoff, oldest first."""
 
     async def active(self) -> list[Job]:
         """Jobs accepted or running, oldest first (for reconciliation at start)."""
+
+    async def problems(self) -> list[str]:
+        """What keeps the store from serving (for /ready); empty when it answers."""

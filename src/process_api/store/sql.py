@@ -1,7 +1,19 @@
-"""JobStore on SQLAlchemy Core: SQLite by default, any async SQLAlchemy URL later."""
+"""JobStore on SQLAlchemy Core: SQLite by default, any async SQLAlchemy URL later.
+
+Every write is one short statement in its own transaction (an UPDATE returns the
+row it changed), retried while the database is busy. What differs between
+databases is small and lives in a subclass: SQLite (store/sqlite.py) serialises
+the writes of the process on one connection, PostgreSQL needs nothing more.
+A database error never reaches a client as such: it becomes a StoreUnavailable
+(or InsufficientStorage) that says what is wrong in plain words.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -10,10 +22,13 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from process_api.errors import ApiError, StoreUnavailable
 from process_api.jobs.model import ACTIVE, TERMINAL, Job, JobStatus
-from process_api.store.base import JobQuery, Position
+from process_api.store.base import JobQuery, JobSummary, Position
+
+log = logging.getLogger(__name__)
 
 metadata = sa.MetaData()
 
@@ -50,18 +65,36 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
-def _to_job(row: Row[Any]) -> Job:
+#: what the job list and a job's status read: never inputs, request, results or handle.
+SUMMARY = [c for c in jobs.columns if c.name not in ("inputs", "request", "results", "handle")]
+
+#: how long a write is retried while the database is busy, and the longest pause between tries.
+BUSY_RETRY_SECONDS = 15.0
+BUSY_PAUSE_MAX = 0.5
+#: how long /ready waits for the database to answer.
+READY_TIMEOUT = 5.0
+
+
+def _fields(row: Row[Any]) -> dict[str, Any]:
     data = dict(row._mapping)
     data["status"] = JobStatus(data["status"])
     for name in _TIMES:
         data[name] = _aware(data[name])
-    return Job(**data)
+    return data
+
+
+def _to_job(row: Row[Any]) -> Job:
+    return Job(**_fields(row))
+
+
+def _to_summary(row: Row[Any]) -> JobSummary:
+    return JobSummary(**_fields(row))
 
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def _migrate(connection: sa.Connection) -> None:
+def migrate(connection: sa.Connection) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
@@ -89,61 +122,127 @@ def _utc(values: dict[str, Any]) -> dict[str, Any]:
 
 
 class SqlJobStore:
-    """Job records in one table; status guards are part of each UPDATE's WHERE."""
+    """Job records in one table; status guards are part of each UPDATE's WHERE.
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    Statements run on an async engine (PostgreSQL: asyncpg). A subclass names what
+    its database needs: `_read_once` and `_write_once` to run statements otherwise
+    (SQLite: in threads of its own), `_check` to find the database gone, `_busy` for
+    errors worth a retry, `_error` for what a client is told.
+    """
+
+    def __init__(self, engine: AsyncEngine | None, dialect: str = "") -> None:
         self._engine = engine
+        self._dialect = dialect or (engine.dialect.name if engine is not None else "")
 
     @classmethod
     def sqlite(cls, path: Path) -> SqlJobStore:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(f"sqlite+aiosqlite:///{path}")
+        from process_api.store.sqlite import SqliteJobStore
 
-        @sa.event.listens_for(engine.sync_engine, "connect")
-        def _pragmas(conn: Any, _record: Any) -> None:
-            cursor = conn.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA busy_timeout=5000")
-            cursor.close()
+        return SqliteJobStore(path)
 
-        return cls(engine)
+    # -- what a database needs (overridden by subclasses) ----------------------------
+
+    def _check(self) -> None:
+        """Raises StoreUnavailable when the database is known to be gone."""
+
+    def _busy(self, exc: Exception) -> bool:
+        """Whether the failure passes by itself (a lock held by another writer)."""
+        return False
+
+    def _error(self, exc: Exception) -> ApiError:
+        """What a client is told of a database failure: never SQL, never a path."""
+        if isinstance(exc, sa.exc.TimeoutError):
+            return StoreUnavailable("the job database is overloaded; try again shortly")
+        return StoreUnavailable("the job database cannot be reached; try again shortly")
+
+    async def _read_once(self, statement: Any) -> Sequence[Row[Any]]:
+        assert self._engine is not None
+        async with self._engine.connect() as conn:
+            return (await conn.execute(statement)).all()
+
+    async def _write_once(self, statement: Any) -> Sequence[Row[Any]]:
+        """One statement in a transaction of its own."""
+        assert self._engine is not None
+        async with self._engine.begin() as conn:
+            result = await conn.execute(statement)
+            return result.all() if result.returns_rows else []
+
+    # -- running statements ------------------------------------------------------------
+
+    def _failed(self, exc: Exception) -> ApiError:
+        error = self._error(exc)
+        # The driver's own words; the statement and its parameters (a job's results) stay out.
+        log.error("job database: %s (%s)", error.detail, getattr(exc, "orig", None) or exc)
+        return error
+
+    async def _read(self, statement: Any) -> Sequence[Row[Any]]:
+        self._check()
+        try:
+            return await self._read_once(statement)
+        except sa.exc.IntegrityError:
+            raise
+        except (sa.exc.DBAPIError, sa.exc.TimeoutError) as exc:
+            raise self._failed(exc) from exc
+
+    async def _write(self, statement: Any) -> Sequence[Row[Any]]:
+        """Runs one statement in a transaction of its own, retried while the database is
+        busy; once started it completes even if the caller is cancelled."""
+        return await asyncio.shield(self._write_retrying(statement))
+
+    async def _write_retrying(self, statement: Any) -> Sequence[Row[Any]]:
+        deadline = time.monotonic() + BUSY_RETRY_SECONDS
+        pause = 0.01
+        while True:
+            self._check()
+            try:
+                return await self._write_once(statement)
+            except sa.exc.IntegrityError:
+                raise
+            except (sa.exc.DBAPIError, sa.exc.TimeoutError) as exc:
+                if not self._busy(exc) or time.monotonic() + pause > deadline:
+                    raise self._failed(exc) from exc
+                log.debug("job database busy; writing again in %.2f s", pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, BUSY_PAUSE_MAX)
+
+    # -- the port ----------------------------------------------------------------------
 
     async def open(self) -> None:
         """Brings the database to the current schema (alembic migrations)."""
+        assert self._engine is not None
         async with self._engine.begin() as conn:
-            await conn.run_sync(_migrate)
+            await conn.run_sync(migrate)
 
     async def close(self) -> None:
-        await self._engine.dispose()
+        if self._engine is not None:
+            await self._engine.dispose()
 
     async def create(self, job: Job) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(jobs.insert().values(**_to_row(job)))
+        await self._write(jobs.insert().values(**_to_row(job)))
 
     async def get(self, job_id: str) -> Job | None:
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(jobs.select().where(jobs.c.id == job_id))).first()
-        return _to_job(row) if row else None
+        rows = await self._read(jobs.select().where(jobs.c.id == job_id))
+        return _to_job(rows[0]) if rows else None
+
+    async def summary(self, job_id: str) -> JobSummary | None:
+        rows = await self._read(sa.select(*SUMMARY).where(jobs.c.id == job_id))
+        return _to_summary(rows[0]) if rows else None
 
     async def update(
         self, job_id: str, changes: dict[str, Any], from_statuses: frozenset[JobStatus]
     ) -> Job | None:
         guard = jobs.c.status.in_([s.value for s in from_statuses])
         values = _utc({k: (v.value if isinstance(v, JobStatus) else v) for k, v in changes.items()})
-        async with self._engine.begin() as conn:
-            result = await conn.execute(
-                jobs.update().where(jobs.c.id == job_id, guard).values(**values)
-            )
-            if result.rowcount != 1:
-                return None
-            row = (await conn.execute(jobs.select().where(jobs.c.id == job_id))).one()
-        return _to_job(row)
+        statement = (
+            jobs.update().where(jobs.c.id == job_id, guard).values(**values).returning(*jobs.c)
+        )
+        rows = await self._write(statement)
+        return _to_job(rows[0]) if rows else None
 
     def _duration(self) -> Any:
         """Seconds from start to end, or to now while running, in this database's terms."""
         end = sa.func.coalesce(jobs.c.finished, sa.func.now())
-        if self._engine.dialect.name == "sqlite":
+        if self._dialect == "sqlite":
             end = sa.func.coalesce(jobs.c.finished, sa.func.datetime("now"))
             return (sa.func.julianday(end) - sa.func.julianday(jobs.c.started)) * 86400.0
         return sa.func.extract("epoch", end - jobs.c.started)
@@ -167,8 +266,9 @@ class SqlJobStore:
                 conditions.append(duration <= query.max_duration)
         return statement.where(*conditions) if conditions else statement
 
-    async def find(self, query: JobQuery) -> list[Job]:
-        statement = self._filtered(jobs.select(), query)
+    async def find(self, query: JobQuery) -> list[JobSummary]:
+        """A page of summaries: the list never loads inputs, requests or results."""
+        statement = self._filtered(sa.select(*SUMMARY), query)
         key = sa.tuple_(jobs.c.created, jobs.c.id)
         if query.after is not None:
             statement = statement.where(key < _position(query.after))
@@ -176,23 +276,18 @@ class SqlJobStore:
             # The page just before a position: the nearest newer jobs, then newest first.
             statement = statement.where(key > _position(query.before))
             statement = statement.order_by(jobs.c.created, jobs.c.id).limit(query.limit)
-            async with self._engine.connect() as conn:
-                rows = (await conn.execute(statement)).all()
-            return [_to_job(r) for r in reversed(rows)]
+            return [_to_summary(r) for r in reversed(await self._read(statement))]
         statement = statement.order_by(jobs.c.created.desc(), jobs.c.id.desc()).limit(query.limit)
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(statement)).all()
-        return [_to_job(r) for r in rows]
+        return [_to_summary(r) for r in await self._read(statement)]
 
     async def count(self, query: JobQuery) -> int:
         statement = self._filtered(sa.select(sa.func.count()).select_from(jobs), query)
-        async with self._engine.connect() as conn:
-            return int((await conn.execute(statement)).scalar_one())
+        return int((await self._read(statement))[0][0])
 
-    async def finished_before(self, cutoff: datetime, limit: int = 100) -> list[Job]:
+    async def finished_before(self, cutoff: datetime, limit: int = 100) -> list[JobSummary]:
         """Ended jobs, not yet expired, that finished before the cutoff, oldest first."""
         statement = (
-            jobs.select()
+            sa.select(*SUMMARY)
             .where(
                 jobs.c.status.in_([s.value for s in TERMINAL]),
                 jobs.c.expired.is_(False),
@@ -201,9 +296,7 @@ class SqlJobStore:
             .order_by(jobs.c.finished)
             .limit(limit)
         )
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(statement)).all()
-        return [_to_job(r) for r in rows]
+        return [_to_summary(r) for r in await self._read(statement)]
 
     async def active(self) -> list[Job]:
         statement = (
@@ -211,6 +304,15 @@ class SqlJobStore:
             .where(jobs.c.status.in_([s.value for s in ACTIVE]))
             .order_by(jobs.c.created)
         )
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(statement)).all()
-        return [_to_job(r) for r in rows]
+        return [_to_job(r) for r in await self._read(statement)]
+
+    async def problems(self) -> list[str]:
+        """Whether the database answers a query, within READY_TIMEOUT."""
+        try:
+            async with asyncio.timeout(READY_TIMEOUT):
+                await self._read(sa.select(jobs.c.id).limit(1))
+        except ApiError as exc:
+            return [exc.detail]
+        except TimeoutError:
+            return [f"the job database did not answer within {READY_TIMEOUT:g} s"]
+        return []
