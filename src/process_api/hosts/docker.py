@@ -47,7 +47,7 @@ from process_api.hosts.docker_files import (
     resolve_user,
     user_problem,
 )
-from process_api.hosts.docker_log import Batches, LineSplitter, masker
+from process_api.hosts.docker_log import Batches, LineSplitter, Resume, masker
 from process_api.jobs.budget import Resources
 from process_api.processes.config import ProcessConfig, PullPolicy
 from process_api.processes.loader import HostConfigError
@@ -432,19 +432,21 @@ class DockerHost(HostBase):
             client = self._new_client()
             try:
                 source = client.containers.get(str(container.id))
-                frames = source.logs(
-                    stdout=stream == "stdout",
-                    stderr=stream == "stderr",
-                    stream=True,
-                    follow=True,
-                    timestamps=True,
-                )
-                lines = LineSplitter()
-                for frame in frames:
+                which = {"stdout": stream == "stdout", "stderr": stream == "stderr"}
+                lines, resume = LineSplitter(), Resume()
+                for frame in source.logs(**which, stream=True, follow=True, timestamps=True):
+                    resume.seen(frame)
+                    for stamp, line in lines.feed(frame):
+                        batches.put(stream, stamp, line)
+                # The engine may end a follow early when the container stops: read the rest.
+                rest = source.logs(**which, stream=True, timestamps=True, since=resume.since())
+                for frame in resume.skip(rest):
                     for stamp, line in lines.feed(frame):
                         batches.put(stream, stamp, line)
                 for stamp, line in lines.end():
                     batches.put(stream, stamp, line)
+            except NotFound:  # removed: the job was stopped
+                pass
             finally:
                 client.close()
 
@@ -526,7 +528,13 @@ async def _drain(pumps: list[asyncio.Future[None]], batches: Batches) -> None:
         received = batches.received
         _, pending = await asyncio.wait(pumps, timeout=OUTPUT_DRAIN)
         if not pending or (batches.received == received and not batches.queued):
-            return
+            break
+    for pump in pumps:
+        failure = pump.exception() if pump.done() else None
+        if failure is not None:
+            log.warning("reading a container's log failed: %s", _reason(failure))
+    if pending:
+        log.warning("a container's log was cut: none came for %s s", OUTPUT_DRAIN)
 
 
 def _text(line: bytes) -> str:

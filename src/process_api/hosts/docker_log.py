@@ -16,6 +16,7 @@ import time
 from asyncio import AbstractEventLoop
 from collections import deque
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 
 #: the longest line kept whole (a large plugin_results line, say); longer ones keep their head.
 MAX_LINE = 8 * 2**20
@@ -73,6 +74,55 @@ class LineSplitter:
         stamp = self._stamp or b""
         self._pending, self._stamp, self._cut = bytearray(), None, False
         return stamp, line
+
+
+class Resume:
+    """Where a stream of frames stopped, to read on from there without repeating a frame.
+
+    The engine may end a followed log early when the container stops while the reader
+    is behind; a second read `since` the last frame's time gets the rest. Frames of
+    the same time that were already read are skipped by count.
+    """
+
+    def __init__(self) -> None:
+        self._stamp = b""
+        self._at_stamp = 0
+
+    def seen(self, frame: bytes) -> None:
+        stamp = frame.partition(b" ")[0]
+        if stamp == self._stamp:
+            self._at_stamp += 1
+        else:
+            self._stamp, self._at_stamp = stamp, 1
+
+    def since(self) -> float | None:
+        """Seconds since the epoch a little before the last frame, or None for the start."""
+        nanoseconds = _nanoseconds(self._stamp)
+        return None if nanoseconds is None else max(nanoseconds / 1e9 - 1e-6, 1e-6)
+
+    def skip(self, frames: Iterator[bytes]) -> Iterator[bytes]:
+        """The frames of a read `since` that come after those seen."""
+        last = _nanoseconds(self._stamp)
+        repeated = self._at_stamp
+        for frame in frames:
+            stamp = frame.partition(b" ")[0]
+            current = _nanoseconds(stamp)
+            if last is not None and current is not None and current < last:
+                continue
+            if stamp == self._stamp and repeated > 0:
+                repeated -= 1
+                continue
+            yield frame
+
+
+def _nanoseconds(stamp: bytes) -> int | None:
+    """The engine's RFC 3339 time with nanoseconds, as nanoseconds since the epoch."""
+    try:
+        head, _, fraction = stamp.decode().rstrip("Z").partition(".")
+        seconds = datetime.fromisoformat(head).replace(tzinfo=UTC).timestamp()
+        return int(seconds) * 10**9 + int(fraction[:9].ljust(9, "0"))
+    except ValueError:
+        return None
 
 
 class Batches:
