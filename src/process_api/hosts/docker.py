@@ -19,6 +19,7 @@ import contextlib
 import functools
 import logging
 import re
+import tarfile
 import time
 from collections.abc import Callable, Set
 from concurrent.futures import ThreadPoolExecutor
@@ -300,13 +301,15 @@ class DockerHost(HostBase):
         """Gives the results directory and the secrets to the user the container runs as;
         says what was chosen when that user cannot be known."""
         config = run.process.config.container
-        user = (config.user if config else None) or image.attrs.get("Config", {}).get("User") or ""
+        user = (
+            (config.user if config else None) or (image.attrs.get("Config") or {}).get("User") or ""
+        )
 
         def read(path: str) -> bytes | None:
             try:
                 chunks, _ = container.get_archive(path)
                 return file_of_archive(b"".join(chunks), path)
-            except (NotFound, APIError):
+            except (NotFound, APIError, tarfile.TarError):
                 return None
 
         ids: Ids | None = resolve_user(user, read)
