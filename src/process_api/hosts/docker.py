@@ -229,6 +229,7 @@ class DockerHost(HostBase):
         if self._client is not None:
             with contextlib.suppress(Exception):
                 await self._call(self._client.close)
+        self._secret_files.tidy()
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._following.shutdown(wait=False, cancel_futures=True)
 

@@ -158,6 +158,11 @@ class SecretFiles:
             directory.chmod(0o700)  # a server that is not root needs to write it to empty it
         shutil.rmtree(directory, ignore_errors=True)
 
+    def tidy(self) -> None:
+        """Removes this instance's directory once no job's secrets are left in it."""
+        with contextlib.suppress(OSError):
+            self.base.rmdir()
+
     def jobs(self) -> list[str]:
         """The ids of the jobs whose secrets are here."""
         if not self.base.is_dir():
