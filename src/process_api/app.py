@@ -18,6 +18,7 @@ from process_api import __version__
 from process_api.api import errors, job_list, jobs, landing, openapi, processes
 from process_api.api.callbacks import CallbackPolicy, Notifier
 from process_api.api.documents import pretty_json
+from process_api.api.middleware import BodyLimit, CatchUnexpected, NoSniff, TrustedHosts
 from process_api.api.negotiation import Renderer
 from process_api.hosts import build_hosts
 from process_api.hosts.base import Host
@@ -58,7 +59,7 @@ def create_app(
     notifier = Notifier(registry, policy)
     storage = build_storage(settings)
     expiry = timedelta(days=settings.expiry_days) if settings.expiry_days else None
-    service = JobService(store, storage, hosts, notifier, expiry)
+    service = JobService(store, storage, hosts, settings.data_dir / "spool", notifier, expiry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -96,6 +97,12 @@ def create_app(
     app.state.callback_policy = policy
     app.state.render = Renderer(templates)
     errors.install(app)
+    # Added innermost first: every response is marked nosniff, even an unexpected error's.
+    app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
+    if settings.trusted_hosts:
+        app.add_middleware(TrustedHosts, patterns=settings.trusted_hosts)
+    app.add_middleware(CatchUnexpected)
+    app.add_middleware(NoSniff)
     openapi.install(app)
     app.include_router(landing.router)
     app.include_router(processes.router)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+import logging
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 async def despite_cancellation(work: Awaitable[T]) -> T:
@@ -19,3 +21,31 @@ async def despite_cancellation(work: Awaitable[T]) -> T:
         except asyncio.CancelledError:
             if future.done():
                 return future.result()
+
+
+async def retrying(
+    operation: Callable[[], Awaitable[T]],
+    what: str,
+    attempts: int | None = None,
+    first_delay: float = 0.1,
+    max_delay: float = 2.0,
+) -> T:
+    """The operation's result, tried again with backoff while it fails (a busy database, a
+    transient storage error); `attempts=None` keeps trying, for what must happen."""
+    delay = first_delay
+    attempt = 0
+    while True:
+        try:
+            return await operation()
+        except Exception as exc:
+            attempt += 1
+            if attempts is not None and attempt >= attempts:
+                raise
+            log.warning("%s failed (%s); trying again in %.1f s", what, _short(exc), delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay)
+
+
+def _short(exc: Exception) -> str:
+    """The kind of failure, for the log: an exception's type, not its text (it may hold SQL)."""
+    return type(exc).__name__

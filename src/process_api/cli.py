@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import sys
 from collections.abc import Sequence
@@ -154,8 +155,20 @@ def _run(settings: Settings, app: Any) -> int:
     )
     server = _Server(config, app.state.jobs)
     log.info("process-api %s on http://%s:%d", __version__, settings.host, settings.port)
+    if not (settings.public_url or settings.trusted_hosts or _loopback(settings.host)):
+        log.warning(
+            "links follow the Host header of each request: set PUBLIC_URL or TRUSTED_HOSTS "
+            "so that a client cannot make the server hand out links to another site"
+        )
     server.run()
     return 0 if server.started else 1
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

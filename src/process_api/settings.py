@@ -12,11 +12,11 @@ import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from dotenv import dotenv_values
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     docker_default_cpus: float = Field(1.0, alias="DOCKER_DEFAULT_CPUS", gt=0)
     docker_default_memory: float = Field(1024.0, alias="DOCKER_DEFAULT_MEMORY", gt=0)
     #: callbacks to loopback, private and link-local addresses (refused by default).
+    #: jobs that may run at once on each host; later ones wait, first come first served.
+    subprocess_max_jobs: int = Field(
+        default_factory=lambda: 4 * (os.cpu_count() or 1), alias="SUBPROCESS_MAX_JOBS", ge=1
+    )
+    docker_max_jobs: int = Field(64, alias="DOCKER_MAX_JOBS", ge=1)
+    batch_max_jobs: int = Field(1000, alias="BATCH_MAX_JOBS", ge=1)
     callback_allow_private: bool = Field(False, alias="CALLBACK_ALLOW_PRIVATE")
     callback_timeout: float = Field(10.0, alias="CALLBACK_TIMEOUT", gt=0)
     callback_attempts: int = Field(4, alias="CALLBACK_ATTEMPTS", ge=1, le=20)
@@ -73,9 +79,13 @@ class Settings(BaseSettings):
     #: days after which the results, logs and metadata of finished jobs expire; none if unset.
     expiry_days: float | None = Field(None, alias="EXPIRY_DAYS", gt=0)
     instance_id: str | None = Field(None, alias="INSTANCE_ID")
-    job_env_passthrough: tuple[str, ...] = Field(
+    job_env_passthrough: Annotated[tuple[str, ...], NoDecode] = Field(
         ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR"), alias="JOB_ENV_PASSTHROUGH"
     )
+    #: the largest request body accepted, in bytes (413 above it).
+    max_request_bytes: int = Field(1024 * 1024, alias="MAX_REQUEST_BYTES", ge=1)
+    #: the `Host` values the server answers for (`name`, `name:port`, `*.domain`); any if empty.
+    trusted_hosts: Annotated[tuple[str, ...], NoDecode] = Field((), alias="TRUSTED_HOSTS")
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -87,6 +97,13 @@ class Settings(BaseSettings):
     def _split_names(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(name.strip() for name in value.split(",") if name.strip())
+        return value
+
+    @field_validator("trusted_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(host.strip() for host in value.split(",") if host.strip())
         return value
 
     @field_validator("aws_region", mode="before")

@@ -9,6 +9,7 @@ answers) and afterwards (it holds the lines).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import signal
@@ -198,21 +199,26 @@ def container_gone(name: str) -> bool:
 HOP_HEADERS = ("content-length", "content-encoding", "transfer-encoding", "connection")
 
 
-class SlowSubmit:
-    """A loopback HTTP proxy to moto that holds each SubmitJob call `delay` seconds: the
-    window in which a job is being submitted, made wide enough to act in."""
+class SlowProxy:
+    """A loopback HTTP proxy to moto that holds each call of a slowed Batch action some
+    seconds: the window in which a job is being submitted or stopped, made wide enough
+    to act in."""
 
-    def __init__(self, moto: Moto, delay: float) -> None:
-        self.moto, self.delay = moto, delay
-        self.submitting = threading.Event()
+    def __init__(self, moto: Moto) -> None:
+        self.moto = moto
+        #: URL path of the action (e.g. /v1/submitjob) -> seconds; set while it runs.
+        self.delays: dict[str, float] = {}
+        #: URL path -> set once a call of it came.
+        self.seen: dict[str, threading.Event] = {}
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_any(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if self.path.startswith("/v1/submitjob"):
-                    proxy.submitting.set()
-                    time.sleep(proxy.delay)
+                for path, delay in list(proxy.delays.items()):
+                    if self.path.startswith(path):
+                        proxy.seen[path].set()
+                        time.sleep(delay)
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
                 answer = httpx.request(
                     self.command, proxy.moto.url + self.path, headers=headers, content=body
@@ -234,9 +240,31 @@ class SlowSubmit:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
+    def slow(self, path: str, delay: float) -> threading.Event:
+        """Holds each later call of the action `delay` seconds; the event is set at the first."""
+        self.seen.setdefault(path, threading.Event())
+        self.delays[path] = delay
+        return self.seen[path]
+
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class SlowSubmit(SlowProxy):
+    """The proxy, holding each SubmitJob call `delay` seconds."""
+
+    def __init__(self, moto: Moto, delay: float) -> None:
+        super().__init__(moto)
+        self.submitting = self.slow("/v1/submitjob", delay)
+
+
+def jobs_named(moto: Moto, name: str) -> list[dict[str, Any]]:
+    """Every Batch job of the name in the test queue, whatever its status."""
+    listed = moto.client("batch").list_jobs(
+        jobQueue=QUEUE, filters=[{"name": "JOB_NAME", "values": [name]}]
+    )
+    return list(listed["jobSummaryList"])
 
 
 # -- 1. success --------------------------------------------------------------------
@@ -427,6 +455,40 @@ def test_dismissing_a_job_while_it_is_being_submitted_stops_its_batch_job(aws: A
     assert ended.get("statusReason") == "dismissed through process-api", ended
 
 
+def test_finding_2_a_shutdown_during_a_dismiss_still_stops_the_batch_job(aws: Aws) -> None:
+    aws.add(sleeper("bwstopping", 60))
+    proxy = SlowProxy(aws.moto)
+    try:
+        server = aws.start(AWS_ENDPOINT_URL=proxy.url)
+        with server.client() as http:
+            job_id = submit(http, "bwstopping")
+            wait_status(http, job_id, {"running"}, JOB_TIMEOUT)
+            batch_id = handle(http, job_id)["batchJobId"]
+            wait_batch(aws.moto, batch_id, {"RUNNING"})
+            # Stopping reads the job's status, then terminates it: each call held long enough
+            # for the server's shutdown (which cancels the run again) to come in between.
+            proxy.slow("/v1/describejobs", 3.0)
+            proxy.slow("/v1/terminatejob", 3.0)
+
+            def dismiss() -> None:
+                with contextlib.suppress(httpx.HTTPError):  # the server may go first
+                    httpx.delete(f"{server.url}/jobs/{job_id}", timeout=60)
+
+            threading.Thread(target=dismiss, daemon=True).start()
+            wait_until(
+                lambda: http.get(f"/jobs/{job_id}").json()["status"] == "dismissed",
+                10,
+                "the job to be dismissed",
+            )
+        time.sleep(0.5)  # the stop is waiting for DescribeJobs
+        assert server.stop(signal.SIGTERM) == 0, server.output()
+    finally:
+        proxy.close()
+    batch = wait_batch(aws.moto, batch_id, {"FAILED", "SUCCEEDED"}, 20)
+    assert batch["status"] == "FAILED", batch
+    assert batch["statusReason"] == "dismissed through process-api", batch
+
+
 # -- 5. restarts -------------------------------------------------------------------
 
 
@@ -470,6 +532,30 @@ def test_a_restart_while_a_job_is_being_submitted_runs_one_batch_job(aws: Aws) -
         jobQueue=QUEUE, filters=[{"name": "JOB_NAME", "values": [f"bwdup-{job_id}"]}]
     )["jobSummaryList"]
     assert len(listed) == 1, listed
+
+
+def test_finding_3_a_crash_right_after_submitjob_runs_one_batch_job(aws: Aws) -> None:
+    aws.add(sleeper("bwcrash", 1))
+    proxy = SlowSubmit(aws.moto, 2.0)
+    try:
+        first = aws.start(AWS_ENDPOINT_URL=proxy.url)
+        with first.client() as http:
+            job_id = submit(http, "bwcrash")
+            assert proxy.submitting.wait(10), "SubmitJob never came"
+        # Killed before SubmitJob answers: the Batch job is made, its id is never recorded.
+        assert first.stop(signal.SIGKILL) == -signal.SIGKILL, first.output()
+        name = f"bwcrash-{job_id}"
+        wait_until(lambda: jobs_named(aws.moto, name), 15, "the Batch job to be created")
+    finally:
+        proxy.close()
+    second = aws.start()
+    with second.client() as http:
+        job = wait_status(http, job_id, {"successful", "failed", "dismissed"}, JOB_TIMEOUT)
+        assert job["status"] == "successful", (job["message"], second.output())
+        assert http.get(f"/jobs/{job_id}/results").json() == "slept"
+        listed = jobs_named(aws.moto, name)
+        assert len(listed) == 1, listed  # before, the restart submitted a second one
+        assert handle(http, job_id)["batchJobId"] == listed[0]["jobId"]
 
 
 # -- 6. AWS unreachable ------------------------------------------------------------

@@ -267,6 +267,16 @@ def log_lines(http: httpx.Client, job_id: str) -> list[dict[str, str]]:
     return list(response.json()["logs"])
 
 
+def whole_log(http: httpx.Client, job_id: str) -> list[dict[str, str]]:
+    """Every line of a finished job's log, page after page."""
+    lines: list[dict[str, str]] = []
+    while True:
+        page = http.get(f"/jobs/{job_id}/logs", params={"after": len(lines)}).json()
+        lines += page["logs"]
+        if not any(link["rel"] == "next" for link in page["links"]):
+            return lines
+
+
 # -- 1. runs -----------------------------------------------------------------------
 
 ECHO_SCRIPT = r"""
@@ -1238,18 +1248,13 @@ def test_finding_7_a_flood_of_lines_keeps_its_count_and_the_server_answers(
             time.sleep(0.02)
         assert status == "successful", http.get(f"/jobs/{job_id}").json()["message"]
         assert http.get(f"/jobs/{job_id}/results").json() == "printed"
-        logs = log_lines(http, job_id)
-        dropped = 0
-        if logs[0]["stream"] == "server":  # the log keeps the latest lines, and says so
-            dropped = int(logs.pop(0)["text"].strip("[").split()[0])
-        assert dropped + len(logs) == lines + 1
-        assert [line["text"] for line in logs[-2:]] == [str(lines), '{"plugin_results": "printed"}']
-        numbers = [int(line["text"]) for line in logs[:-1]]
-        assert numbers == list(range(dropped + 1, lines + 1))
-    # Half the answers within 200 ms while 200,000 lines go by. Not the 99th percentile:
-    # the job service still writes the whole log (up to 100,000 lines) on the event loop
-    # every 5 s, which holds a few answers for up to seconds on a loaded machine.
+        texts = [line["text"] for line in whole_log(http, job_id)]
+        assert len(texts) == lines + 1
+        assert texts[-1] == '{"plugin_results": "printed"}'
+        assert texts[:-1] == [str(number) for number in range(1, lines + 1)]
+    # While 200,000 lines go by, answers stay quick: half within 200 ms, and 99 % within
+    # a second (generous: the machine running the tests is shared and often loaded).
     took.sort()
-    median = took[len(took) // 2]
-    assert median < 0.2, f"median {median:.3f} s over {len(took)} requests"
+    median, p99 = took[len(took) // 2], took[int(len(took) * 0.99)]
+    assert median < 0.2 and p99 < 1.0, (median, p99, len(took))
     harness.assert_no_container()

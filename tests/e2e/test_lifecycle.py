@@ -378,6 +378,8 @@ def test_crash_recovery_fails_running_jobs_and_stops_their_processes(
     pidfile = tmp_path / "pids.json"
     with server.client() as http:
         job_id = start_sleeper(http, pidfile)
+        # the server has read what the job printed
+        wait_until(lambda: http.get(f"/jobs/{job_id}").json()["message"] == "sleeping")
     pids = read_pids(pidfile)
     try:
         assert server.stop(signal.SIGKILL) == -signal.SIGKILL

@@ -9,16 +9,15 @@ from typing import Any
 
 import pytest
 
-from process_api.jobs import output
-from process_api.jobs.output import (
-    JobLog,
+from process_api.jobs import log as job_log
+from process_api.jobs.contract import (
     Progress,
     ResultsError,
-    parse_log,
     parse_progress,
     plugin_results,
 )
-from process_api.jobs.output import map_results as map_value
+from process_api.jobs.contract import map_results as map_value
+from process_api.jobs.log import JobLog, file_page, parse_log
 from process_api.processes.config import ProcessConfig
 from process_api.processes.registry import Process
 
@@ -188,14 +187,22 @@ def test_output_from_literal_data_domain_is_not_checked() -> None:
 # -- the log ---------------------------------------------------------------------------
 
 
-def test_log_keeps_lines_in_order_with_their_stream() -> None:
-    log = JobLog()
+def _lines(log: JobLog) -> list[dict[str, str]]:
+    path, size, kept = log.readable()
+    if path is None:
+        return kept
+    return file_page(path, size, 0, 10**9, 10**9).lines
+
+
+def test_log_keeps_lines_in_order_with_their_stream(tmp_path: Path) -> None:
+    log = JobLog(tmp_path / "job.jsonl")
     log.add(T0, "stdout", "one")
     log.add(T0, "stderr", "two")
-    assert log.lines == [
+    assert _lines(log) == [
         {"time": T0.isoformat(), "stream": "stdout", "text": "one"},
         {"time": T0.isoformat(), "stream": "stderr", "text": "two"},
     ]
+    log.close()
 
 
 def test_log_keeps_last_stdout_and_last_stderr_lines() -> None:
@@ -212,45 +219,76 @@ def test_log_keeps_last_stdout_and_last_stderr_lines() -> None:
     assert map_results(make_process({"id": "x"}), log.last_stdout) == {"x": 1}
 
 
-def test_empty_log() -> None:
-    log = JobLog()
+def test_empty_log(tmp_path: Path) -> None:
+    log = JobLog(tmp_path / "job.jsonl")
     assert (log.last_stdout, log.last_stderr) == (None, None)
-    assert log.to_jsonl() == b""
-    assert parse_log(log.to_jsonl()) == []
+    log.close()
+    assert not log.written
+    assert not (tmp_path / "job.jsonl").exists()
 
 
-def test_log_is_capped_and_says_how_many_lines_were_dropped(
-    monkeypatch: pytest.MonkeyPatch,
+def test_lines_printed_out_of_order_are_kept_in_time_order(tmp_path: Path) -> None:
+    log = JobLog(tmp_path / "job.jsonl")
+    log.add(T0, "stdout", "start")  # written at once
+    log.add(T0.replace(second=5), "stdout", "second")
+    log.add(T0.replace(second=2), "stderr", "first")
+    assert [r["text"] for r in _lines(log)] == ["start", "first", "second"]
+    log.close()
+
+
+def test_finding_7_a_long_log_keeps_memory_bounded_and_its_tail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(output, "MAX_LOG_LINES", 3)
-    log = JobLog()
-    for n in range(5):
+    """Past the size cap, lines are left out (counted) and the last ones kept."""
+    monkeypatch.setattr(job_log, "MAX_LOG_BYTES", 2000)
+    monkeypatch.setattr(job_log, "TAIL_LINES", 3)
+    log = JobLog(tmp_path / "job.jsonl")
+    for n in range(300_000):
         log.add(T0, "stdout", f"line {n}")
-    assert [line["text"] for line in log.lines] == ["line 2", "line 3", "line 4"]
-    assert log.dropped == 2
-    # the last line is kept for the results even when older lines go
-    assert log.last_stdout == "line 4"
-    records = parse_log(log.to_jsonl())
-    assert len(records) == 4
-    assert records[0]["stream"] == "server"
-    assert "2 earlier lines dropped" in records[0]["text"]
-    assert [r["text"] for r in records[1:]] == ["line 2", "line 3", "line 4"]
+    # what waits in memory is a short buffer and the tail, whatever was printed
+    assert len(log._pending) < job_log.FLUSH_LINES and len(log._tail) <= 3
+    assert log.last_stdout == "line 299999"
+    log.close()
+    records = parse_log((tmp_path / "job.jsonl").read_bytes())
+    assert records[0]["text"] == "line 0"
+    note = records[-4]
+    assert note["stream"] == "server" and "lines left out" in note["text"]
+    assert [r["text"] for r in records[-3:]] == ["line 299997", "line 299998", "line 299999"]
+    assert (tmp_path / "job.jsonl").stat().st_size < 3000
 
 
-def test_log_under_the_cap_has_no_note(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(output, "MAX_LOG_LINES", 3)
-    log = JobLog()
-    for n in range(3):
+def test_a_very_long_line_is_cut_in_the_log_but_kept_for_the_results(tmp_path: Path) -> None:
+    log = JobLog(tmp_path / "job.jsonl")
+    big = json.dumps({"plugin_results": "x" * 200_000})
+    log.add(T0, "stdout", big)
+    assert log.results_line == big
+    (record,) = _lines(log)
+    assert len(record["text"]) < 70_000 and "characters cut" in record["text"]
+    log.close()
+
+
+def test_log_pages_by_line_and_size(tmp_path: Path) -> None:
+    log = JobLog(tmp_path / "job.jsonl")
+    for n in range(25):
         log.add(T0, "stdout", f"line {n}")
-    assert log.dropped == 0
-    assert [r["text"] for r in parse_log(log.to_jsonl())] == ["line 0", "line 1", "line 2"]
+    log.close()
+    path = tmp_path / "job.jsonl"
+    first = file_page(path, None, 0, 10, 10**6)
+    assert [r["text"] for r in first.lines] == [f"line {n}" for n in range(10)] and first.more
+    last = file_page(path, None, 20, 10, 10**6)
+    assert [r["text"] for r in last.lines] == [f"line {n}" for n in range(20, 25)]
+    assert not last.more
+    # a size cap cuts the page short, but never below one line
+    small = file_page(path, None, 0, 10, 1)
+    assert len(small.lines) == 1 and small.more
 
 
-def test_log_round_trips_through_jsonl() -> None:
-    log = JobLog()
+def test_log_round_trips_through_jsonl(tmp_path: Path) -> None:
+    log = JobLog(tmp_path / "job.jsonl")
     texts = ["plain", 'quotes " and \\ backslash', "unicode: é ✓", "", "  indented  "]
     for n, text in enumerate(texts):
         log.add(T0, "stdout" if n % 2 else "stderr", text)
-    data = log.to_jsonl()
+    log.close()
+    data = (tmp_path / "job.jsonl").read_bytes()
     assert data.count(b"\n") == len(texts)
-    assert parse_log(data) == log.lines
+    assert [r["text"] for r in parse_log(data)] == texts

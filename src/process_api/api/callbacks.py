@@ -67,9 +67,34 @@ async def check_address(uri: str, allow_private: bool) -> str | None:
         raise ForbiddenAddress(f"its host cannot be resolved ({exc})") from None
     addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
     for address in addresses:
-        if not address.is_global or address.is_multicast:
+        if not is_public(address):
             raise ForbiddenAddress(f"{parts.hostname} is a non-public address ({address})")
     return str(addresses[0])
+
+
+#: IPv6 ranges that carry an IPv4 address, and no public service needs for a callback:
+#: IPv4-compatible (deprecated, RFC 4291), 6to4 (deprecated, RFC 7526), Teredo, and
+#: local-use NAT64 (RFC 8215). Refused outright.
+_TUNNELS = [
+    ipaddress.IPv6Network(net) for net in ("::/96", "2002::/16", "2001::/32", "64:ff9b:1::/48")
+]
+#: the well-known NAT64 prefix (RFC 6052): DNS64 gives these for public IPv4-only hosts,
+#: so they are called when the IPv4 address they carry is public.
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether a callback may go to the address: public, not multicast, and for IPv6 not
+    a way to reach an IPv4 address past this check."""
+    if not address.is_global or address.is_multicast:
+        return False
+    if isinstance(address, ipaddress.IPv4Address):
+        return True
+    if address.ipv4_mapped is not None:
+        return is_public(address.ipv4_mapped)
+    if address in _NAT64:
+        return is_public(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return not any(address in net for net in _TUNNELS)
 
 
 def _pinned(uri: str, address: str) -> tuple[str, dict[str, str], dict[str, Any]]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from process_api.api.common import GONE, RESULTS_CONTENT, job_service, registry, render
@@ -77,20 +79,49 @@ async def job_output(request: Request, jobID: str, outputID: str) -> Response:
     return one_output(registry(request).get(job.process_id), job, outputID)
 
 
-@router.get("/jobs/{jobID}/logs", summary="The lines the job's process printed", responses=GONE)
-async def job_logs(request: Request, jobID: str) -> Response:
+#: lines per page of a job's log, unless asked otherwise.
+LOG_PAGE = 10_000
+
+LogLimit = Annotated[int, Query(ge=1, le=LOG_PAGE, description="Lines per page")]
+LogAfter = Annotated[int, Query(ge=0, description="Lines to skip: the next page starts there")]
+
+
+@router.get(
+    "/jobs/{jobID}/logs",
+    summary="The lines the job's process printed, a page at a time",
+    responses=GONE,
+)
+async def job_logs(
+    request: Request, jobID: str, limit: LogLimit = LOG_PAGE, after: LogAfter = 0
+) -> Response:
     service = job_service(request)
     job = await service.get(jobID)
+    page = await service.logs(jobID, after, limit)
+    path = f"/jobs/{jobID}/logs"
+    links = [
+        *self_links(
+            request,
+            path,
+            "Job logs",
+            limit=None if limit == LOG_PAGE else limit,
+            after=after or None,
+        ),
+        link(url(request, f"/jobs/{jobID}"), "up", title="Job status"),
+    ]
+    following = after + len(page.lines)
+    if page.more or not job.status.terminal:
+        # While the job runs, the next page is where new lines will appear.
+        links.append(link(url(request, path, limit=limit, after=following), "next"))
+    if after > 0:
+        links.append(link(url(request, path, limit=limit, after=max(after - limit, 0)), "prev"))
     document = {
         "jobID": job.id,
         "processID": job.process_id,
         "status": job.status.value,
         "updated": timestamp(job.updated),
-        "logs": await service.logs(jobID),
-        "links": [
-            *self_links(request, f"/jobs/{jobID}/logs", "Job logs"),
-            link(url(request, f"/jobs/{jobID}"), "up", title="Job status"),
-        ],
+        "numberReturned": len(page.lines),
+        "logs": page.lines,
+        "links": links,
     }
     return render(request, document, "logs.html")
 

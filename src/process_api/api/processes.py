@@ -42,6 +42,15 @@ router = APIRouter(tags=["Processes"])
 
 #: how often a synchronous request checks whether its client is still there.
 DISCONNECT_POLL = 0.2
+#: the members of an execute request (OGC API - Processes 1.0, execute.yaml).
+EXECUTE_MEMBERS = ("inputs", "outputs", "response", "subscriber")
+#: members of the 1.0 drafts that clients still send: accepted and left out (`mode` is
+#: decided by the Prefer header and the process's jobControlOptions).
+DROPPED = ("mode",)
+#: how deeply an execute request may nest; deeper bodies would exhaust the recursion
+#: limit of the JSON encoders and validators downstream.
+MAX_DEPTH = 100
+_TOO_DEEP = f"the request body nests arrays or objects more than {MAX_DEPTH} levels deep"
 
 
 class Format(BaseModel):
@@ -66,7 +75,7 @@ class Subscriber(BaseModel):
 class ExecuteRequest(BaseModel):
     """The body of POST /processes/{processID}/execution (OGC execute.yaml)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="forbid")
     inputs: dict[str, Any] = Field(default_factory=dict)
     outputs: dict[str, OutputRequest] | None = None
     response: Literal["raw", "document"] = "raw"
@@ -114,7 +123,10 @@ async def describe_process(request: Request, processID: str) -> Response:
         400: {"description": "Invalid execute request"},
         404: {"description": "No such process"},
         410: {"description": "The job was dismissed (shutdown, or by another client)"},
-        413: {"description": "Too large for the process's host (AWS Batch)"},
+        413: {
+            "description": "The body is over MAX_REQUEST_BYTES, or the inputs are too large "
+            "for the process's host (one command argument, AWS Batch's request limit)"
+        },
         500: {"description": "The job failed"},
         503: {"description": "The server is shutting down, or the host's engine is unreachable"},
     },
@@ -127,9 +139,7 @@ async def execute(
     process = registry(request).require(processID)
     body = await _execute_request(request)
     check_inputs(process, body.inputs)
-    stored_request = body.model_dump(
-        exclude={"inputs", "baseUrl"}, exclude_none=True, by_alias=True
-    )
+    stored_request = body.model_dump(exclude={"inputs"}, exclude_none=True, by_alias=True)
     output_forms(process, stored_request)
     if body.subscriber is not None:
         await check_subscriber(stored_request["subscriber"], request.app.state.callback_policy)
@@ -151,6 +161,32 @@ async def execute(
     return JSONResponse(status_info(request, job), status_code=201, headers=headers)
 
 
+def _known_members(data: dict[str, Any]) -> dict[str, Any]:
+    """The body without the members older clients send and that mean nothing here.
+
+    Any other member is refused, naming it: it would be stored with the job, and a
+    misspelt `outputs` or `response` would silently give the client other results.
+    """
+    unknown = [name for name in data if name not in EXECUTE_MEMBERS and name not in DROPPED]
+    if unknown:
+        raise InvalidInput(
+            f"unknown member(s) {unknown} of the execute request; it has {list(EXECUTE_MEMBERS)}"
+        )
+    return {name: value for name, value in data.items() if name not in DROPPED}
+
+
+def _depth(value: Any) -> int:
+    """How deeply arrays and objects nest in a parsed JSON value."""
+    deepest, level = 0, [(value, 1)]
+    while level:
+        item, depth = level.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            children = item.values() if isinstance(item, dict) else item
+            level.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not a JSON number")
 
@@ -162,6 +198,12 @@ async def _execute_request(request: Request) -> ExecuteRequest:
         data = json.loads(raw, parse_constant=_not_json) if raw.strip() else {}
     except ValueError as exc:
         raise InvalidInput(f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidInput(_TOO_DEEP) from None
+    if _depth(data) > MAX_DEPTH:
+        raise InvalidInput(_TOO_DEEP)
+    if isinstance(data, dict):
+        data = _known_members(data)
     try:
         return ExecuteRequest.model_validate(data)
     except ValidationError as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -27,11 +28,29 @@ from process_api.errors import (
     NoSuchOutput,
     ResultNotReady,
 )
+from process_api.jobs.contract import UNDECLARED_OUTPUT
 from process_api.jobs.model import Job, JobStatus
-from process_api.jobs.output import UNDECLARED_OUTPUT
 from process_api.processes.registry import Process
 
 JSON = "application/json"
+#: media types a browser shows passively (never runs a script from), served inline.
+#: Everything else (HTML, XHTML, SVG, XML, JavaScript, PDF, multipart, unknown types)
+#: is served as a download, so that an output that echoes its input cannot run an
+#: attacker's script on the API's own origin.
+INLINE_TYPES = frozenset(
+    {
+        JSON,
+        "text/plain",
+        "text/csv",
+        "image/png",
+        "image/jpeg",
+        "image/gif",
+        "image/webp",
+        "image/avif",
+        "image/bmp",
+        "image/tiff",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -102,6 +121,24 @@ def output_href(base: Base, job: Job, output_id: str) -> str:
     return url(base, f"/jobs/{job.id}/results/{output_id}")
 
 
+def shown_inline(media_type: str) -> bool:
+    """Whether a browser may show the type in a page of the API's origin (see INLINE_TYPES)."""
+    essence = media_type.split(";")[0].strip().lower()
+    return essence in INLINE_TYPES or (
+        essence.startswith("application/") and essence.endswith("+json")
+    )
+
+
+def raw_headers(media_type: str, name: str) -> dict[str, str]:
+    """Headers that keep a raw output from acting as a page: sandboxed, and a download
+    unless its type is one a browser only shows."""
+    headers = {"Content-Security-Policy": "sandbox"}
+    if not shown_inline(media_type):
+        filename = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:100] or "output"
+        headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return headers
+
+
 def raw_body(form: OutputForm, value: Any) -> bytes:
     if form.media_type == JSON:
         return json.dumps(value).encode()
@@ -159,7 +196,9 @@ def raw_response(
     if len(present) == 1:
         ((output_id, form),) = present.items()
         return Response(
-            raw_body(form, results[output_id]), media_type=form.media_type, headers=headers
+            raw_body(form, results[output_id]),
+            media_type=form.media_type,
+            headers={**headers, **raw_headers(form.media_type, output_id)},
         )
     boundary = uuid.uuid4().hex
     parts = []
@@ -172,7 +211,9 @@ def raw_response(
             parts.append(head.encode() + b"\r\n" + raw_body(form, results[output_id]) + b"\r\n")
     body = b"".join(parts) + f"--{boundary}--\r\n".encode()
     media_type = f'multipart/related; boundary="{boundary}"; type="{JSON}"'
-    return Response(body, media_type=media_type, headers=headers)
+    return Response(
+        body, media_type=media_type, headers={**headers, **raw_headers(media_type, job.id)}
+    )
 
 
 def results_response(
@@ -200,7 +241,11 @@ def one_output(process: Process | None, job: Job, output_id: str) -> Response:
     else:
         media, encoded = _native(process, output_id)
         form = OutputForm("value", media, encoded)
-    return Response(raw_body(form, results[output_id]), media_type=form.media_type)
+    return Response(
+        raw_body(form, results[output_id]),
+        media_type=form.media_type,
+        headers=raw_headers(form.media_type, output_id),
+    )
 
 
 def execution_response(base: Base, process: Process, job: Job) -> Response:

@@ -32,7 +32,9 @@ def build_hosts(settings: Settings) -> dict[str, Host]:
                 settings.docker_default_cpus, settings.docker_default_memory
             ),
             capacity=Resources(
-                settings.local_cpus or machine.cpus, settings.local_memory or machine.memory
+                settings.local_cpus or machine.cpus,
+                settings.local_memory or machine.memory,
+                settings.docker_max_jobs,
             ),
             server_env=settings.server_variables,
             secrets=settings.secret_values,
@@ -53,13 +55,16 @@ def build_hosts(settings: Settings) -> dict[str, Host]:
         poll_interval=settings.batch_poll_interval,
         configured=settings.aws_region is not None,
         server_env=settings.server_variables,
+        max_jobs=settings.batch_max_jobs,
     )
     return {
         "aws-batch": batch,
         "docker": docker,
         "local": docker,
         "subprocess": SubprocessHost(
-            settings.server_variables(settings.job_env_passthrough), settings.server_variables
+            settings.server_variables(settings.job_env_passthrough),
+            settings.server_variables,
+            settings.subprocess_max_jobs,
         ),
     }
 

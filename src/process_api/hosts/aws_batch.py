@@ -1,10 +1,13 @@
 """The `aws-batch` host: each job is an AWS Batch job, followed by polling.
 
 The job is submitted with the process's command plus the inputs JSON as its
-last argument, and the job context, as container overrides. One monitor per
-server polls DescribeJobs for every followed job, up to 100 ids a call, and
-reads the log stream of each running job from CloudWatch Logs. Batch jobs go on
-when the server stops; the next start follows them again from the job store.
+last argument, and the job context, as container overrides. Its name ends with
+the job id, so a job whose submission was never recorded (a crash right after
+SubmitJob) finds its Batch job again instead of submitting a second one. One
+monitor per server polls DescribeJobs for every followed job, up to 100 ids a
+call, and reads the log streams of the running jobs from CloudWatch Logs, a few
+at a time. Batch jobs go on when the server stops; the next start follows them
+again from the job store.
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from process_api.asyncs import despite_cancellation
 from process_api.errors import PayloadTooLarge, ServiceUnavailable
 from process_api.hosts.base import HostBase, HostEvents, HostOutcome, JobRun, RunLost
+from process_api.jobs.budget import Resources, jobs_only
 from process_api.processes.config import ProcessConfig
 from process_api.processes.loader import HostConfigError
+from process_api.processes.registry import Process
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +49,24 @@ LATE_LOG_READS = 3
 LATE_LOG_WAIT = 1.0
 #: polls in a row a job may be missing from DescribeJobs before it counts as lost.
 MISSING_POLLS = 5
+#: log streams read at once; the thread pool has room besides for polls and stops.
+LOG_READERS = 8
+#: the longest name AWS Batch takes for a job.
+MAX_NAME = 128
+
+#: container fields of a process file that a Batch job cannot take, and why.
+UNSUPPORTED = {
+    "secrets": "AWS Batch processes take secrets from the job definition (secrets in its "
+    "containerProperties); this server cannot pass them",
+    "capabilities": "AWS Batch processes take Linux capabilities from the job definition "
+    "(linuxParameters.capabilities in its containerProperties); this server cannot change them",
+    "network": "AWS Batch processes use the network of their compute environment and job "
+    "definition; this server cannot choose it",
+    "user": "AWS Batch processes run as the user of the job definition (user in its "
+    "containerProperties); this server cannot change it",
+    "pullPolicy": "AWS Batch pulls the job definition's image as its compute environment is "
+    "configured to; this server cannot choose when",
+}
 
 
 class BatchHostConfig(BaseModel):
@@ -90,9 +113,12 @@ class BatchHost(HostBase):
         poll_interval: float,
         configured: bool,
         server_env: Callable[[list[str]], dict[str, str]],
+        max_jobs: int = 1000,
     ) -> None:
         """`batch` and `logs` make the boto3 clients (lazily: AWS may not be configured);
-        `server_env` looks up the variables a process names in container.envVars."""
+        `server_env` looks up the variables a process names in container.envVars;
+        `max_jobs`: Batch jobs submitted and followed at once (later ones wait their turn)."""
+        self._capacity = jobs_only(max_jobs)
         self._make_batch, self._make_logs = batch, logs
         self._server_env = server_env
         self._batch: Any = None
@@ -100,7 +126,8 @@ class BatchHost(HostBase):
         self.log_group = log_group
         self.poll_interval = poll_interval
         self.configured = configured
-        self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="aws")
+        self._executor = ThreadPoolExecutor(max_workers=2 * LOG_READERS, thread_name_prefix="aws")
+        self._log_readers = asyncio.Semaphore(LOG_READERS)
         self._followed: dict[str, _Followed] = {}
         self._monitor: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -120,6 +147,10 @@ class BatchHost(HostBase):
         except ValidationError as exc:
             err = exc.errors()[0]
             raise HostConfigError(".".join(["host", *map(str, err["loc"])]), err["msg"]) from None
+        container = config.container
+        for name, why in UNSUPPORTED.items():
+            if container is not None and getattr(container, name):
+                raise HostConfigError(f"container.{name}", why)
         if self.configured and host.jobDefinition not in self.definitions:
             self._describe_definition(host.jobDefinition)
 
@@ -151,6 +182,12 @@ class BatchHost(HostBase):
             "vcpus": resources.get("VCPU", properties.get("vcpus")),
             "memory": resources.get("MEMORY", properties.get("memory")),
         }
+
+    def capacity(self) -> Resources:
+        return self._capacity
+
+    def resources(self, process: Process) -> Resources:
+        return Resources(0.0, 0.0)  # Batch's compute environment limits CPUs and memory
 
     async def ready(self) -> None:
         if not self.configured:
@@ -200,38 +237,50 @@ class BatchHost(HostBase):
 
     async def run(self, run: JobRun, events: HostEvents) -> HostOutcome:
         host = BatchHostConfig.model_validate(run.process.config.host.model_dump())
-        name = re.sub(r"[^A-Za-z0-9_-]", "-", f"{host.jobName or run.process.id}-{run.job_id}")
+        name = _job_name(host.jobName or run.process.id, run.job_id)
         try:
             batch, _ = await self._call(self._clients)
             submitting = asyncio.ensure_future(
-                self._call(
-                    batch.submit_job,
-                    jobName=name[:128],
-                    jobQueue=host.jobQueue,
-                    jobDefinition=host.jobDefinition,
-                    containerOverrides=self._overrides(run),
-                )
+                self._call(self._submit_once, batch, host, name, self._overrides(run))
             )
             try:
-                answer = await asyncio.shield(submitting)
+                batch_id = await asyncio.shield(submitting)
             except asyncio.CancelledError:
                 # Stopped while AWS takes the job: the Batch job exists all the same.
-                answer = await despite_cancellation(submitting)
-                handle = self._handle(run, host, name, answer["jobId"])
+                batch_id = await despite_cancellation(submitting)
+                handle = self._handle(run, host, name, batch_id)
                 if run.detach.is_set():
                     await despite_cancellation(events.submitted(handle))  # followed at start
                 else:
-                    await despite_cancellation(self._stop(answer["jobId"]))
+                    await despite_cancellation(self._stop(batch_id))
                 raise
         except (ClientError, BotoCoreError) as exc:
             return HostOutcome(None, f"AWS Batch did not take the job: {_aws_reason(exc)}")
-        handle = self._handle(run, host, name, answer["jobId"])
+        handle = self._handle(run, host, name, batch_id)
         try:
             await events.submitted(handle)
         except BaseException:  # the job store failed: a job nobody follows must not run
-            await despite_cancellation(self._stop(answer["jobId"]))
+            await despite_cancellation(self._stop(batch_id))
             raise
         return await self._follow(run, handle, events)
+
+    def _submit_once(
+        self, batch: Any, host: BatchHostConfig, name: str, overrides: dict[str, Any]
+    ) -> str:
+        """The id of the job's Batch job, submitted now unless one of its name is in the
+        queue already: a server that crashed between SubmitJob and recording its answer
+        submitted it, and a second one would write to the same results."""
+        earlier = _named(batch, host.jobQueue, name)
+        if earlier is not None:
+            log.info("following Batch job %s, submitted as %s before a restart", earlier, name)
+            return earlier
+        answer = batch.submit_job(
+            jobName=name,
+            jobQueue=host.jobQueue,
+            jobDefinition=host.jobDefinition,
+            containerOverrides=overrides,
+        )
+        return str(answer["jobId"])
 
     def _handle(
         self, run: JobRun, host: BatchHostConfig, name: str, batch_id: str
@@ -239,7 +288,7 @@ class BatchHost(HostBase):
         container = run.process.config.container
         return {
             "batchJobId": batch_id,
-            "jobName": name[:128],
+            "jobName": name,
             "jobQueue": host.jobQueue,
             "jobDefinition": host.jobDefinition,
             "image": self.definitions.get(host.jobDefinition, {}).get("image"),
@@ -266,7 +315,9 @@ class BatchHost(HostBase):
             return await asyncio.shield(followed.done)
         except asyncio.CancelledError:
             if not run.detach.is_set():
-                await self._stop(batch_id)
+                # A second cancellation (a shutdown during a dismiss) must not leave the
+                # Batch job running: nothing would follow it any more.
+                await despite_cancellation(self._stop(batch_id))
             raise
         finally:
             self._followed.pop(batch_id, None)
@@ -308,21 +359,40 @@ class BatchHost(HostBase):
                 pass
 
     async def poll(self) -> None:
+        """One round: the status of every followed job, then each job's events and new log
+        lines, side by side. What fails for one job (a throttled log read, a failed store
+        write) is logged and tried again next round; the other jobs go on."""
         batch, _ = await self._call(self._clients)
-        ids = list(self._followed)
+        ids = [batch_id for batch_id, f in self._followed.items() if f.ending is None]
+        updates = []
         for start in range(0, len(ids), DESCRIBE_BATCH):
             chunk = ids[start : start + DESCRIBE_BATCH]
-            answer = await self._call(batch.describe_jobs, jobs=chunk)
+            try:
+                answer = await self._call(batch.describe_jobs, jobs=chunk)
+            except (ClientError, BotoCoreError) as exc:
+                log.warning(
+                    "describing %d AWS Batch job(s) failed: %s", len(chunk), _aws_reason(exc)
+                )
+                continue
             described = {job["jobId"]: job for job in answer.get("jobs", [])}
-            for batch_id in chunk:
-                followed = self._followed.get(batch_id)
-                if followed is not None and followed.ending is None:
-                    await self._update(batch_id, followed, described.get(batch_id))
+            updates += [self._update_apart(batch_id, described.get(batch_id)) for batch_id in chunk]
+        await asyncio.gather(*updates)
+
+    async def _update_apart(self, batch_id: str, job: dict[str, Any] | None) -> None:
+        followed = self._followed.get(batch_id)
+        if followed is None or followed.ending is not None:
+            return
+        try:
+            await self._update(batch_id, followed, job)
+        except (ClientError, BotoCoreError) as exc:
+            log.warning("following AWS Batch job %s: %s", batch_id, _aws_reason(exc))
+        except Exception:
+            log.exception("following AWS Batch job %s failed; trying again", batch_id)
 
     async def _update(self, batch_id: str, followed: _Followed, job: dict[str, Any] | None) -> None:
         if job is None:
             followed.missing += 1
-            if followed.missing >= MISSING_POLLS:
+            if followed.missing >= MISSING_POLLS and not followed.done.done():
                 followed.done.set_exception(RunLost(f"AWS Batch no longer knows job {batch_id}"))
             return
         followed.missing = 0
@@ -330,22 +400,24 @@ class BatchHost(HostBase):
         container = job.get("container", {})
         followed.log_stream = container.get("logStreamName") or followed.log_stream
         if followed.status not in WAITING and not followed.started:
+            await followed.events.started(followed.handle)  # if it fails, again next round
             followed.started = True
-            await followed.events.started(followed.handle)
-        await self._read_logs(followed)
-        if followed.status in ENDED and followed.ending is None:
+        if followed.status in ENDED:
             followed.ending = asyncio.create_task(self._end(followed, job))
+        else:
+            await self._read_logs(followed)
 
     async def _end(self, followed: _Followed, job: dict[str, Any]) -> None:
         """Settles an ended job once CloudWatch has delivered its last lines (the results
         may arrive a little after the end); apart from the poll, which goes on."""
-        try:
-            for _ in range(LATE_LOG_READS):
+        for attempt in range(1 + LATE_LOG_READS):
+            if attempt:
                 await asyncio.sleep(LATE_LOG_WAIT)
-                if not await self._read_logs(followed):
+            try:
+                if not await self._read_logs(followed) and attempt:
                     break
-        except (ClientError, BotoCoreError) as exc:
-            log.warning("reading the end of a Batch job's log failed: %s", _aws_reason(exc))
+            except (ClientError, BotoCoreError) as exc:
+                log.warning("reading the end of a Batch job's log failed: %s", _aws_reason(exc))
         if not followed.done.done():
             followed.done.set_result(_outcome(job))
 
@@ -353,12 +425,16 @@ class BatchHost(HostBase):
         """New lines of the job's CloudWatch log stream, paginated to its end; how many."""
         if followed.log_stream is None:
             return 0
+        async with self._log_readers:
+            return await self._read_stream(followed, followed.log_stream)
+
+    async def _read_stream(self, followed: _Followed, stream: str) -> int:
         count = 0
         _, logs = await self._call(self._clients)
         while True:
             options: dict[str, Any] = {
                 "logGroupName": self.log_group,
-                "logStreamName": followed.log_stream,
+                "logStreamName": stream,
                 "startFromHead": True,
             }
             if followed.log_token:
@@ -382,6 +458,27 @@ class BatchHost(HostBase):
         if self._monitor is not None:
             self._monitor.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _job_name(prefix: str, job_id: str) -> str:
+    """The Batch job's name: the prefix, cut to fit, and the job id whole (what finds the
+    Batch job of a submission that was never recorded)."""
+    prefix, job_id = (re.sub(r"[^A-Za-z0-9_-]", "-", part) for part in (prefix, job_id))
+    return f"{prefix[: MAX_NAME - len(job_id) - 1]}-{job_id}"
+
+
+def _named(batch: Any, queue: str, name: str) -> str | None:
+    """The id of the newest Batch job of that name in the queue, whatever its status."""
+    found = []
+    # With a filter, ListJobs answers jobs of every status.
+    pages = batch.get_paginator("list_jobs").paginate(
+        jobQueue=queue, filters=[{"name": "JOB_NAME", "values": [name]}]
+    )
+    for page in pages:
+        found += [j for j in page.get("jobSummaryList", []) if j.get("jobName") == name]
+    if not found:
+        return None
+    return str(max(found, key=lambda j: j.get("createdAt", 0))["jobId"])
 
 
 def _outcome(job: dict[str, Any]) -> HostOutcome:

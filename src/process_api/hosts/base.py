@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from process_api.errors import PayloadTooLarge
 from process_api.jobs.budget import Resources
 from process_api.processes.config import ProcessConfig
 from process_api.processes.registry import Process
@@ -122,3 +123,20 @@ class HostBase:
 
     async def close(self) -> None:
         return None
+
+
+#: Linux's limit on one argument of a command (MAX_ARG_STRLEN), with its closing NUL.
+MAX_ARGUMENT = 131072
+
+
+def admit_argument(run: JobRun, host: str) -> None:
+    """Raises PayloadTooLarge when the inputs JSON, the command's last argument, is longer
+    than Linux lets one argument be: the run would only fail late, "Argument list too long".
+    """
+    size = len(run.inputs_json.encode())
+    if size >= MAX_ARGUMENT:
+        raise PayloadTooLarge(
+            f"the inputs are too large for the {host} host: as the command's last argument "
+            f"they take {size} bytes, and Linux allows at most {MAX_ARGUMENT - 1} bytes in one "
+            'argument; give large inputs by reference ({"href": …}) instead'
+        )

@@ -37,7 +37,15 @@ from docker.utils import parse_repository_tag
 
 from process_api.asyncs import despite_cancellation
 from process_api.errors import ServiceUnavailable
-from process_api.hosts.base import HostBase, HostEvents, HostOutcome, JobRun, RunLost, Stream
+from process_api.hosts.base import (
+    HostBase,
+    HostEvents,
+    HostOutcome,
+    JobRun,
+    RunLost,
+    Stream,
+    admit_argument,
+)
 from process_api.hosts.docker_files import (
     RESULTS_MODE,
     RESULTS_SHARED_MODE,
@@ -198,6 +206,9 @@ class DockerHost(HostBase):
         if wanted is None:
             return default
         return Resources(wanted.cpus or default.cpus, wanted.memory or default.memory)
+
+    def admit(self, run: JobRun) -> None:
+        admit_argument(run, "docker")
 
     # -- engine ----------------------------------------------------------------
 

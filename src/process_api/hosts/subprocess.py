@@ -16,16 +16,31 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from process_api.hosts.base import HostBase, HostEvents, HostOutcome, JobRun, RunLost, Stream
+from process_api.asyncs import despite_cancellation
+from process_api.hosts.base import (
+    HostBase,
+    HostEvents,
+    HostOutcome,
+    JobRun,
+    RunLost,
+    Stream,
+    admit_argument,
+)
+from process_api.jobs.budget import Resources, jobs_only
 from process_api.processes.config import ProcessConfig
 from process_api.processes.loader import HostConfigError
+from process_api.processes.registry import Process
 
 #: the longest line a process may print (a large plugin_results line, say).
 MAX_LINE = 64 * 1024 * 1024
+#: lines read in a row before other work of the server gets its turn.
+YIELD_EVERY = 64
 #: how long a process group gets between SIGTERM and SIGKILL.
 TERMINATE_GRACE = 3.0
-#: how long output is still read after the command exits.
+#: how long output may stall after the command exits before it is cut (a process that
+#: left the job's group holds the pipes), and the longest it is read after the exit.
 OUTPUT_DRAIN = 2.0
+OUTPUT_DRAIN_MAX = 60.0
 
 
 class SubprocessHostConfig(BaseModel):
@@ -54,11 +69,22 @@ def _kill_group(pid: int, sig: int) -> None:
 
 class SubprocessHost(HostBase):
     def __init__(
-        self, base_env: Mapping[str, str], server_env: Callable[[list[str]], dict[str, str]]
+        self,
+        base_env: Mapping[str, str],
+        server_env: Callable[[list[str]], dict[str, str]],
+        max_jobs: int,
     ) -> None:
-        """`base_env`: variables every job gets (PATH, …); `server_env` looks up envVars."""
+        """`base_env`: variables every job gets (PATH, …); `server_env` looks up envVars;
+        `max_jobs`: processes that may run at once (the others wait their turn)."""
         self._base_env = dict(base_env)
         self._server_env = server_env
+        self._capacity = jobs_only(max_jobs)
+
+    def capacity(self) -> Resources:
+        return self._capacity
+
+    def resources(self, process: Process) -> Resources:
+        return Resources(0.0, 0.0)
 
     def check(self, config: ProcessConfig) -> None:
         try:
@@ -67,6 +93,9 @@ class SubprocessHost(HostBase):
             err = exc.errors()[0]
             field = ".".join(["host", *(str(p) for p in err["loc"])])
             raise HostConfigError(field, err["msg"]) from None
+
+    def admit(self, run: JobRun) -> None:
+        admit_argument(run, "subprocess")
 
     def _config(self, run: JobRun) -> SubprocessHostConfig:
         return SubprocessHostConfig.model_validate(run.process.config.host.model_dump())
@@ -88,22 +117,16 @@ class SubprocessHost(HostBase):
             )
         except OSError as exc:
             return HostOutcome(None, f"cannot start {config.command[0]!r}: {exc.strerror or exc}")
-        pumps = asyncio.gather(
-            _pump(proc.stdout, "stdout", events), _pump(proc.stderr, "stderr", events)
-        )
+        output = _Output(proc, events)
         try:
             handle = {"pid": proc.pid, "start": _start_time(proc.pid), "command": config.command}
             await events.started(handle)
             code = await proc.wait()
         except BaseException:  # dismissed, timed out, shut down, or the job store failed
-            await _terminate(proc)
-            await _drain(pumps, events)
+            # A second cancellation (a timeout during a dismiss) must not leave it half-stopped.
+            await despite_cancellation(_stop(proc, output, events))
             raise
-        # Children left in the group may hold the pipes open: they end with the job.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(pumps), OUTPUT_DRAIN)
-        _kill_group(proc.pid, signal.SIGKILL)
-        await _drain(pumps, events)
+        await despite_cancellation(_end(proc, output, events))
         return HostOutcome(code)
 
     async def reattach(
@@ -116,29 +139,69 @@ class SubprocessHost(HostBase):
         raise RunLost("the server restarted while the job was running; its process was stopped")
 
 
-async def _pump(reader: asyncio.StreamReader | None, stream: Stream, events: HostEvents) -> None:
-    assert reader is not None
-    while True:
-        try:
-            line = await reader.readline()
-        except ValueError:  # a line over MAX_LINE: keep what fits, go on
-            line = await reader.read(MAX_LINE)
-        if not line:
+class _Output:
+    """The readers of a process's stdout and stderr, and how many lines they have read."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, events: HostEvents) -> None:
+        self.lines = 0
+        self.done = asyncio.gather(
+            self._pump(proc.stdout, "stdout", events), self._pump(proc.stderr, "stderr", events)
+        )
+
+    async def _pump(
+        self, reader: asyncio.StreamReader | None, stream: Stream, events: HostEvents
+    ) -> None:
+        assert reader is not None
+        while True:
+            try:
+                line = await reader.readline()
+            except ValueError:  # a line over MAX_LINE: keep what fits, go on
+                line = await reader.read(MAX_LINE)
+            if not line:
+                return
+            events.output(stream, line.decode("utf-8", errors="replace").rstrip("\r\n"))
+            self.lines += 1
+            if self.lines % YIELD_EVERY == 0:
+                # readline does not wait while whole lines are buffered: let requests in.
+                await asyncio.sleep(0)
+
+    async def ended(self) -> bool:
+        """Waits for the end of the output while lines keep coming (a long log still being
+        read); False once it stalls for OUTPUT_DRAIN seconds, or after OUTPUT_DRAIN_MAX."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + OUTPUT_DRAIN_MAX
+        while True:
+            seen = self.lines
+            try:
+                await asyncio.wait_for(asyncio.shield(self.done), OUTPUT_DRAIN)
+                return True
+            except TimeoutError:
+                if self.lines == seen or loop.time() > deadline:
+                    return False
+            except Exception:
+                return True
+
+    async def drain(self, events: HostEvents) -> None:
+        """The rest of the output; a process outside the group (setsid) may hold the pipes
+        open for ever, so its output is cut rather than the job held."""
+        if await self.ended():
             return
-        events.output(stream, line.decode("utf-8", errors="replace").rstrip("\r\n"))
-
-
-async def _drain(pumps: asyncio.Future[Any], events: HostEvents) -> None:
-    """The rest of the output; a process outside the group (setsid) may hold the pipes
-    open for ever, so its output is cut rather than the job held."""
-    try:
-        await asyncio.wait_for(asyncio.shield(pumps), OUTPUT_DRAIN)
-    except TimeoutError:
-        pumps.cancel()
-        await asyncio.gather(pumps, return_exceptions=True)
+        self.done.cancel()
+        await asyncio.gather(self.done, return_exceptions=True)
         events.output("stderr", "[process-api: output cut: a process left the job's group]")
-    except Exception:
-        pass
+
+
+async def _stop(proc: asyncio.subprocess.Process, output: _Output, events: HostEvents) -> None:
+    await _terminate(proc)
+    await output.drain(events)
+
+
+async def _end(proc: asyncio.subprocess.Process, output: _Output, events: HostEvents) -> None:
+    """After the command exited: children left in the group may hold the pipes open, and
+    they end with the job."""
+    await output.ended()
+    _kill_group(proc.pid, signal.SIGKILL)
+    await output.drain(events)
 
 
 async def _terminate(proc: asyncio.subprocess.Process) -> None:

@@ -26,14 +26,22 @@ class Layout:
         return f"{self.results}/{job_id}/"
 
 
+class ObjectRefused(Exception):
+    """An object the server will not read: not a regular file (a link, a FIFO), or too large."""
+
+
 class Storage(Protocol):
     layout: Layout
 
     async def put(self, key: str, data: bytes, content_type: str = "application/json") -> None:
         """Writes an object, replacing any previous one."""
 
-    async def get(self, key: str) -> bytes | None:
-        """The object's bytes, or None if there is none."""
+    async def put_file(self, key: str, path: Path, content_type: str) -> None:
+        """Writes an object from a file of this machine, streamed (a job's whole log)."""
+
+    async def get(self, key: str, max_bytes: int | None = None) -> bytes | None:
+        """The object's bytes, or None if there is none; ObjectRefused for one larger than
+        `max_bytes` or, in a directory, anything but a regular file (a process writes there)."""
 
     async def delete(self, *keys_or_prefixes: str) -> None:
         """Removes objects; a key ending in / removes everything under it."""

@@ -8,7 +8,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from process_api.storage.base import Layout
+from process_api.storage.base import Layout, ObjectRefused
 
 
 class S3Storage:
@@ -34,13 +34,26 @@ class S3Storage:
             ContentType=content_type,
         )
 
-    async def get(self, key: str) -> bytes | None:
+    async def put_file(self, key: str, path: Path, content_type: str) -> None:
+        await asyncio.to_thread(
+            self._client.upload_file,
+            str(path),
+            self.bucket,
+            key,
+            ExtraArgs={"ContentType": content_type},
+        )
+
+    async def get(self, key: str, max_bytes: int | None = None) -> bytes | None:
         try:
             answer = await asyncio.to_thread(self._client.get_object, Bucket=self.bucket, Key=key)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
                 return None
             raise
+        size = answer.get("ContentLength")
+        if max_bytes is not None and isinstance(size, int) and size > max_bytes:
+            answer["Body"].close()
+            raise ObjectRefused(f"{key.rsplit('/', 1)[-1]} is larger than {max_bytes} bytes")
         body: bytes = await asyncio.to_thread(answer["Body"].read)
         return body
 

@@ -1,25 +1,30 @@
-"""Reading what a process printed: its log, progress reports and final results.
+"""The job contract: what a process is given, and how its progress and results are read.
 
-The job contract: the last line of stdout is `{"plugin_results": <value>}`;
-lines `{"progress": N, "message": "…"}` report progress; everything is the log.
+A process gets its command, then the inputs as one JSON argument, and the job
+context in `PROCESS_API_*` variables. The last line of stdout that is
+`{"plugin_results": <value>}` gives its results, or else the file `results.json`
+it wrote to its results location; lines `{"progress": N, "message": "…"}`
+report progress. Exit code 0 is success.
 """
 
 from __future__ import annotations
 
-import bisect
 import json
 import math
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
+from process_api.hosts.base import JobRun
 from process_api.processes.registry import Process
+from process_api.storage.base import ObjectRefused, Storage
 
-#: log lines kept per job; older ones are dropped, with a marker saying how many.
-MAX_LOG_LINES = 100_000
+#: the file a process may write to its results location instead of a plugin_results line.
+RESULTS_FILE = "results.json"
+#: the largest results.json read (a larger result belongs in a file output).
+MAX_RESULTS_FILE = 64 * 1024 * 1024
 
 
 class ResultsError(Exception):
@@ -110,47 +115,35 @@ def _check_outputs(process: Process, results: dict[str, Any]) -> None:
             raise ResultsError(f"output {output_id!r} is not valid: {error.message}")
 
 
-@dataclass
-class JobLog:
-    """The lines a running job printed, and the last stdout line for its results."""
-
-    lines: list[dict[str, str]] = field(default_factory=list)
-    dropped: int = 0
-    last_stdout: str | None = None
-    last_stderr: str | None = None
-    #: the last stdout line that is {"plugin_results": …}; where a platform merges the
-    #: streams (AWS Batch), a warning printed after it does not hide it.
-    results_line: str | None = None
-
-    def add(self, time: datetime, stream: str, text: str) -> None:
-        line = text.strip()
-        if line and stream == "stdout":
-            self.last_stdout = line
-            if '"plugin_results"' in line and plugin_results(line) is not NO_RESULTS:
-                self.results_line = line
-        elif line:
-            self.last_stderr = line
-        record = {"time": time.isoformat(), "stream": stream, "text": text}
-        if self.lines and self.lines[-1]["time"] > record["time"]:
-            # stdout and stderr are read apart: keep the log in the order things were printed
-            bisect.insort(self.lines, record, key=lambda r: r["time"])
-        else:
-            self.lines.append(record)
-        if len(self.lines) > MAX_LOG_LINES:
-            del self.lines[: len(self.lines) - MAX_LOG_LINES]
-            self.dropped += 1
-
-    def to_jsonl(self) -> bytes:
-        records = self.lines
-        if self.dropped:
-            note = {
-                "time": "",
-                "stream": "server",
-                "text": f"[{self.dropped} earlier lines dropped]",
-            }
-            records = [note, *records]
-        return "".join(json.dumps(r) + "\n" for r in records).encode()
+def job_run(process: Process, job_id: str, inputs: dict[str, Any], storage: Storage) -> JobRun:
+    """The command's last argument and the job context a process sees in its environment."""
+    results = storage.layout.results_of(job_id)
+    results_dir = storage.local_path(results)
+    env = {
+        "PROCESS_API_JOB_ID": job_id,
+        "PROCESS_API_PROCESS_ID": process.id,
+        "PROCESS_API_PROCESS_VERSION": process.version,
+        "PROCESS_API_RESULTS_URI": storage.location(results),
+    }
+    if results_dir is not None:
+        env["PROCESS_API_RESULTS_DIR"] = str(results_dir)
+    return JobRun(job_id, process, json.dumps(inputs), env, results_dir)
 
 
-def parse_log(data: bytes) -> list[dict[str, str]]:
-    return [json.loads(line) for line in data.decode().splitlines() if line.strip()]
+async def returned_value(storage: Storage, job_id: str, results_line: str | None) -> Any:
+    """What the process returned: its plugin_results line, else its results.json, else
+    NO_RESULTS. ResultsError when results.json is unreadable, not a file, or too large."""
+    value = plugin_results(results_line)
+    if value is not NO_RESULTS:
+        return value
+    key = storage.layout.results_of(job_id) + RESULTS_FILE
+    try:
+        written = await storage.get(key, max_bytes=MAX_RESULTS_FILE)
+    except ObjectRefused as exc:
+        raise ResultsError(f"{RESULTS_FILE} is not read: {exc}") from None
+    if written is None:
+        return NO_RESULTS
+    try:
+        return json.loads(written)
+    except ValueError as exc:
+        raise ResultsError(f"{RESULTS_FILE} is not valid JSON: {exc}") from None

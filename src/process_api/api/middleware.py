@@ -1,0 +1,193 @@
+"""Pure ASGI middlewares that guard every request, whatever route it reaches.
+
+Outermost first: `NoSniff` marks every response; `CatchUnexpected` turns any
+unhandled error into a clean 500 document; `TrustedHosts` refuses requests for
+hosts the server does not answer for; `BodyLimit` refuses bodies that are too
+large before they are read into memory.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from process_api.api.errors import exception_response
+from process_api.errors import OGC, InvalidParameter, PayloadTooLarge
+
+log = logging.getLogger(__name__)
+
+
+class NoSniff:
+    """Adds `X-Content-Type-Options: nosniff` to every response: a browser then never
+    guesses a type (e.g. HTML in a text/plain output) other than the one declared."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def marked(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if not any(name.lower() == b"x-content-type-options" for name, _ in headers):
+                    headers.append((b"x-content-type-options", b"nosniff"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, marked)
+
+
+class CatchUnexpected:
+    """Answers an unhandled error with a 500 OGC document, and keeps the connection.
+
+    Starlette's own handler sends its 500 and then re-raises, and uvicorn closes a
+    connection whose application raised: the client's next request on that
+    keep-alive connection would fail for no reason of its own. Here the error is
+    logged and the connection is only closed when the response had already begun.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception:
+            request = Request(scope)
+            log.exception("unhandled error on %s %s", request.method, scope.get("path", ""))
+            if started:
+                raise  # half a response was sent: only closing the connection can say so
+            response = exception_response(
+                request, 500, OGC + "server-error", "Server error", "an unexpected error occurred"
+            )
+            await response(scope, receive, send)
+
+
+def split_host(value: str) -> tuple[str, str]:
+    """`host[:port]` (IPv6 literals in brackets) as its lower-case host and port ("" if none)."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        return host, rest[1:] if rest.startswith(":") else ""
+    if value.count(":") == 1:
+        host, _, port = value.partition(":")
+        return host, port
+    return value, ""
+
+
+def _host_matches(given: tuple[str, str], pattern: tuple[str, str]) -> bool:
+    host, port = given
+    wanted_host, wanted_port = pattern
+    if wanted_port and port != wanted_port:
+        return False
+    if wanted_host.startswith("*."):
+        return host.endswith(wanted_host[1:])
+    return host == wanted_host
+
+
+class TrustedHosts:
+    """Refuses (400) requests whose `Host` is not one the server answers for.
+
+    Links are built from the `Host` header when PUBLIC_URL is unset: a client that
+    sends a forged Host would get (and could get others sent) links to its own site.
+    A pattern is a host name (any port), `host:port`, or `*.domain`.
+    """
+
+    def __init__(self, app: ASGIApp, patterns: Sequence[str]) -> None:
+        self.app = app
+        self.patterns = [split_host(p) for p in patterns]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        given = request.headers.get("host", "")
+        if given and any(_host_matches(split_host(given), p) for p in self.patterns):
+            await self.app(scope, receive, send)
+            return
+        error = InvalidParameter(
+            f"this server does not answer for the host {given!r} (see TRUSTED_HOSTS)"
+        )
+        response = exception_response(request, 400, error.type, error.title, error.detail)
+        await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """Refuses (413) a request body over `limit` bytes, without holding it in memory.
+
+    A declared Content-Length is checked before anything is read; a chunked body is
+    counted as it arrives, and refused as soon as it passes the limit.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    def _error(self) -> PayloadTooLarge:
+        return PayloadTooLarge(
+            f"the request body is larger than {self.limit} bytes, the most this server "
+            "accepts (MAX_REQUEST_BYTES); give large inputs by reference "
+            '({"href": …}) instead'
+        )
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        error = self._error()
+        response = exception_response(
+            Request(scope), error.status, error.type, error.title, error.detail
+        )
+        await response(scope, receive, send)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Request(scope).headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise _TooLarge
+            return message
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted, watched)
+        except _TooLarge:
+            if started:
+                raise
+            await self._refuse(scope, receive, send)

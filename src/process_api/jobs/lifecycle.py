@@ -1,0 +1,93 @@
+"""The jobs of a server's life: settled at start, stopped or handed on at shutdown.
+
+At start, the jobs the store says are active were left by an earlier run of the
+server: a run that was started is followed again (or failed, if its host cannot
+find it), a job still waiting its turn waits again, and each host removes what
+it left behind for jobs that are not followed. At shutdown, running jobs are
+dismissed, while jobs that have not started and runs that go on without the
+server (Batch jobs) are left to the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from process_api.errors import JobNotDismissable
+from process_api.jobs.model import Job, JobStatus
+from process_api.jobs.running import JobRunner, RunningJob
+from process_api.processes.registry import Process, ProcessRegistry
+
+log = logging.getLogger(__name__)
+
+#: how long shutdown waits for dismissed jobs to be stopped and recorded.
+SHUTDOWN_GRACE = 15.0
+
+
+async def reconcile(runner: JobRunner, registry: ProcessRegistry) -> None:
+    """Settles the jobs left active by an earlier run of the server."""
+    followed: set[str] = set()
+    queued: list[tuple[Process, Job]] = []
+    for job in await runner.store.active():
+        process = registry.get(job.process_id)
+        host = runner.hosts.get(job.host_type)
+        if process is None or host is None:
+            await fail(runner, job, f"the server restarted and process {job.process_id!r} is gone")
+        elif job.handle is not None:
+            log.info("job %s: following its run again after a restart", job.id)
+            runner.start(process, job, job.handle)
+            followed.add(job.id)
+        elif job.mode == "async":
+            queued.append((process, job))
+        else:
+            await fail(runner, job, "the server restarted before the job started")
+    # Leftovers go first: a queued job's new container must not be taken for one.
+    for host in {id(h): h for h in runner.hosts.values()}.values():
+        await host.prune(followed)
+    for process, job in queued:
+        log.info("job %s: waiting again for its turn after a restart", job.id)
+        runner.start(process, job, None)
+
+
+async def fail(runner: JobRunner, job: Job, reason: str) -> None:
+    """Ends a job that cannot be run, as any other failure ends: callback and metadata too."""
+    log.warning("job %s: %s", job.id, reason)
+    ended = await runner.record_end(job.id, {"status": JobStatus.FAILED, "message": reason})
+    if ended is not None:
+        await runner.keep_metadata(ended)
+
+
+def _left_to_next_start(running: RunningJob) -> bool:
+    """Runs that go on without the server, and async jobs that have not started."""
+    return running.host.detachable or (not running.launched and running.mode == "async")
+
+
+async def shutdown(runner: JobRunner, dismiss: Callable[[str, str], Awaitable[Job]]) -> None:
+    """Hands on what the next start takes up, dismisses the rest and waits until each
+    dismissed job is recorded."""
+    handed = await runner.detach(_left_to_next_start)
+    if handed:
+        log.info("shutdown: %d job(s) left to the next start", handed)
+    # Again while any is left: a request may have been between its check and its record.
+    for _ in range(3):
+        pending = [job_id for job_id, r in runner.running.items() if not r.detaching]
+        if not pending:
+            break
+        log.info("shutdown: dismissing %d active job(s)", len(pending))
+        results = await asyncio.gather(
+            *(dismiss(job_id, "the server shut down") for job_id in pending),
+            return_exceptions=True,
+        )
+        for job_id, result in zip(pending, results, strict=True):
+            if isinstance(result, Exception) and not isinstance(result, JobNotDismissable):
+                log.error("shutdown: job %s: %s", job_id, type(result).__name__)
+        await _settle(runner)
+    await _settle(runner)  # runs being detached by a concurrent call, too
+
+
+async def _settle(runner: JobRunner) -> None:
+    tasks = [r.task for r in runner.running.values() if r.task is not None]
+    if tasks:
+        await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE)
+    await asyncio.sleep(0)

@@ -1,0 +1,226 @@
+"""A running job's log: appended to a spool file as lines come, read back by pages.
+
+Memory per job stays bounded whatever the process prints: lines wait in a short
+buffer (sorted by time, since stdout and stderr are read apart) and are appended
+to the job's spool file now and then; past `MAX_LOG_BYTES` only a tail of the
+last lines is kept, and the log says how many lines were left out. When the job
+ends the spool file is handed to storage whole, never rebuilt in memory.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+from process_api.jobs.contract import NO_RESULTS, plugin_results
+
+log = logging.getLogger(__name__)
+
+#: the longest line kept in the log; the rest of it is cut (a results line is kept whole
+#: for the results, not in the log).
+MAX_LINE_CHARS = 64 * 1024
+#: what a job's log may hold on disk; later lines are left out, except the last ones.
+MAX_LOG_BYTES = 256 * 1024 * 1024
+#: the last lines kept when the log is over MAX_LOG_BYTES (they often say why it failed).
+TAIL_LINES = 1000
+#: buffered lines are appended at least this often, or when this many wait.
+FLUSH_INTERVAL = 0.5
+FLUSH_LINES = 512
+
+Record = dict[str, str]
+
+
+def _record(time: datetime, stream: str, text: str) -> Record:
+    if len(text) > MAX_LINE_CHARS:
+        cut = len(text) - MAX_LINE_CHARS
+        text = text[:MAX_LINE_CHARS] + f" [process-api: {cut} characters cut]"
+    return {"time": time.isoformat(), "stream": stream, "text": text}
+
+
+def _encode(record: Record) -> bytes:
+    return (json.dumps(record) + "\n").encode()
+
+
+@dataclass
+class LogPage:
+    lines: list[Record]
+    #: more lines follow this page (already printed, beyond its limit or size).
+    more: bool
+
+
+class JobLog:
+    """The lines a running job printed, and what its results and failure are read from."""
+
+    def __init__(self, spool: Path | None = None) -> None:
+        """`spool`: the file the lines are appended to (None keeps nothing on disk)."""
+        self.spool = spool
+        self.last_stdout: str | None = None
+        self.last_stderr: str | None = None
+        #: the last stdout line that is {"plugin_results": …}; where a platform merges the
+        #: streams (AWS Batch), a warning printed after it does not hide it.
+        self.results_line: str | None = None
+        self._pending: list[Record] = []
+        self._file: IO[bytes] | None = None
+        self._flushed_at = 0.0  # the first line is written at once
+        #: lines written to the spool file (plus those still pending: see `count`).
+        self._written = 0
+        self._bytes = 0
+        self.dropped = 0
+        #: the last lines left out of a full log; all lines when there is no spool file.
+        self._tail: deque[Record] = deque(maxlen=TAIL_LINES if spool is not None else None)
+        self.failed: str | None = None
+        self._closed = False
+
+    @property
+    def count(self) -> int:
+        return self._written + len(self._pending)
+
+    @property
+    def empty(self) -> bool:
+        return self.count == 0 and self.dropped == 0
+
+    def add(self, time_: datetime, stream: str, text: str) -> None:
+        if self._closed:  # a late line of a run already concluded
+            return
+        line = text.strip()
+        if line and stream == "stdout":
+            self.last_stdout = line
+            if '"plugin_results"' in line and plugin_results(line) is not NO_RESULTS:
+                self.results_line = line
+        elif line:
+            self.last_stderr = line
+        record = _record(time_, stream, text)
+        if self._pending and self._pending[-1]["time"] > record["time"]:
+            bisect.insort(self._pending, record, key=lambda r: r["time"])
+        else:
+            self._pending.append(record)
+        if (
+            len(self._pending) >= FLUSH_LINES
+            or time.monotonic() - self._flushed_at > FLUSH_INTERVAL
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        """Appends the buffered lines to the spool file (small writes: the page cache)."""
+        pending, self._pending = self._pending, []
+        self._flushed_at = time.monotonic()
+        if self.spool is None:
+            self._tail.extend(pending)
+            self._written += len(pending)
+            return
+        for record in pending:
+            data = _encode(record)
+            if self._bytes + len(data) > MAX_LOG_BYTES or self.failed:
+                self._tail.append(record)
+                self.dropped += 1
+                continue
+            try:
+                self._open().write(data)
+            except OSError as exc:
+                self.failed = f"the log could not be written: {exc.strerror or exc}"
+                log.warning("spool %s: %s", self.spool, self.failed)
+                self.dropped += 1
+                continue
+            self._bytes += len(data)
+            self._written += 1
+        if self._file is not None and pending:
+            try:
+                self._file.flush()  # to the system: a crash of the server loses none of it
+            except OSError as exc:
+                self.failed = f"the log could not be written: {exc.strerror or exc}"
+
+    def _open(self) -> IO[bytes]:
+        if self._file is None:
+            assert self.spool is not None
+            self.spool.parent.mkdir(parents=True, exist_ok=True)
+            # A run found again after a restart replays its whole output: start afresh.
+            self._file = self.spool.open("wb")
+        return self._file
+
+    def close(self) -> None:
+        """Writes what is buffered, then the note and tail of lines left out, if any."""
+        self.flush()
+        self._closed = True
+        if self.dropped and self.spool is not None and not self.failed:
+            tail = list(self._tail)
+            note = {
+                "time": tail[0]["time"] if tail else "",
+                "stream": "server",
+                "text": f"[process-api: {self.dropped - len(tail)} lines left out: the log is "
+                f"over {MAX_LOG_BYTES} bytes; the last {len(tail)} follow]",
+            }
+            try:
+                file = self._open()
+                file.write(b"".join(_encode(r) for r in [note, *tail]))
+            except OSError as exc:
+                log.warning("spool %s: %s", self.spool, exc)
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError as exc:
+                log.warning("spool %s: %s", self.spool, exc)
+            self._file = None
+
+    @property
+    def written(self) -> bool:
+        """Whether this run wrote to the spool file (else one left by an earlier run is kept)."""
+        return self._file is not None
+
+    def readable(self) -> tuple[Path | None, int | None, list[Record]]:
+        """What a reader may read now: the spool file up to a size, or the lines kept in
+        memory when there is no spool; call on the event loop, then read in a thread."""
+        self.flush()
+        if self._file is not None:
+            try:
+                self._file.flush()
+            except OSError:
+                pass
+            return self.spool, self._bytes, []
+        if self.spool is not None and self.spool.exists():
+            return self.spool, None, []  # what the run printed before a restart
+        return None, 0, list(self._tail) if self.spool is None else []
+
+
+def file_page(path: Path, size: int | None, after: int, limit: int, max_bytes: int) -> LogPage:
+    """A page of a JSONL log file, read up to `size` bytes (what was whole when asked)."""
+    with path.open("rb") as source:
+        return read_page(_upto(source, size), after, limit, max_bytes)
+
+
+def _upto(source: IO[bytes], size: int | None) -> Iterator[bytes]:
+    read = 0
+    for raw in source:
+        read += len(raw)
+        if size is not None and read > size:
+            return
+        yield raw
+
+
+def read_page(source: Iterable[bytes], after: int, limit: int, max_bytes: int) -> LogPage:
+    """Lines `after`.. of a JSONL log: `limit` lines at most, and `max_bytes` (one at least)."""
+    lines: list[Record] = []
+    size = 0
+    for index, raw in enumerate(r for r in source if r.strip()):
+        if index < after:
+            continue
+        if len(lines) >= limit or (lines and size + len(raw) > max_bytes):
+            return LogPage(lines, True)
+        lines.append(json.loads(raw))
+        size += len(raw)
+    return LogPage(lines, False)
+
+
+def page_of(records: list[Record], after: int, limit: int) -> LogPage:
+    return LogPage(records[after : after + limit], len(records) > after + limit)
+
+
+def parse_log(data: bytes) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in data.decode().splitlines() if line.strip()]

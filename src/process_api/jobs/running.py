@@ -1,0 +1,359 @@
+"""Running one job: wait for its share of the host, start it, follow it, conclude, finish.
+
+A job runs in one asyncio task that awaits its host; dismissing the job cancels
+that task, and the host stops what it started. The end of a job is recorded in
+the store first, retried until it is (a final status is always reached); its
+log, metadata and callbacks follow as separate steps that may fail on their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from process_api.asyncs import despite_cancellation, retrying
+from process_api.hosts.base import Host, HostOutcome, JobRun, RunLost, Stream
+from process_api.jobs.budget import ResourceBudget
+from process_api.jobs.contract import (
+    ResultsError,
+    job_run,
+    map_results,
+    parse_progress,
+    returned_value,
+)
+from process_api.jobs.log import FLUSH_INTERVAL, JobLog
+from process_api.jobs.metadata import job_metadata
+from process_api.jobs.model import ACTIVE, Job, JobStatus, utcnow
+from process_api.processes.registry import Process
+from process_api.storage.base import Storage
+from process_api.store.base import JobStore
+
+log = logging.getLogger(__name__)
+
+#: attempts at keeping a job's log and metadata once it has ended.
+KEEP_ATTEMPTS = 4
+
+
+@dataclass
+class RunningJob:
+    """A job this server instance runs or follows."""
+
+    job_id: str
+    host: Host
+    mode: str
+    log: JobLog
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    progress: tuple[int | None, str | None] | None = None
+    progress_writer: asyncio.Task[None] | None = None
+    #: the host was asked to run it: it holds resources (a job still queued holds none).
+    launched: bool = False
+    #: the server stops following the run without ending the job (see JobRunner.detach).
+    detaching: bool = False
+    run: JobRun | None = None
+
+
+def _time_left(process: Process, job: Job) -> float | None:
+    """What is left of the process's timeout for a job that started before a restart."""
+    if process.config.timeout is None:
+        return None
+    ran = (utcnow() - job.started).total_seconds() if job.started else 0.0
+    return max(process.config.timeout - ran, 0.0)
+
+
+class _Events:
+    """What a host reports about one run, turned into job record changes."""
+
+    def __init__(self, runner: JobRunner, running: RunningJob) -> None:
+        self._runner = runner
+        self._running = running
+
+    async def submitted(self, handle: dict[str, Any]) -> None:
+        await self._runner.store.update(
+            self._running.job_id,
+            {"handle": handle, "message": "submitted", "updated": utcnow()},
+            frozenset({JobStatus.ACCEPTED}),
+        )
+
+    async def started(self, handle: dict[str, Any]) -> None:
+        now = utcnow()
+        changes = {"status": JobStatus.RUNNING, "message": "running", "started": now}
+        job = await self._runner.store.update(
+            self._running.job_id,
+            {**changes, "updated": now, "handle": handle},
+            frozenset({JobStatus.ACCEPTED}),
+        )
+        self._runner.notify(job)
+
+    def output(self, stream: Stream, line: str, time: datetime | None = None) -> None:
+        self._running.log.add(time or utcnow(), stream, line)
+        progress = parse_progress(line) if stream == "stdout" else None
+        if progress is not None:
+            self._running.progress = (progress.percent, progress.message)
+            self._runner.write_progress(self._running)
+
+
+class JobRunner:
+    """Runs jobs on their hosts and records how they end."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        storage: Storage,
+        hosts: Mapping[str, Host],
+        spool: Path,
+        on_change: Callable[[Job], None] | None = None,
+    ) -> None:
+        """`spool`: where running jobs' logs are appended; `on_change` hears of each change
+        of a job (callbacks) and must not block."""
+        self.store = store
+        self.storage = storage
+        self.hosts = hosts
+        self.spool = spool
+        self._on_change = on_change
+        self.running: dict[str, RunningJob] = {}
+        self._flusher: asyncio.Task[None] | None = None
+        #: one budget per host (docker and local share one).
+        self._budgets: dict[int, ResourceBudget] = {}
+        for host in hosts.values():
+            capacity = host.capacity()
+            if capacity is not None and id(host) not in self._budgets:
+                self._budgets[id(host)] = ResourceBudget(capacity)
+
+    def budget(self, host: Host) -> ResourceBudget | None:
+        return self._budgets.get(id(host))
+
+    def start(self, process: Process, job: Job, handle: dict[str, Any] | None) -> RunningJob:
+        """Runs a new job (handle None), or follows again one started before a restart."""
+        host = self.hosts[job.host_type]
+        running = RunningJob(job.id, host, job.mode, JobLog(self.spool / f"{job.id}.jsonl"))
+        self.running[job.id] = running
+        running.task = asyncio.create_task(self._run(process, job, running, handle))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_logs())
+        return running
+
+    async def _flush_logs(self) -> None:
+        """Appends what running jobs printed lately, also when they print nothing more."""
+        while self.running:
+            await asyncio.sleep(FLUSH_INTERVAL)
+            for running in list(self.running.values()):
+                running.log.flush()
+
+    async def _run(
+        self, process: Process, job: Job, running: RunningJob, handle: dict[str, Any] | None
+    ) -> None:
+        # The host the job was recorded with: the process file may have changed since.
+        host = running.host
+        run = job_run(process, job.id, job.inputs, self.storage)
+        running.run = run
+        events = _Events(self, running)
+        results: dict[str, Any] | None = None
+        limit = process.config.timeout if handle is None else _time_left(process, job)
+        scope: asyncio.Timeout | None = None
+        try:
+            async with self._reserved(host, process, queue=handle is None):
+                running.launched = True
+                if handle is None and run.results_dir is not None:
+                    await asyncio.to_thread(run.results_dir.mkdir, parents=True, exist_ok=True)
+                async with asyncio.timeout(limit) as scope:
+                    if handle is None:
+                        outcome = await host.run(run, events)
+                    else:
+                        outcome = await host.reattach(run, handle, events)
+                    status, message, results = await self._conclude(
+                        process, job.id, outcome, running.log
+                    )
+        except asyncio.CancelledError:
+            if running.detaching:
+                running.log.close()
+                self.running.pop(job.id, None)
+                running.done.set()
+                return
+            status, message = JobStatus.DISMISSED, "dismissed"
+        except TimeoutError:
+            status = JobStatus.FAILED
+            if scope is not None and scope.expired() and process.config.timeout is not None:
+                message = f"the job ran longer than its timeout of {process.config.timeout:g} s"
+            else:
+                log.exception("job %s: the host timed out", job.id)
+                message = "the job's host did not answer in time"
+        except RunLost as exc:
+            status, message = JobStatus.FAILED, str(exc)
+        except Exception:
+            # The exception's text may hold internals (SQL, paths, credentials): the log has it.
+            log.exception("job %s: the host failed", job.id)
+            status, message = JobStatus.FAILED, "the job could not be run: an internal error"
+        await despite_cancellation(self._finish(running, status, message, results))
+        await despite_cancellation(self._release(host, job.id))
+
+    @contextlib.asynccontextmanager
+    async def _reserved(self, host: Host, process: Process, queue: bool) -> AsyncIterator[None]:
+        """Holds the job's share of its host's budget while it runs; a new job waits its turn
+        (still accepted), a run found again after a restart takes its share at once."""
+        need = host.resources(process)
+        budget = self.budget(host)
+        if need is None or budget is None:
+            yield
+            return
+        if queue:
+            await budget.acquire(need)
+        else:
+            budget.take(need)
+        try:
+            yield
+        finally:
+            budget.release(need)
+
+    async def _conclude(
+        self, process: Process, job_id: str, outcome: HostOutcome, job_log: JobLog
+    ) -> tuple[JobStatus, str, dict[str, Any] | None]:
+        """The job's end from its run's: its status, message and results."""
+        if outcome.error is not None:
+            return JobStatus.FAILED, outcome.error, None
+        code = outcome.exit_code
+        if code != 0:
+            how = (
+                f"was killed by signal {-code}" if code and code < 0 else f"exited with code {code}"
+            )
+            # What it said last on stderr is most often why it failed.
+            last = job_log.last_stderr or job_log.last_stdout or ""
+            return JobStatus.FAILED, f"the process {how}" + (f": {last}" if last else ""), None
+        try:
+            value = await returned_value(self.storage, job_id, job_log.results_line)
+            return JobStatus.SUCCESSFUL, "finished", map_results(process, value)
+        except ResultsError as exc:
+            return JobStatus.FAILED, str(exc), None
+
+    async def _finish(
+        self,
+        running: RunningJob,
+        status: JobStatus,
+        message: str,
+        results: dict[str, Any] | None,
+    ) -> None:
+        """Records the job's end, then keeps its log and metadata."""
+        try:
+            if running.progress_writer is not None:
+                await asyncio.gather(running.progress_writer, return_exceptions=True)
+            changes: dict[str, Any] = {"status": status, "message": message, "results": results}
+            if status is JobStatus.SUCCESSFUL:
+                changes["progress"] = 100
+            ended = await self.record_end(running.job_id, changes)
+        finally:
+            running.done.set()  # a synchronous request may answer now
+        try:
+            running.log.close()
+            await self._keep_log(running)
+            if ended is not None:
+                await self.keep_metadata(ended)
+        finally:
+            self.running.pop(running.job_id, None)
+
+    async def record_end(self, job_id: str, changes: dict[str, Any]) -> Job | None:
+        """Records a job's final status, trying until the store takes it; the ended job, or
+        None if it had ended already (a dismiss won the race). Tells `on_change` of it."""
+        now = utcnow()
+        changes = {**changes, "finished": now, "updated": now}
+
+        async def record() -> Job | None:
+            return await self.store.update(job_id, changes, ACTIVE)
+
+        ended = await retrying(record, f"job {job_id}: recording its end")
+        self.notify(ended)
+        return ended or await retrying(
+            lambda: self.store.get(job_id), f"job {job_id}: reading it", KEEP_ATTEMPTS
+        )
+
+    async def _keep_log(self, running: RunningJob) -> None:
+        """Hands the spool file to storage: this run's, or one an earlier run left (a run
+        lost at a restart), so that what it printed is not lost."""
+        spool = running.log.spool
+        if spool is None or not (running.log.written or spool.exists()):
+            return
+        key = self.storage.layout.log(running.job_id)
+        try:
+            await retrying(
+                lambda: self.storage.put_file(key, spool, "application/x-ndjson"),
+                f"job {running.job_id}: keeping its log",
+                KEEP_ATTEMPTS,
+            )
+        except Exception:
+            log.exception(
+                "job %s: its log could not be kept; it stays in %s", running.job_id, spool
+            )
+            return
+        spool.unlink(missing_ok=True)
+
+    async def keep_metadata(self, job: Job) -> None:
+        data = json.dumps(job_metadata(job)).encode()
+        try:
+            await retrying(
+                lambda: self.storage.put(self.storage.layout.meta(job.id), data),
+                f"job {job.id}: keeping its metadata",
+                KEEP_ATTEMPTS,
+            )
+        except Exception:
+            log.exception("job %s: its metadata could not be kept", job.id)
+
+    async def _release(self, host: Host, job_id: str) -> None:
+        """Lets the host remove what the run left, now that the job's end is recorded."""
+        try:
+            await host.release(job_id)
+        except Exception:
+            log.exception("job %s: removing what its run left failed", job_id)
+
+    def notify(self, job: Job | None) -> None:
+        """Tells `on_change` of a job's new state; its failures never reach the job."""
+        if job is None or self._on_change is None:
+            return
+        try:
+            self._on_change(job)
+        except Exception:
+            log.exception("job %s: notifying its change failed", job.id)
+
+    def write_progress(self, running: RunningJob) -> None:
+        """Writes the latest progress report; one writer per job, so the newest wins."""
+        if running.progress_writer is None or running.progress_writer.done():
+            running.progress_writer = asyncio.get_running_loop().create_task(
+                self._progress_loop(running)
+            )
+
+    async def _progress_loop(self, running: RunningJob) -> None:
+        while running.progress is not None:
+            percent, message = running.progress
+            running.progress = None
+            changes: dict[str, Any] = {"progress": percent, "updated": utcnow()}
+            if message:
+                changes["message"] = message
+            try:
+                self.notify(await self.store.update(running.job_id, changes, ACTIVE))
+            except Exception:  # a progress report is worth no failure: the next one may pass
+                log.warning("job %s: its progress could not be recorded", running.job_id)
+
+    async def detach(self, which: Callable[[RunningJob], bool]) -> int:
+        """Stops following the chosen runs without ending their jobs: the next start follows
+        them again (Batch jobs) or runs them (jobs still waiting their turn)."""
+        detached = []
+        for running in list(self.running.values()):
+            if running.detaching or running.task is None or not which(running):
+                continue
+            running.detaching = True
+            if running.run is not None:
+                running.run.detach.set()
+            running.task.cancel()
+            detached.append(running.task)
+        if detached:
+            await asyncio.gather(*detached, return_exceptions=True)
+        for running in list(self.running.values()):
+            if running.detaching and not running.done.is_set():  # cancelled before it ran
+                self.running.pop(running.job_id, None)
+                running.done.set()
+        return len(detached)
