@@ -15,7 +15,10 @@ from pathlib import Path
 
 BUSYBOX = "process-api-test/busybox:1"
 PYTHON = "process-api-test/python:1"
-BUSYBOX_APPLETS = ("sh", "echo", "cat", "sleep", "env", "printf", "id", "ls", "grep", "test", "[")
+BUSYBOX_APPLETS = (
+    *("sh", "echo", "cat", "sleep", "env", "printf", "id", "ls", "grep", "test", "["),
+    *("seq", "stat"),
+)
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 
 
@@ -65,8 +68,11 @@ def _add_dir(archive: tarfile.TarFile, name: str, mode: int = 0o755) -> None:
     archive.addfile(info)
 
 
-def busybox_image(extra_files: dict[str, str] | None = None, tag: str = BUSYBOX) -> str:
-    """A busybox image; `extra_files` are path → text (scripts, made executable)."""
+def busybox_image(
+    extra_files: dict[str, str] | None = None, tag: str = BUSYBOX, changes: tuple[str, ...] = ()
+) -> str:
+    """A busybox image; `extra_files` are path → text (scripts, made executable); `changes`
+    are Dockerfile instructions for `docker import` (`USER worker`, say)."""
     if image_exists(tag):
         return tag
     buffer = io.BytesIO()
@@ -74,7 +80,7 @@ def busybox_image(extra_files: dict[str, str] | None = None, tag: str = BUSYBOX)
         _busybox(archive)
         for name, text in (extra_files or {}).items():
             _add_text(archive, name, text)
-    docker_import(buffer.getvalue(), tag)
+    docker_import(buffer.getvalue(), tag, *changes)
     return tag
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from dotenv import dotenv_values
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -35,7 +35,17 @@ class Settings(BaseSettings):
     skip_invalid: bool = Field(False, alias="SKIP_INVALID")
     api_name: str = Field("process-api", alias="API_NAME")
     public_url: str | None = Field(None, alias="PUBLIC_URL")
-    docker_network: str = Field("bridge", alias="DOCKER_NETWORK")
+    docker_network: str = Field("none", alias="DOCKER_NETWORK")
+    #: whether containers may share the host's network (`network: host`); refused by default.
+    docker_allow_host_network: bool = Field(False, alias="DOCKER_ALLOW_HOST_NETWORK")
+    #: the most processes and threads one container may run (a process may ask for fewer).
+    docker_pids_limit: int = Field(1024, alias="DOCKER_PIDS_LIMIT", ge=1)
+    #: capabilities a process file may keep beyond Docker's default set, comma-separated.
+    docker_allowed_capabilities: str = Field("", alias="DOCKER_ALLOWED_CAPABILITIES")
+    #: where containers' secrets are written as files (a tmpfs: they never reach a disk).
+    docker_secrets_dir: Path = Field(
+        Path("/dev/shm/process-api-secrets"), alias="DOCKER_SECRETS_DIR"
+    )
     docker_pull_policy: Literal["if-not-present", "always", "never"] = Field(
         "if-not-present", alias="DOCKER_PULL_POLICY"
     )
@@ -118,6 +128,12 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _host_network_allowed(self) -> Settings:
+        if self.docker_network == "host" and not self.docker_allow_host_network:
+            raise ValueError("DOCKER_NETWORK=host needs DOCKER_ALLOW_HOST_NETWORK=true")
+        return self
 
     @property
     def database_file(self) -> Path:

@@ -7,7 +7,7 @@ import os
 from process_api.aws import aws_client
 from process_api.hosts.aws_batch import BatchHost
 from process_api.hosts.base import Host
-from process_api.hosts.docker import DockerHost, DockerOptions
+from process_api.hosts.docker import DockerHost, DockerOptions, capability_name
 from process_api.hosts.subprocess import SubprocessHost
 from process_api.jobs.budget import Resources
 from process_api.processes.loader import HostChecks
@@ -38,6 +38,14 @@ def build_hosts(settings: Settings) -> dict[str, Host]:
             ),
             server_env=settings.server_variables,
             secrets=settings.secret_values,
+            pids_limit=settings.docker_pids_limit,
+            allow_host_network=settings.docker_allow_host_network,
+            extra_capabilities=frozenset(
+                capability_name(name)
+                for name in settings.docker_allowed_capabilities.split(",")
+                if name.strip()
+            ),
+            secrets_dir=settings.docker_secrets_dir,
         )
     )
     batch = BatchHost(

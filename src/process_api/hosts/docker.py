@@ -2,11 +2,14 @@
 
 The image runs with the process's command plus the inputs JSON as its last
 argument (appended to the image's entrypoint), hardened by default (no
-privileges, no new privileges, every capability dropped unless asked for) and
-limited to the process's maxResources. Containers carry labels naming the job,
-the process and this server instance, which is how a restarted server finds
-the containers it left behind. The Docker SDK blocks, so every call runs in
-this host's own thread pool, never on the event loop.
+privileges, no new privileges, every capability dropped unless asked for and
+only those of Docker's default set, no network, a bounded number of processes,
+no swap beyond the memory limit) and limited to the process's maxResources.
+Containers carry labels naming the job, the process and this server instance,
+which is how a restarted server finds the containers it left behind. A container
+that ended by itself stays until its job's end is recorded (`release`): a crash
+in between finds it again and concludes the job from it. The Docker SDK blocks,
+so every call runs in this host's own thread pool, never on the event loop.
 """
 
 from __future__ import annotations
@@ -15,11 +18,14 @@ import asyncio
 import contextlib
 import functools
 import logging
+import re
+import tarfile
 import time
 from collections.abc import Callable, Set
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import docker
@@ -40,6 +46,17 @@ from process_api.hosts.base import (
     Stream,
     admit_argument,
 )
+from process_api.hosts.docker_files import (
+    RESULTS_MODE,
+    RESULTS_SHARED_MODE,
+    Ids,
+    SecretFiles,
+    file_of_archive,
+    hand_over,
+    resolve_user,
+    user_problem,
+)
+from process_api.hosts.docker_log import Batches, LineSplitter, Resume, masker
 from process_api.jobs.budget import Resources
 from process_api.processes.config import ProcessConfig, PullPolicy
 from process_api.processes.loader import HostConfigError
@@ -52,12 +69,33 @@ LABEL_PROCESS = "process-api.process"
 LABEL_INSTANCE = "process-api.instance"
 #: where the job's results directory appears inside the container.
 RESULTS_MOUNT = "/results"
-#: how long output is still read after the container exits.
+#: where the job's secrets appear inside the container, one file each (Docker's convention).
+SECRETS_MOUNT = "/run/secrets"
+#: Docker's default capability set: what a process file may keep (the setting adds more).
+DEFAULT_CAPABILITIES = frozenset(
+    {
+        "AUDIT_WRITE",
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "MKNOD",
+        "NET_BIND_SERVICE",
+        "NET_RAW",
+        "SETFCAP",
+        "SETGID",
+        "SETPCAP",
+        "SETUID",
+        "SYS_CHROOT",
+    }
+)
+#: a network's name (`container:<id>` and the like, which join another's, are not one).
+NETWORK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: how long output is still waited for after the container exits, when none comes.
 OUTPUT_DRAIN = 5.0
 #: how long a successful engine check is trusted.
 READY_TTL = 3.0
-#: what a secret value becomes in the job's log.
-REDACTED = "********"
 
 T = TypeVar("T")
 
@@ -79,10 +117,27 @@ class DockerOptions:
     server_env: Callable[[list[str]], dict[str, str]]
     #: looks up secret values by name (container.secrets).
     secrets: Callable[[list[str]], dict[str, str]]
+    #: the most processes one container may run; a process may ask for fewer.
+    pids_limit: int = 1024
+    allow_host_network: bool = False
+    #: capabilities allowed beyond DEFAULT_CAPABILITIES.
+    extra_capabilities: frozenset[str] = frozenset()
+    #: a tmpfs directory for the secrets files.
+    secrets_dir: Path = Path("/dev/shm/process-api-secrets")
 
 
 class _CannotStart(Exception):
     """The job cannot start: its image or a secret is missing."""
+
+
+def capability_name(name: str) -> str:
+    """Docker's spelling of a capability: CHOWN for cap_chown, CAP_CHOWN or chown."""
+    upper = name.strip().upper()
+    return upper[4:] if upper.startswith("CAP_") else upper
+
+
+def container_name(job_id: str) -> str:
+    return f"process-api-{job_id}"
 
 
 def _reason(exc: BaseException) -> str:
@@ -101,12 +156,46 @@ class DockerHost(HostBase):
         self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="docker")
         self._client: docker.DockerClient | None = None
         self._ready_until = 0.0
+        self._secret_files = SecretFiles(options.secrets_dir, options.instance)
 
     # -- configuration ---------------------------------------------------------
 
     def check(self, config: ProcessConfig) -> None:
-        if config.container is None or not config.container.image:
+        container = config.container
+        if container is None or not container.image:
             raise HostConfigError("container.image", "a docker process needs an image")
+        if container.network is not None:
+            self._check_network(container.network)
+        allowed = DEFAULT_CAPABILITIES | self.options.extra_capabilities
+        for capability in container.capabilities:
+            if capability_name(capability) not in allowed:
+                raise HostConfigError(
+                    "container.capabilities",
+                    f"capability {capability!r} is not allowed: only Docker's default set"
+                    " and those of the server's DOCKER_ALLOWED_CAPABILITIES setting",
+                )
+        if container.user is not None:
+            problem = user_problem(container.user)
+            if problem:
+                raise HostConfigError("container.user", f"{container.user!r}: {problem}")
+        pids = container.maxResources.pids if container.maxResources else None
+        if pids is not None and pids > self.options.pids_limit:
+            raise HostConfigError(
+                "container.maxResources.pids",
+                f"{pids} is more than the server's DOCKER_PIDS_LIMIT of {self.options.pids_limit}",
+            )
+
+    def _check_network(self, network: str) -> None:
+        if network == "host" and not self.options.allow_host_network:
+            raise HostConfigError(
+                "container.network",
+                "the host network is not allowed: the server's DOCKER_ALLOW_HOST_NETWORK"
+                " setting is off",
+            )
+        if not NETWORK_NAME.match(network):
+            raise HostConfigError(
+                "container.network", f"{network!r} is not none, bridge, host or a network's name"
+            )
 
     def capacity(self) -> Resources:
         return self.options.capacity
@@ -151,6 +240,7 @@ class DockerHost(HostBase):
         if self._client is not None:
             with contextlib.suppress(Exception):
                 await self._call(self._client.close)
+        self._secret_files.tidy()
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._following.shutdown(wait=False, cancel_futures=True)
 
@@ -173,21 +263,32 @@ class DockerHost(HostBase):
             raise _CannotStart(f"cannot pull image {reference!r}: {_reason(exc)}") from None
 
     def _create(self, client: docker.DockerClient, run: JobRun, image: Image) -> Container:
+        """The container, with its secrets written (for this server's eyes only until
+        `_hand_over` gives them to the container's user)."""
         process = run.process
         container = process.config.container
         assert container is not None
         need = self.resources(process)
-        env = {**self.options.server_env(container.envVars), **self._secrets(run)}
-        env.update(run.env)
+        memory = f"{int(need.memory)}m"
+        wanted_pids = container.maxResources.pids if container.maxResources else None
+        env = self.options.server_env(container.envVars)
         volumes: dict[str, dict[str, str]] = {}
+        secrets = self._secrets(run)
+        if secrets:
+            try:
+                directory = self._secret_files.write(run.job_id, secrets)
+            except OSError as exc:
+                raise _CannotStart(f"cannot write the job's secrets: {exc}") from None
+            volumes[str(directory)] = {"bind": SECRETS_MOUNT, "mode": "ro"}
+            env.update({f"{name}_FILE": f"{SECRETS_MOUNT}/{name}" for name in secrets})
+        env.update(run.env)
         if run.results_dir is not None:
-            run.results_dir.chmod(0o777)  # the image's user may not be root
             volumes[str(run.results_dir)] = {"bind": RESULTS_MOUNT, "mode": "rw"}
             env["PROCESS_API_RESULTS_DIR"] = RESULTS_MOUNT
         return client.containers.create(
             image,
             command=[*container.command, run.inputs_json],
-            name=f"process-api-{run.job_id}",
+            name=container_name(run.job_id),
             environment=env,
             labels={
                 LABEL_JOB: run.job_id,
@@ -196,15 +297,46 @@ class DockerHost(HostBase):
             },
             network_mode=container.network or self.options.network,
             nano_cpus=int(need.cpus * 1e9),
-            mem_limit=f"{int(need.memory)}m",
+            mem_limit=memory,
+            memswap_limit=memory,  # no swap beyond the memory limit
+            pids_limit=wanted_pids or self.options.pids_limit,
             privileged=False,
             security_opt=["no-new-privileges"],
             cap_drop=["ALL"],
-            cap_add=container.capabilities or None,
+            cap_add=[capability_name(c) for c in container.capabilities] or None,
             user=container.user,
             init=True,
             volumes=volumes,
         )
+
+    def _hand_over(self, container: Container, run: JobRun, image: Image) -> str | None:
+        """Gives the results directory and the secrets to the user the container runs as;
+        says what was chosen when that user cannot be known."""
+        config = run.process.config.container
+        user = (
+            (config.user if config else None) or (image.attrs.get("Config") or {}).get("User") or ""
+        )
+
+        def read(path: str) -> bytes | None:
+            try:
+                chunks, _ = container.get_archive(path)
+                return file_of_archive(b"".join(chunks), path)
+            except (NotFound, APIError, tarfile.TarError):
+                return None
+
+        ids: Ids | None = resolve_user(user, read)
+        notice = None
+        if ids is None:
+            ids = (0, 0)
+            notice = (
+                f"[process-api: user {user!r} is not in the image's /etc/passwd or /etc/group:"
+                " the results directory and the secrets belong to root]"
+            )
+            log.warning("job %s: %s", run.job_id, notice)
+        if run.results_dir is not None:
+            hand_over(run.results_dir, ids, RESULTS_MODE, RESULTS_SHARED_MODE)
+        self._secret_files.hand_over(run.job_id, ids)
+        return notice
 
     def _secrets(self, run: JobRun) -> dict[str, str]:
         container = run.process.config.container
@@ -227,16 +359,25 @@ class DockerHost(HostBase):
             try:
                 container = await asyncio.shield(creating)
             except asyncio.CancelledError:  # it exists all the same: remove it
-                await despite_cancellation(self._remove(await despite_cancellation(creating)))
+                await despite_cancellation(self._discard_created(run.job_id, creating))
                 raise
         except _CannotStart as exc:
+            await despite_cancellation(self._remove_secrets(run.job_id))
             return HostOutcome(None, str(exc))
         except (DockerException, *_UNREACHABLE) as exc:
+            await despite_cancellation(self._remove_secrets(run.job_id))
             return HostOutcome(
                 None, f"the Docker Engine could not create the container: {_reason(exc)}"
             )
+        ended = False
         try:
-            await self._call(container.start)
+            notice = await self._call(self._hand_over, container, run, image)
+            try:
+                await self._call(container.start)
+            except APIError as exc:
+                return HostOutcome(
+                    None, f"the Docker Engine could not start the container: {_reason(exc)}"
+                )
             digests = image.attrs.get("RepoDigests") or []
             await events.started(
                 {
@@ -247,11 +388,18 @@ class DockerHost(HostBase):
                     "command": container_config.command,
                 }
             )
-            return await self._follow(container, run, events)
+            if notice:
+                events.output("stderr", notice)
+            outcome = await self._follow(container, run, events)
+            ended = True
+            return outcome
         except (DockerException, *_UNREACHABLE) as exc:
             return HostOutcome(None, f"lost contact with the Docker Engine: {_reason(exc)}")
-        finally:  # also on cancellation: dismissed, timed out, shut down
-            await self._remove(container)
+        except OSError as exc:  # the results directory or the secrets could not be handed over
+            return HostOutcome(None, f"cannot prepare the container's files: {exc}")
+        finally:  # also on cancellation (dismissed, timed out, shut down), not after its end
+            if not ended:
+                await despite_cancellation(self._discard(run.job_id, container))
 
     async def reattach(
         self, run: JobRun, handle: dict[str, Any], events: HostEvents
@@ -263,65 +411,67 @@ class DockerHost(HostBase):
             client = await self._engine()
             container = await self._call(client.containers.get, container_id)
         except NotFound:
+            await self._remove_secrets(run.job_id)
             raise RunLost("the server restarted and the job's container is gone") from None
         except (DockerException, *_UNREACHABLE) as exc:
             raise RunLost(
                 f"the server restarted and cannot reach the container: {_reason(exc)}"
             ) from None
         except asyncio.CancelledError:  # dismissed, or out of time, before it was found
-            await self._remove_id(container_id)
+            await despite_cancellation(self.release(run.job_id))
             raise
+        ended = False
         try:
-            return await self._follow(container, run, events)
+            # An exited container (the server died before recording its end) answers at once.
+            outcome = await self._follow(container, run, events)
+            ended = True
+            return outcome
         except (DockerException, *_UNREACHABLE) as exc:
             return HostOutcome(None, f"lost contact with the Docker Engine: {_reason(exc)}")
         finally:
-            await self._remove(container)
+            if not ended:
+                await despite_cancellation(self._discard(run.job_id, container))
 
     async def _follow(self, container: Container, run: JobRun, events: HostEvents) -> HostOutcome:
         """Streams the container's whole log into the job's log and waits for its exit."""
         loop = asyncio.get_running_loop()
-        secrets = [v for v in self._secrets_or_none(run) if len(v) >= 4]
+        mask = masker(self._secrets_or_none(run))
 
-        def emit(stream: Stream, stamp: bytes, line: bytes) -> None:
-            text = _text(line)
-            for secret in secrets:
-                text = text.replace(secret, REDACTED)
-            events.output(stream, text, _docker_time(stamp.decode(errors="replace")))
+        def emit(stream: str, stamp: bytes, line: bytes) -> None:
+            when = _docker_time(stamp.decode(errors="replace"))
+            events.output("stderr" if stream == "stderr" else "stdout", mask(_text(line)), when)
+
+        batches = Batches(loop, emit)
 
         def pump(stream: Stream) -> None:
             client = self._new_client()
             try:
                 source = client.containers.get(str(container.id))
-                frames = source.logs(
-                    stdout=stream == "stdout",
-                    stderr=stream == "stderr",
-                    stream=True,
-                    follow=True,
-                    timestamps=True,
-                )
-                # Each frame is "<timestamp> <text>"; the engine cuts lines over 16 KiB into
-                # several frames, each with its own timestamp: a line is kept whole.
-                pending, first_stamp = b"", b""
-                for frame in frames:
-                    stamp, _, text = frame.partition(b" ")
-                    first_stamp = first_stamp or stamp
-                    pending += text
-                    while b"\n" in pending:
-                        line, pending = pending.split(b"\n", 1)
-                        loop.call_soon_threadsafe(emit, stream, first_stamp, line)
-                        first_stamp = stamp if pending else b""
-                if pending:
-                    loop.call_soon_threadsafe(emit, stream, first_stamp, pending)
+                which = {"stdout": stream == "stdout", "stderr": stream == "stderr"}
+                lines, resume = LineSplitter(), Resume()
+                for frame in source.logs(**which, stream=True, follow=True, timestamps=True):
+                    resume.seen(frame)
+                    for stamp, line in lines.feed(frame):
+                        batches.put(stream, stamp, line)
+                # The engine may end a follow early when the container stops: read the rest.
+                rest = source.logs(**which, stream=True, timestamps=True, since=resume.since())
+                for frame in resume.skip(rest):
+                    for stamp, line in lines.feed(frame):
+                        batches.put(stream, stamp, line)
+                for stamp, line in lines.end():
+                    batches.put(stream, stamp, line)
+            except NotFound:  # removed: the job was stopped
+                pass
             finally:
                 client.close()
 
-        pumps = [loop.run_in_executor(self._following, pump, s) for s in ("stdout", "stderr")]
-        waiting = functools.partial(container.wait, timeout=None)
-        result = await loop.run_in_executor(self._following, waiting)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*pumps, return_exceptions=True), OUTPUT_DRAIN)
-        await asyncio.sleep(0)  # let the last lines scheduled by the pumps reach the log
+        try:
+            pumps = [loop.run_in_executor(self._following, pump, s) for s in ("stdout", "stderr")]
+            waiting = functools.partial(container.wait, timeout=None)
+            result = await loop.run_in_executor(self._following, waiting)
+            await _drain(pumps, batches)
+        finally:
+            batches.close()  # the lines read so far reach the log; a stuck reader is let go
         status: dict[str, Any] = dict(result)
         error = (status.get("Error") or {}).get("Message")
         if error:
@@ -338,12 +488,37 @@ class DockerHost(HostBase):
         with contextlib.suppress(DockerException, *_UNREACHABLE):
             await self._call(container.remove, force=True)
 
-    async def _remove_id(self, container_id: str) -> None:
+    async def _remove_secrets(self, job_id: str) -> None:
+        try:
+            await self._call(self._secret_files.remove, job_id)
+        except OSError as exc:
+            log.warning("job %s: cannot remove its secrets: %s", job_id, exc)
+
+    async def _discard(self, job_id: str, container: Container) -> None:
+        """What a run that is stopped (or failed) leaves: its container and its secrets."""
+        await self._remove(container)
+        await self._remove_secrets(job_id)
+
+    async def _discard_created(self, job_id: str, creating: asyncio.Future[Container]) -> None:
+        try:
+            container = await creating
+        except Exception:  # it was never created
+            await self._remove_secrets(job_id)
+            return
+        await self._discard(job_id, container)
+
+    async def release(self, job_id: str) -> None:
+        """Removes the job's container (stopped by now) and its secrets, by the container's
+        name: the job's end is recorded, nothing needs them any more."""
         with contextlib.suppress(DockerException, *_UNREACHABLE):
             client = await self._engine()
-            await self._call(client.api.remove_container, container_id, force=True)
+            await self._call(client.api.remove_container, container_name(job_id), force=True)
+        await self._remove_secrets(job_id)
 
     async def prune(self, keep: Set[str]) -> None:
+        for job_id in await self._call(self._secret_files.jobs):
+            if job_id not in keep:
+                await self._remove_secrets(job_id)
         try:
             client = await self._engine()
             found = await self._call(
@@ -358,6 +533,23 @@ class DockerHost(HostBase):
             if container.labels.get(LABEL_JOB) not in keep:
                 log.info("removing container %s left by an earlier run", container.name)
                 await self._remove(container)
+
+
+async def _drain(pumps: list[asyncio.Future[None]], batches: Batches) -> None:
+    """Waits for the rest of the log after the exit, as long as it keeps coming (or waits
+    for the loop): a long log takes its time, a stream the engine never ends is given up
+    after OUTPUT_DRAIN."""
+    while True:
+        received = batches.received
+        _, pending = await asyncio.wait(pumps, timeout=OUTPUT_DRAIN)
+        if not pending or (batches.received == received and not batches.queued):
+            break
+    for pump in pumps:
+        failure = pump.exception() if pump.done() else None
+        if failure is not None:
+            log.warning("reading a container's log failed: %s", _reason(failure))
+    if pending:
+        log.warning("a container's log was cut: none came for %s s", OUTPUT_DRAIN)
 
 
 def _text(line: bytes) -> str:

@@ -70,6 +70,8 @@ class MaxResources(Section):
     cpus: float | None = Field(None, gt=0)
     #: megabytes
     memory: float | None = Field(None, gt=0)
+    #: processes and threads (docker: at most the server's DOCKER_PIDS_LIMIT, its default).
+    pids: int | None = Field(None, gt=0)
 
 
 class Container(Section):
@@ -79,11 +81,13 @@ class Container(Section):
     command: list[str] = []
     envVars: list[Annotated[str, Field(pattern=ENV_NAME)]] = []
     maxResources: MaxResources | None = None
-    #: names of secrets the container gets as environment variables; never shown anywhere.
+    #: names of secrets the container gets (docker: as files, NAME_FILE naming each one's path);
+    #: never shown anywhere.
     secrets: list[Annotated[str, Field(pattern=ENV_NAME)]] = []
-    #: Linux capabilities to keep (all others are dropped).
+    #: Linux capabilities to keep (all others are dropped); docker allows its default set.
     capabilities: list[str] = []
-    #: Docker network mode (bridge, host, none or a network name); the server's default if unset.
+    #: Docker network mode (none, bridge, a network name, or host if the server allows it);
+    #: the server's default (none) if unset.
     network: str | None = None
     pullPolicy: PullPolicy | None = None
     user: str | None = None
