@@ -251,11 +251,14 @@ class JobRunner:
             running.done.set()  # a synchronous request may answer now
         try:
             running.log.close()
-            await self._keep_log(running)
-            if ended is not None:
-                await self.keep_metadata(ended)
+            kept = await self._keep_log(running)
         finally:
+            # Readers of the log go to storage from now on; then the spool file can go.
             self.running.pop(running.job_id, None)
+        if kept and running.log.spool is not None:
+            running.log.spool.unlink(missing_ok=True)
+        if ended is not None:
+            await self.keep_metadata(ended)
 
     async def record_end(self, job_id: str, changes: dict[str, Any]) -> Job | None:
         """Records a job's final status, trying until the store takes it; the ended job, or
@@ -272,12 +275,12 @@ class JobRunner:
             lambda: self.store.get(job_id), f"job {job_id}: reading it", KEEP_ATTEMPTS
         )
 
-    async def _keep_log(self, running: RunningJob) -> None:
+    async def _keep_log(self, running: RunningJob) -> bool:
         """Hands the spool file to storage: this run's, or one an earlier run left (a run
-        lost at a restart), so that what it printed is not lost."""
+        lost at a restart), so that what it printed is not lost. Whether it was kept."""
         spool = running.log.spool
         if spool is None or not (running.log.written or spool.exists()):
-            return
+            return False
         key = self.storage.layout.log(running.job_id)
         try:
             await retrying(
@@ -289,8 +292,8 @@ class JobRunner:
             log.exception(
                 "job %s: its log could not be kept; it stays in %s", running.job_id, spool
             )
-            return
-        spool.unlink(missing_ok=True)
+            return False
+        return True
 
     async def keep_metadata(self, job: Job) -> None:
         data = json.dumps(job_metadata(job)).encode()
