@@ -102,6 +102,7 @@ async def _submit(http: httpx.AsyncClient, n: int, report: LoadReport) -> str | 
         response = await http.post("/processes/echo/execution", json=body, headers=ASYNC)
     except httpx.HTTPError as exc:
         report.errors[type(exc).__name__] += 1
+        report.note(f"{type(exc).__name__} on {exc.request.method} {exc.request.url.path}: {exc}")
         return None
     report.submit_latency.append(time.perf_counter() - started)
     if response.status_code != 201:
@@ -121,6 +122,7 @@ async def _sync_run(http: httpx.AsyncClient, n: int, report: LoadReport) -> str 
         )
     except httpx.HTTPError as exc:
         report.errors[type(exc).__name__] += 1
+        report.note(f"{type(exc).__name__} on {exc.request.method} {exc.request.url.path}: {exc}")
         return None
     report.sync_latency.append(time.perf_counter() - started)
     if response.status_code != 200 or response.json() != text:

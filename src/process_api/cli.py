@@ -144,6 +144,10 @@ def serve(argv: Sequence[str]) -> int:
     return _run(settings, app)
 
 
+#: seconds an idle keep-alive connection is kept open.
+KEEP_ALIVE = 75
+
+
 def _run(settings: Settings, app: Any) -> int:
     config = uvicorn.Config(
         app,
@@ -152,6 +156,9 @@ def _run(settings: Settings, app: Any) -> int:
         log_config=None,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=30,
+        # Longer than the idle timeout of the clients and load balancers in front (60 s for
+        # most): a connection closed by the server just as a client reuses it fails a request.
+        timeout_keep_alive=KEEP_ALIVE,
     )
     server = _Server(config, app.state.jobs)
     log.info("process-api %s on http://%s:%d", __version__, settings.host, settings.port)
