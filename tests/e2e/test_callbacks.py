@@ -55,14 +55,6 @@ class Receiver:
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    receiver = Receiver()
-    yield receiver
-    receiver.server.shutdown()
-    receiver.server.server_close()
-
-
-@pytest.fixture
 def http(server_factory) -> Iterator[httpx.Client]:
     server = server_factory(env={"CALLBACK_ALLOW_PRIVATE": "true", "CALLBACK_TIMEOUT": "2"})
     with server.client() as client:

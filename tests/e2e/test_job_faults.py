@@ -46,14 +46,6 @@ def shell_yml(process_id: str, timeout: int | None = None) -> str:
 FILES = {"shell.yml": shell_yml("shell"), "shell.py": SHELL_PY}
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    receiver = Receiver()
-    yield receiver
-    receiver.server.shutdown()
-    receiver.server.server_close()
-
-
 def shell_plugins(root: Path, **extra: str) -> Path:
     plugins = root / "plugins"
     plugins.mkdir(parents=True, exist_ok=True)

@@ -5,11 +5,8 @@ fake here: an SDK raising with internals in its message, a timeout inside the SD
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from process_api.hosts.base import HostBase, HostEvents, HostOutcome, JobRun
 from process_api.jobs.model import Job, JobStatus
@@ -43,14 +40,6 @@ def process(timeout: int | None = None) -> Process:
     if timeout is not None:
         document["timeout"] = timeout
     return Process.from_config(ProcessConfig.model_validate(document), Path("p.yml"))
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqlJobStore]:
-    store = SqlJobStore.sqlite(tmp_path / "jobs.sqlite")
-    await store.open()
-    yield store
-    await store.close()
 
 
 async def ended(store: SqlJobStore, tmp_path: Path, error: BaseException) -> Job:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -28,14 +27,6 @@ def make_job(job_id: str, minutes: int = 0, **fields: Any) -> Job:
         "updated": created,
     }
     return Job(id=job_id, **{**defaults, **fields})
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqlJobStore]:
-    store = SqlJobStore.sqlite(tmp_path / "jobs.sqlite")
-    await store.open()
-    yield store
-    await store.close()
 
 
 async def test_create_get_round_trip(store: SqlJobStore) -> None:

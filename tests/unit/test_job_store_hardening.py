@@ -8,7 +8,6 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -18,14 +17,6 @@ from process_api.jobs.model import ACTIVE, JobStatus
 from process_api.store.base import JobQuery
 from process_api.store.sql import SqlJobStore
 from tests.unit.test_job_store import make_job
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqlJobStore]:
-    store = SqlJobStore.sqlite(tmp_path / "jobs.sqlite")
-    await store.open()
-    yield store
-    await store.close()
 
 
 async def test_finding_15_a_write_outlasts_another_process_holding_the_lock(

@@ -54,8 +54,7 @@ class JobService:
         on_change: Callable[[Job], None] | None = None,
         expiry: timedelta | None = None,
     ) -> None:
-        """`spool`: where running jobs' logs are appended; `on_change` hears of each change
-        of a job (callbacks) and must not block; `expiry`: how long results, logs and
+        """`spool` and `on_change` are the JobRunner's; `expiry`: how long results, logs and
         metadata of ended jobs are kept."""
         self.store = store
         self.storage = storage
