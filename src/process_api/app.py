@@ -18,6 +18,7 @@ from process_api import __version__
 from process_api.api import errors, health, job_list, jobs, landing, openapi, processes
 from process_api.api.callbacks import CallbackPolicy, Notifier
 from process_api.api.documents import pretty_json
+from process_api.api.files import FilePolicy
 from process_api.api.middleware import BodyLimit, CatchUnexpected, NoSniff, TrustedHosts
 from process_api.api.negotiation import Renderer
 from process_api.errors import ApiError
@@ -124,6 +125,9 @@ def create_app(
     app.state.registry = registry
     app.state.jobs = service
     app.state.callback_policy = policy
+    app.state.file_policy = FilePolicy(
+        settings.results_redirect == "presigned", settings.results_url_expiry
+    )
     app.state.render = Renderer(templates)
     app.state.ready_checks = [store.problems, storage.problems]
     errors.install(app)

@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     s3_meta_dir: str = Field("metadata", alias="S3_META_DIR")
     batch_log_group: str = Field("/aws/batch/job", alias="BATCH_LOG_STREAM_GROUP")
     batch_poll_interval: float = Field(5.0, alias="BATCH_POLL_INTERVAL", gt=0)
+    #: how file results are handed out: by the server, or by a redirect to a presigned S3 URL.
+    results_redirect: Literal["none", "presigned"] = Field("none", alias="RESULTS_REDIRECT")
+    #: seconds a presigned URL of a file result stays valid (S3 allows at most 7 days).
+    results_url_expiry: int = Field(3600, alias="RESULTS_URL_EXPIRY", ge=1, le=604800)
     #: days after which the results, logs and metadata of finished jobs expire; none if unset.
     expiry_days: float | None = Field(None, alias="EXPIRY_DAYS", gt=0)
     instance_id: str | None = Field(None, alias="INSTANCE_ID")

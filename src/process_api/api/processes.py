@@ -153,7 +153,7 @@ async def execute(
     if decision.mode == "sync":
         finished = await _await_sync(request, jobs, job, decision.wait)
         if finished is not None:
-            response = execution_response(request, process, finished)
+            response = await execution_response(request, jobs.storage, process, finished)
             response.headers.update(headers)
             return response
         job = await jobs.get(job.id)

@@ -76,7 +76,15 @@ def plugin_results(line: str | None) -> Any:
 
 
 def map_results(process: Process, value: Any) -> dict[str, Any]:
-    """Output id -> value, from what the process returned (its plugin_results)."""
+    """Output id -> value, from what the process returned (its plugin_results), each value
+    checked against its output's schema."""
+    results = keyed_results(process, value)
+    check_outputs(process, results)
+    return results
+
+
+def keyed_results(process: Process, value: Any) -> dict[str, Any]:
+    """Output id -> value, from what the process returned, not yet checked."""
     outputs = list(process.output_schemas)
     if value is NO_RESULTS:
         if not outputs:
@@ -95,11 +103,10 @@ def map_results(process: Process, value: Any) -> dict[str, Any]:
         results = dict(value)
     else:
         raise ResultsError(f"plugin_results must be an object keyed by the outputs {outputs}")
-    _check_outputs(process, results)
     return results
 
 
-def _check_outputs(process: Process, results: dict[str, Any]) -> None:
+def check_outputs(process: Process, results: dict[str, Any]) -> None:
     try:
         json.dumps(results, allow_nan=False)
     except ValueError:

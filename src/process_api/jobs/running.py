@@ -23,11 +23,13 @@ from process_api.hosts.base import Host, HostOutcome, JobRun, RunLost, Stream
 from process_api.jobs.budget import ResourceBudget
 from process_api.jobs.contract import (
     ResultsError,
+    check_outputs,
     job_run,
-    map_results,
+    keyed_results,
     parse_progress,
     returned_value,
 )
+from process_api.jobs.files import FileError, resolve_files, stored_results
 from process_api.jobs.log import FLUSH_INTERVAL, JobLog
 from process_api.jobs.metadata import job_metadata
 from process_api.jobs.model import ACTIVE, Job, JobStatus, utcnow
@@ -228,8 +230,11 @@ class JobRunner:
             return JobStatus.FAILED, f"the process {how}" + (f": {last}" if last else ""), None
         try:
             value = await returned_value(self.storage, job_id, job_log.results_line)
-            return JobStatus.SUCCESSFUL, "finished", map_results(process, value)
-        except ResultsError as exc:
+            results = keyed_results(process, value)
+            results, files = await resolve_files(process, results, self.storage, job_id)
+            check_outputs(process, {k: v for k, v in results.items() if k not in files})
+            return JobStatus.SUCCESSFUL, "finished", stored_results(results)
+        except (ResultsError, FileError) as exc:
             return JobStatus.FAILED, str(exc), None
 
     async def _finish(
