@@ -227,4 +227,4 @@ def test_d_flag_wins_over_plugins_dir(tmp_path: Path, bare_server: BareStart) ->
     url = f"http://127.0.0.1:{port}"
     wait_ready(proc, url, log_path)
     document = httpx.get(url + "/processes", timeout=10).json()
-    assert {p["id"] for p in document["processes"]} == {"echo", "fail", "stats"}
+    assert {p["id"] for p in document["processes"]} == {"echo", "fail", "rating", "stats"}

@@ -97,7 +97,7 @@ def test_dewberry_file_details_survive(checks: HostChecks) -> None:
 def test_bundled_examples_load(checks: HostChecks) -> None:
     processes, problems = load(EXAMPLES, checks)
     assert problems == []
-    assert set(processes) == {"echo", "stats", "fail"}
+    assert set(processes) == {"echo", "stats", "fail", "rating"}
     assert {p.host_type for p in processes.values()} == {"subprocess"}
     echo = processes["echo"]
     assert echo.input_schemas["choiceInput"] == {

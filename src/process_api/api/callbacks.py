@@ -28,6 +28,7 @@ import httpx
 from process_api.api.documents import status_info
 from process_api.api.results import output_forms, results_document
 from process_api.errors import InvalidInput
+from process_api.jobs.files import read_results
 from process_api.jobs.model import Job, JobStatus
 from process_api.processes.registry import ProcessRegistry
 
@@ -152,7 +153,7 @@ class Notifier:
             return
         if job.status is JobStatus.SUCCESSFUL and subscriber.get("successUri"):
             process = self._registry.get(job.process_id)
-            results = job.results or {}
+            results = read_results(job.results)
             forms = output_forms(process, job.request) if process else {}
             document = results_document(base, job, results, forms)
             self._enqueue(job.id, "success", subscriber["successUri"], document)

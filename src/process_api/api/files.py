@@ -63,7 +63,7 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | Unsatisfiable
         return max(size - int(last), 0), size - 1
     start = int(first)
     end = int(last) if last else size - 1
-    if end < start:
+    if last and end < start:
         return None
     if start >= size:
         return "unsatisfiable"

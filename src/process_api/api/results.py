@@ -35,7 +35,7 @@ from process_api.errors import (
     ResultNotReady,
 )
 from process_api.jobs.contract import UNDECLARED_OUTPUT
-from process_api.jobs.files import FileResult, read_results, read_value
+from process_api.jobs.files import FileResult, read_results
 from process_api.jobs.model import Job, JobStatus
 from process_api.processes.registry import Process
 from process_api.storage.base import Storage
@@ -133,11 +133,12 @@ def _inline(form: OutputForm, value: Any) -> Any:
 def results_document(
     base: Base, job: Job, results: dict[str, Any], forms: dict[str, OutputForm]
 ) -> dict[str, Any]:
+    """`results` as `check_finished` gives them (files as FileResult)."""
     document = {}
     for output_id, form in forms.items():
         if output_id not in results:
             continue
-        value = read_value(results[output_id])
+        value = results[output_id]
         if isinstance(value, FileResult):
             href = output_href(base, job, output_id)
             document[output_id] = {"href": href, "type": value.type, "title": output_id}
