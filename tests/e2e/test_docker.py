@@ -1258,3 +1258,24 @@ def test_finding_7_a_flood_of_lines_keeps_its_count_and_the_server_answers(
     median, p99 = took[len(took) // 2], took[int(len(took) * 0.99)]
     assert median < 0.2 and p99 < 1.0, (median, p99, len(took))
     harness.assert_no_container()
+
+
+def test_a_file_a_container_writes_to_results_is_served(harness: Harness, busybox: str) -> None:
+    script = (
+        "printf 'depth,flow\\n0,0\\n1,8\\n' > /results/table.csv && "
+        'echo \'{"plugin_results": "table.csv"}\''
+    )
+    outputs = [{"id": "table", "schema": {"type": "string", "contentMediaType": "text/csv"}}]
+    harness.add(shell_process("csv-writer", busybox, script, outputs=outputs))
+    server = harness.start()
+    with server.client() as http:
+        response = http.post("/processes/csv-writer/execution", json={"inputs": {}})
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"] == "text/csv"
+        assert response.text == "depth,flow\n0,0\n1,8\n"
+        job_id = response.headers["Link"].split(">")[0].rsplit("/", 1)[1]
+        part = http.get(f"/jobs/{job_id}/results/table", headers={"Range": "bytes=11-"})
+        assert part.status_code == 206 and part.text == "0,0\n1,8\n"
+        listed = http.get(f"/jobs/{job_id}/files").json()["files"]
+        assert [(f["name"], f["size"]) for f in listed] == [("table.csv", 19)]
+    harness.assert_no_container()

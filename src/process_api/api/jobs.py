@@ -79,9 +79,8 @@ FILE_ANSWERS: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.api_route(
+@router.get(
     "/jobs/{jobID}/results/{outputID}",
-    methods=["GET", "HEAD"],
     summary="One output of a successful job, raw (a file output: the file)",
     responses={200: {"description": "The output", "content": RESULTS_CONTENT}, **FILE_ANSWERS},
 )
@@ -103,9 +102,8 @@ async def _ended(request: Request, job_id: str) -> Job:
     return job
 
 
-@router.api_route(
+@router.get(
     "/jobs/{jobID}/files",
-    methods=["GET", "HEAD"],
     summary="The files the job's process wrote to its results location",
     responses=GONE,
 )
@@ -114,15 +112,23 @@ async def job_files(request: Request, jobID: str) -> Response:
     return JSONResponse(await file_list(request, job_service(request).storage, job))
 
 
-@router.api_route(
+@router.get(
     "/jobs/{jobID}/files/{path:path}",
-    methods=["GET", "HEAD"],
     summary="One file of the job's results location",
     responses={200: {"description": "The file", "content": RESULTS_CONTENT}, **FILE_ANSWERS},
 )
 async def one_job_file(request: Request, jobID: str, path: str) -> Response:
     job = await _ended(request, jobID)
     return await job_file(request, job_service(request).storage, job, path)
+
+
+# HEAD answers as GET does, without the body (uvicorn drops it; files are not read).
+for _path, _route in (
+    ("/jobs/{jobID}/results/{outputID}", job_output),
+    ("/jobs/{jobID}/files", job_files),
+    ("/jobs/{jobID}/files/{path:path}", one_job_file),
+):
+    router.add_api_route(_path, _route, methods=["HEAD"], include_in_schema=False)
 
 
 #: lines per page of a job's log, unless asked otherwise.
