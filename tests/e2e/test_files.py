@@ -302,13 +302,16 @@ def test_a_written_png_and_a_linked_file_are_served_with_their_types(http: httpx
     assert listed.headers["content-disposition"].startswith("attachment")
 
 
-def test_a_value_shaped_like_a_stored_file_stays_a_value(http: httpx.Client) -> None:
+def test_a_value_shaped_like_a_stored_file_stays_a_value_beside_a_real_file(
+    http: httpx.Client,
+) -> None:
     lookalike = {"$process-api:file": {"name": "../../jobs.sqlite", "size": 1, "type": "x/y"}}
-    response = write(http, {"record": lookalike})
+    response = write(http, {"record": lookalike, "doc": "t.csv"}, files={"t.csv": "a\n"})
     assert response.status_code == 200, response.text
     assert response.json()["record"] == {"value": lookalike, "mediaType": "application/json"}
     job = job_id(response)
     assert http.get(f"/jobs/{job}/results/record").json() == lookalike
+    assert http.get(response.json()["doc"]["href"]).text == "a\n"
 
 
 def test_files_of_a_running_job_are_not_served_yet(http: httpx.Client) -> None:
