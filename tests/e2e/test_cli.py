@@ -87,7 +87,7 @@ def assert_both_problems(output: str, directory: Path) -> None:
 def test_validate_the_examples(tmp_path: Path) -> None:
     result = run(tmp_path, "validate", str(EXAMPLES / "examples"))
     assert result.returncode == 0, result.stderr
-    assert "3 valid process file(s), 0 problem(s)" in result.stdout
+    assert "4 valid process file(s), 0 problem(s)" in result.stdout
     assert result.stderr == ""
 
 
@@ -109,7 +109,7 @@ def test_validate_uses_plugins_dir_from_the_environment(tmp_path: Path) -> None:
     env = clean_env(tmp_path, PLUGINS_DIR=str(EXAMPLES))
     result = run(tmp_path, "validate", env=env)
     assert result.returncode == 0, result.stderr
-    assert "3 valid process file(s)" in result.stdout
+    assert "4 valid process file(s)" in result.stdout
 
 
 # -- starting the server --------------------------------------------------------------------
