@@ -9,7 +9,7 @@ import pytest
 
 from process_api.errors import InvalidInput
 from process_api.processes.config import ProcessConfig
-from process_api.processes.inputs import check_inputs
+from process_api.processes.inputs import check_inputs, for_process
 from process_api.processes.registry import Process
 
 
@@ -188,8 +188,6 @@ def test_formats_too_large_for_the_environment_are_refused(process: Process) -> 
 
 
 def test_for_process_unwraps_qualified_values_and_keeps_their_formats(process: Process) -> None:
-    from process_api.processes.inputs import for_process
-
     plain, formats = for_process(
         process,
         {"text": {"value": "hi", "mediaType": "text/plain"}, "numbers": [1, {"value": 2}]},
