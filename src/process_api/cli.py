@@ -13,7 +13,7 @@ from typing import Any
 
 import uvicorn
 
-from process_api import __version__
+from process_api import __version__, server_log
 from process_api.app import create_app
 from process_api.hosts import build_hosts, host_checks
 from process_api.jobs.service import JobService
@@ -70,12 +70,6 @@ def _validate_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-
-
 def validate(argv: Sequence[str]) -> int:
     args = _validate_parser().parse_args(argv)
     try:
@@ -129,7 +123,7 @@ def serve(argv: Sequence[str]) -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_SETTINGS
-    _configure_logging(settings.log_level)
+    server_log.configure(settings.log_level, settings.log_format)
     hosts = build_hosts(settings)
     processes, problems = load_processes(settings.plugins_dir, host_checks(hosts))
     for problem in problems:

@@ -32,6 +32,7 @@ from process_api.jobs.log import FLUSH_INTERVAL, JobLog
 from process_api.jobs.metadata import job_metadata
 from process_api.jobs.model import ACTIVE, Job, JobStatus, utcnow
 from process_api.processes.registry import Process
+from process_api.server_log import bind_job
 from process_api.storage.base import Storage
 from process_api.store.base import JobStore
 
@@ -150,6 +151,7 @@ class JobRunner:
     async def _run(
         self, process: Process, job: Job, running: RunningJob, handle: dict[str, Any] | None
     ) -> None:
+        bind_job(job.id, job.process_id)
         # The host the job was recorded with: the process file may have changed since.
         host = running.host
         run = job_run(process, job.id, job.inputs, self.storage)
