@@ -855,6 +855,9 @@ def test_without_an_engine_docker_processes_answer_503_and_others_run(
         echo = http.post("/processes/echo/execution", json={"inputs": {"stringInput": "still"}})
         assert echo.status_code == 200, echo.text
         assert echo.json() == "still"
+        ready = http.get("/ready")  # a process runs on the engine: the server is not ready
+        assert ready.status_code == 503, ready.text
+        assert any("Docker Engine is unreachable" in p for p in ready.json()["problems"])
     assert server.stop() == 0
     output = server.output()
     assert "Traceback" not in output, output
