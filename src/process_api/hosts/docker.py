@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import docker
 import requests
@@ -173,8 +173,8 @@ class DockerHost(HostBase):
         self._client: docker.DockerClient | None = None
         self._ready_until = 0.0
         self._secret_files = SecretFiles(options.secrets_dir, options.instance)
-        #: the engine as process files are checked: False when it did not answer.
-        self._check_client: docker.DockerClient | None | Literal[False] = None
+        #: the engine did not answer a check of a process file: no more checks ask it.
+        self._engine_down_at_check = False
 
     # -- configuration ---------------------------------------------------------
 
@@ -232,24 +232,24 @@ class DockerHost(HostBase):
     def _local_image_problems(self, image: str) -> list[ConfigProblem]:
         """An image that is not on the engine, and will never be pulled, can never run.
         Only said when the engine answers: with the engine down the server starts anyway."""
-        if self._check_client is None:
-            try:
-                client = docker.DockerClient.from_env(
-                    environment=self.options.environment, timeout=CHECK_TIMEOUT
-                )
-                client.ping()
-                self._check_client = client
-            except (DockerException, *_UNREACHABLE):
-                self._check_client = False
-        if self._check_client is False:
+        if self._engine_down_at_check:
             return []
         try:
-            self._check_client.images.get(image)
+            client = docker.DockerClient.from_env(
+                environment=self.options.environment, timeout=CHECK_TIMEOUT
+            )
+        except (DockerException, *_UNREACHABLE):
+            self._engine_down_at_check = True
+            return []
+        try:
+            client.images.get(image)
         except ImageNotFound:
             why = f"image {image!r} is not on the Docker Engine and the pull policy is never"
             return [ConfigProblem("container.image", why)]
         except (DockerException, *_UNREACHABLE):
-            pass
+            self._engine_down_at_check = True
+        finally:
+            client.close()
         return []
 
     def capacity(self) -> Resources:
@@ -292,10 +292,9 @@ class DockerHost(HostBase):
         self._ready_until = time.monotonic() + READY_TTL
 
     async def close(self) -> None:
-        for client in (self._client, self._check_client):
-            if client:
-                with contextlib.suppress(Exception):
-                    await self._call(client.close)
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                await self._call(self._client.close)
         self._secret_files.tidy()
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._following.shutdown(wait=False, cancel_futures=True)

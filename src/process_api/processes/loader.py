@@ -125,22 +125,21 @@ def _position(root: Node | None, field_name: str) -> tuple[int | None, int | Non
     return mark.line + 1, mark.column + 1
 
 
-def _duplicate_keys(node: Node, loc: Loc = ()) -> Iterable[ConfigProblem]:
+def _duplicate_keys(path: Path, node: Node, loc: Loc = ()) -> Iterable[LoadProblem]:
     """YAML keeps the last of two equal keys silently; the Go server refused such files."""
     if isinstance(node, MappingNode):
         seen: dict[Any, int] = {}
         for key, value in node.value:
+            line, column = key.start_mark.line + 1, key.start_mark.column + 1
             if key.value in seen:
-                yield ConfigProblem(
-                    field_path((*loc, key.value)),
-                    f"key appears twice (first on line {seen[key.value]})",
-                )
+                message = f"key appears twice (first on line {seen[key.value]})"
+                yield LoadProblem(path, field_path((*loc, key.value)), message, line, column)
             else:
-                seen[key.value] = key.start_mark.line + 1
-            yield from _duplicate_keys(value, (*loc, str(key.value)))
+                seen[key.value] = line
+            yield from _duplicate_keys(path, value, (*loc, str(key.value)))
     elif isinstance(node, SequenceNode):
         for index, item in enumerate(node.value):
-            yield from _duplicate_keys(item, (*loc, index))
+            yield from _duplicate_keys(path, item, (*loc, index))
 
 
 # -- one file --------------------------------------------------------------------------
@@ -271,7 +270,7 @@ def parse_process_file(path: Path, host_checks: HostChecks) -> FileResult:
         return FileResult(problems=[LoadProblem(path, "", message, 1, 1)], root=root)
     if not_a_process_file(document):
         return FileResult(skipped="not a process file (no info or host section)", root=root)
-    found: list[ConfigProblem] = list(_duplicate_keys(root)) if root is not None else []
+    found: list[ConfigProblem] = []
     config: ProcessConfig | None = None
     try:
         config = ProcessConfig.model_validate(document)
@@ -280,7 +279,8 @@ def parse_process_file(path: Path, host_checks: HostChecks) -> FileResult:
     found += _duplicate_ids(document)
     found += _schema_warnings(document)
     found += _host_problems(document, config, path, host_checks)
-    problems = [
+    problems = list(_duplicate_keys(path, root)) if root is not None else []
+    problems += [
         LoadProblem(path, p.field, p.message, *_position(root, p.field), warning=p.warning)
         for p in found
     ]

@@ -99,6 +99,11 @@ PATTERN_WORDS = {
 }
 
 
+def _number(value: Any) -> Any:
+    """0 rather than 0.0."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 def _message(err: ErrorDetails) -> str:
     kind, ctx = err["type"], err.get("ctx", {})
     words = {
@@ -121,9 +126,9 @@ def _message(err: ErrorDetails) -> str:
     if kind == "literal_error":
         return f"must be one of {_choices(str(ctx.get('expected', '')))}"
     if kind == "greater_than":
-        return f"must be a number greater than {ctx.get('gt')}"
+        return f"must be a number greater than {_number(ctx.get('gt'))}"
     if kind == "greater_than_equal":
-        return f"must be a number of at least {ctx.get('ge')}"
+        return f"must be a number of at least {_number(ctx.get('ge'))}"
     if kind == "string_pattern_mismatch":
         pattern = str(ctx.get("pattern", ""))
         return PATTERN_WORDS.get(pattern, f"must match {pattern}")
