@@ -346,7 +346,7 @@ def test_files_and_directories_load_together(tmp_path: Path, checks: HostChecks)
     loaded = load_paths([tmp_path / "one", two, one, tmp_path / "nowhere.yml"], checks)
     assert [p.source for p in loaded.processes] == [one]
     assert lines(loaded, tmp_path) == [
-        "nowhere.yml: no such file or directory",
+        "nowhere.yml: file or directory not found",
         f"two/b.yml:2:3: info.id: duplicate id 'a', also in {one}",
     ]
 

@@ -325,7 +325,7 @@ def load_paths(paths: Sequence[Path], host_checks: HostChecks) -> Loaded:
         elif path.is_file():
             files.append(path)
         else:
-            loaded.problems.append(LoadProblem(path, "", "no such file or directory"))
+            loaded.problems.append(LoadProblem(path, "", "file or directory not found"))
     by_id: dict[str, Process] = {}
     seen: set[Path] = set()
     for path in files:
