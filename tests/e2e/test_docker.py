@@ -530,7 +530,13 @@ def test_a_missing_image_fails_the_job(harness: Harness, busybox: str) -> None:
         shell_process("never-pulled", "process-api-test/missing:1", "echo", pullPolicy="never")
     )
     harness.add(shell_process("server-never", "process-api-test/missing:2", "echo never"))
+    # An image missing when the files are loaded makes them invalid (it would never be
+    # pulled): these two are there at the start, and gone before their jobs run.
+    for tag in ("process-api-test/missing:1", "process-api-test/missing:2"):
+        subprocess.run(["docker", "tag", busybox, tag], check=True, capture_output=True)
     server = harness.start(DOCKER_PULL_POLICY="never")  # only for server-never
+    for tag in ("process-api-test/missing:1", "process-api-test/missing:2"):
+        remove_image(tag)
     with server.client() as http:
         started = time.monotonic()
         pulled = http.post("/processes/unpullable/execution", json={"inputs": {}})
