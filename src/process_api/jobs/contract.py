@@ -1,7 +1,8 @@
 """The job contract: what a process is given, and how its progress and results are read.
 
 A process gets its command, then the inputs as one JSON argument, and the job
-context in `PROCESS_API_*` variables. The last line of stdout that is
+context in `PROCESS_API_*` variables. Qualified values (`{"value": …, "mediaType": …}`)
+arrive as their plain value, their formats in `PROCESS_API_INPUT_FORMATS`. The last line of stdout that is
 `{"plugin_results": <value>}` gives its results, or else the file `results.json`
 it wrote to its results location; lines `{"progress": N, "message": "…"}`
 report progress. Exit code 0 is success.
@@ -18,6 +19,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
 from process_api.hosts.base import JobRun
+from process_api.processes.inputs import for_process
 from process_api.processes.registry import Process
 from process_api.storage.base import ObjectRefused, Storage
 
@@ -134,7 +136,10 @@ def job_run(process: Process, job_id: str, inputs: dict[str, Any], storage: Stor
     }
     if results_dir is not None:
         env["PROCESS_API_RESULTS_DIR"] = str(results_dir)
-    return JobRun(job_id, process, json.dumps(inputs), env, results_dir)
+    plain, formats = for_process(process, inputs)
+    if formats:
+        env["PROCESS_API_INPUT_FORMATS"] = json.dumps(formats)
+    return JobRun(job_id, process, json.dumps(plain), env, results_dir)
 
 
 async def returned_value(storage: Storage, job_id: str, results_line: str | None) -> Any:

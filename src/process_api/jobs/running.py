@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -34,6 +34,7 @@ from process_api.jobs.log import FLUSH_INTERVAL, JobLog
 from process_api.jobs.metadata import job_metadata
 from process_api.jobs.model import ACTIVE, Job, JobStatus, utcnow
 from process_api.processes.registry import Process
+from process_api.server_log import bind_job
 from process_api.storage.base import Storage
 from process_api.store.base import JobStore
 
@@ -51,6 +52,8 @@ class RunningJob:
     host: Host
     mode: str
     log: JobLog
+    #: the host's name in process files (docker and local are one host).
+    host_type: str
     done: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     progress: tuple[int | None, str | None] | None = None
@@ -132,10 +135,16 @@ class JobRunner:
     def budget(self, host: Host) -> ResourceBudget | None:
         return self._budgets.get(id(host))
 
+    def states(self) -> Iterator[tuple[str, str]]:
+        """(host type, queued or running) of each job this server runs or follows."""
+        for running in list(self.running.values()):
+            yield running.host_type, "running" if running.launched else "queued"
+
     def start(self, process: Process, job: Job, handle: dict[str, Any] | None) -> RunningJob:
         """Runs a new job (handle None), or follows again one started before a restart."""
         host = self.hosts[job.host_type]
-        running = RunningJob(job.id, host, job.mode, JobLog(self.spool / f"{job.id}.jsonl"))
+        job_log = JobLog(self.spool / f"{job.id}.jsonl")
+        running = RunningJob(job.id, host, job.mode, job_log, job.host_type)
         self.running[job.id] = running
         running.task = asyncio.create_task(self._run(process, job, running, handle))
         if self._flusher is None or self._flusher.done():
@@ -152,6 +161,7 @@ class JobRunner:
     async def _run(
         self, process: Process, job: Job, running: RunningJob, handle: dict[str, Any] | None
     ) -> None:
+        bind_job(job.id, job.process_id)
         # The host the job was recorded with: the process file may have changed since.
         host = running.host
         run = job_run(process, job.id, job.inputs, self.storage)
