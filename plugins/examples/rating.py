@@ -12,11 +12,6 @@ import sys
 MAX_ROWS = 100_000
 
 
-def plain(value):
-    """A qualified input ({"value": ...}) counts as its value."""
-    return value["value"] if isinstance(value, dict) and "value" in value else value
-
-
 def discharge(width, slope, roughness, depth):
     """Q = (1/n) A R^(2/3) S^(1/2), with A = b·y and R = A / (b + 2y)."""
     area = width * depth
@@ -24,7 +19,7 @@ def discharge(width, slope, roughness, depth):
     return area, (area * radius ** (2 / 3) * slope**0.5) / roughness
 
 
-inputs = {name: plain(value) for name, value in json.loads(sys.argv[-1]).items()}
+inputs = json.loads(sys.argv[-1])
 width = inputs.get("width", 10)
 slope = inputs.get("slope", 0.001)
 roughness = inputs.get("roughness", 0.035)
