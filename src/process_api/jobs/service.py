@@ -22,7 +22,7 @@ from process_api.errors import InvalidInput, JobNotDismissable, NoSuchJob, Servi
 from process_api.hosts.base import Host
 from process_api.jobs import lifecycle
 from process_api.jobs.contract import job_run
-from process_api.jobs.log import LogPage, file_page, page_of, read_page
+from process_api.jobs.log import LogPage, file_page, page_of, stream_page
 from process_api.jobs.model import ACTIVE, Job, JobStatus, Mode, utcnow
 from process_api.jobs.retention import Retention
 from process_api.jobs.running import JobRunner
@@ -155,11 +155,11 @@ class JobService:
                 )
             except FileNotFoundError:
                 return LogPage([], False)
-        data = await self.storage.get(key)
-        if not data:
+        stored = await self.storage.stat(key)
+        if stored is None:
             return LogPage([], False)
-        lines = data.splitlines(keepends=True)
-        return await asyncio.to_thread(read_page, lines, after, limit, MAX_LOG_PAGE_BYTES)
+        chunks = self.storage.stream(key, 0, stored.size)
+        return await stream_page(chunks, after, limit, MAX_LOG_PAGE_BYTES)
 
     async def wait(self, job_id: str, timeout: float | None = None) -> Job:
         """The job once it has ended, or as it is when the timeout passes."""
