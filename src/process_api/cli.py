@@ -18,7 +18,8 @@ from process_api import __version__, server_log
 from process_api.app import create_app
 from process_api.hosts import build_hosts, host_checks
 from process_api.jobs.service import JobService
-from process_api.processes.loader import IGNORE_FILE, Loaded, load_directory, load_paths
+from process_api.processes.discovery import IGNORE_FILE
+from process_api.processes.loader import Loaded, load_directory, load_paths
 from process_api.processes.registry import ProcessRegistry
 from process_api.settings import Settings, SettingsError, load_settings
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from process_api.hosts import build_hosts, host_checks
-from process_api.processes.loader import HostChecks, LoadProblem, load_processes
+from process_api.processes.loader import HostChecks, load_processes
+from process_api.processes.problems import LoadProblem
 from process_api.processes.registry import Process
 from process_api.settings import Settings
 

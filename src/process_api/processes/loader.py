@@ -1,38 +1,34 @@
 """Reading process files, reporting every problem of every file at once.
 
-Each problem names its file, the line and column of the key (from the YAML
-document's nodes) and the field path (`inputs[1].minOccurs`). YAML files that
-are not process files are left out: those matched by the processes directory's
-`.processignore` (gitignore patterns), and mappings without an `info` or `host`
-section, such as a conda `environment.yml` beside a script.
+Each problem names its file, the line and column of the key (see yaml_source)
+and the field path (`inputs[1].minOccurs`); files that are not process files
+are left out (see discovery).
 """
 
 from __future__ import annotations
 
-import difflib
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pathspec
-import yaml
 from pydantic import BaseModel, ValidationError
-from yaml.nodes import MappingNode, Node, SequenceNode
+from yaml.nodes import Node
 
 from process_api.processes.config import Container, Host, ProcessConfig
-from process_api.processes.problems import ConfigProblem, Loc, field_path, pydantic_problems
+from process_api.processes.discovery import Skipped, not_a_process_file, process_files
+from process_api.processes.problems import (
+    ConfigProblem,
+    LoadProblem,
+    field_path,
+    pydantic_problems,
+)
 from process_api.processes.registry import Process
 from process_api.processes.schemas import unknown_keywords
+from process_api.processes.yaml_source import duplicate_keys, position, read_yaml
 
 #: host type -> a check of the host-specific parts of a file (given the file's path).
 HostChecks = Mapping[str, Callable[[ProcessConfig, Path], list[ConfigProblem]]]
-
-#: the file of gitignore patterns naming files of the processes directory to leave out.
-IGNORE_FILE = ".processignore"
-#: a YAML mapping with none of these keys (nor a near miss) is not a process file.
-PROCESS_SECTIONS = ("info", "host")
 
 
 class HostConfigError(ValueError):
@@ -42,40 +38,6 @@ class HostConfigError(ValueError):
         super().__init__(message)
         self.field = field
         self.message = message
-
-
-@dataclass(frozen=True)
-class LoadProblem:
-    """One problem of one file; errors keep the file from loading, warnings do not."""
-
-    file: Path
-    field: str
-    message: str
-    line: int | None = None
-    column: int | None = None
-    warning: bool = False
-
-    def __str__(self) -> str:
-        where = str(self.file)
-        if self.line is not None:
-            where += f":{self.line}" + (f":{self.column}" if self.column is not None else "")
-        parts = [where, "warning"] if self.warning else [where]
-        if self.field:
-            parts.append(self.field)
-        return ": ".join([*parts, self.message])
-
-
-@dataclass(frozen=True)
-class Skipped:
-    """A YAML file left out as not being a process file."""
-
-    file: Path
-    reason: str
-    #: left out by the ignore file (rather than by the rule for non-process files).
-    ignored: bool = False
-
-    def __str__(self) -> str:
-        return f"{self.file}: skipped: {self.reason}"
 
 
 @dataclass
@@ -95,53 +57,6 @@ class Loaded:
         return [p for p in self.problems if p.warning]
 
 
-# -- where a field is in the file ------------------------------------------------------
-
-
-def _loc(field_name: str) -> Loc:
-    """("inputs", 1, "minOccurs") for "inputs[1].minOccurs"."""
-    return tuple(
-        int(index) if index else key
-        for key, index in re.findall(r"([^.\[\]]+)|\[(\d+)\]", field_name)
-    )
-
-
-def _position(root: Node | None, field_name: str) -> tuple[int | None, int | None]:
-    """Line and column (from 1) of the field's key, or of the nearest enclosing one found."""
-    if root is None:
-        return None, None
-    node, mark = root, root.start_mark
-    for part in _loc(field_name):
-        if isinstance(node, MappingNode):
-            match = next((kv for kv in node.value if kv[0].value == str(part)), None)
-            if match is None:
-                break
-            mark, node = match[0].start_mark, match[1]
-        elif isinstance(node, SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-            mark = node.start_mark
-        else:
-            break
-    return mark.line + 1, mark.column + 1
-
-
-def _duplicate_keys(path: Path, node: Node, loc: Loc = ()) -> Iterable[LoadProblem]:
-    """YAML keeps the last of two equal keys silently; the Go server refused such files."""
-    if isinstance(node, MappingNode):
-        seen: dict[Any, int] = {}
-        for key, value in node.value:
-            line, column = key.start_mark.line + 1, key.start_mark.column + 1
-            if key.value in seen:
-                message = f"key appears twice (first on line {seen[key.value]})"
-                yield LoadProblem(path, field_path((*loc, key.value)), message, line, column)
-            else:
-                seen[key.value] = line
-            yield from _duplicate_keys(path, value, (*loc, str(key.value)))
-    elif isinstance(node, SequenceNode):
-        for index, item in enumerate(node.value):
-            yield from _duplicate_keys(path, item, (*loc, index))
-
-
 # -- one file --------------------------------------------------------------------------
 
 
@@ -151,44 +66,6 @@ class FileResult:
     problems: list[LoadProblem] = field(default_factory=list)
     skipped: str | None = None
     root: Node | None = None
-
-
-def _yaml_problem(path: Path, exc: yaml.YAMLError) -> LoadProblem:
-    if not isinstance(exc, yaml.MarkedYAMLError):
-        return LoadProblem(path, "", f"invalid YAML: {exc}")
-    message = f"invalid YAML: {exc.problem or exc.context}"
-    if exc.problem and exc.context:
-        context = exc.context
-        start = exc.context_mark
-        if start is not None:
-            context += f" that starts at line {start.line + 1}, column {start.column + 1}"
-        message += f" ({context})"
-    mark = exc.problem_mark or exc.context_mark
-    if mark is None:
-        return LoadProblem(path, "", message)
-    return LoadProblem(path, "", message, mark.line + 1, mark.column + 1)
-
-
-def _read(path: Path) -> tuple[Node | None, Any] | LoadProblem:
-    """The document's node tree (for lines) and its value, or why it cannot be read."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return LoadProblem(path, "", f"cannot read file: {exc}")
-    loader = yaml.SafeLoader(text)
-    try:
-        root = loader.get_single_node()
-        return root, (loader.construct_document(root) if root is not None else None)
-    except yaml.YAMLError as exc:
-        return _yaml_problem(path, exc)
-    finally:
-        loader.dispose()
-
-
-def not_a_process_file(document: dict[Any, Any]) -> bool:
-    """A mapping with no info or host section, nor a near miss of one (`Info`, `hosts`)."""
-    keys = [str(key).lower() for key in document]
-    return not any(difflib.get_close_matches(k, PROCESS_SECTIONS, cutoff=0.75) for k in keys)
 
 
 def _best_effort(model: type[BaseModel], value: Any) -> Any:
@@ -261,7 +138,7 @@ def _schema_warnings(document: dict[str, Any]) -> list[ConfigProblem]:
 
 def parse_process_file(path: Path, host_checks: HostChecks) -> FileResult:
     """One file into a Process (with its warnings), or every problem found in it."""
-    read = _read(path)
+    read = read_yaml(path)
     if isinstance(read, LoadProblem):
         return FileResult(problems=[read])
     root, document = read
@@ -279,9 +156,9 @@ def parse_process_file(path: Path, host_checks: HostChecks) -> FileResult:
     found += _duplicate_ids(document)
     found += _schema_warnings(document)
     found += _host_problems(document, config, path, host_checks)
-    problems = list(_duplicate_keys(path, root)) if root is not None else []
+    problems = list(duplicate_keys(path, root)) if root is not None else []
     problems += [
-        LoadProblem(path, p.field, p.message, *_position(root, p.field), warning=p.warning)
+        LoadProblem(path, p.field, p.message, *position(root, p.field), warning=p.warning)
         for p in found
     ]
     problems.sort(key=lambda p: (p.line or 0, p.column or 0))
@@ -291,26 +168,6 @@ def parse_process_file(path: Path, host_checks: HostChecks) -> FileResult:
 
 
 # -- directories -----------------------------------------------------------------------
-
-
-def _ignore_spec(directory: Path) -> pathspec.GitIgnoreSpec | None:
-    ignore = directory / IGNORE_FILE
-    if not ignore.is_file():
-        return None
-    lines = ignore.read_text(encoding="utf-8").splitlines()
-    return pathspec.GitIgnoreSpec.from_lines(lines)
-
-
-def process_files(directory: Path) -> tuple[list[Path], list[Skipped]]:
-    """Every *.yml / *.yaml file under the directory, recursively, in a stable order,
-    and those of them its ignore file leaves out."""
-    files = sorted(p for p in directory.rglob("*") if p.suffix in (".yml", ".yaml") and p.is_file())
-    spec = _ignore_spec(directory)
-    if spec is None:
-        return files, []
-    ignored = [p for p in files if spec.match_file(p.relative_to(directory).as_posix())]
-    skipped = [Skipped(p, f"listed in {directory / IGNORE_FILE}", ignored=True) for p in ignored]
-    return [p for p in files if p not in ignored], skipped
 
 
 def load_paths(paths: Sequence[Path], host_checks: HostChecks) -> Loaded:
@@ -341,7 +198,7 @@ def load_paths(paths: Sequence[Path], host_checks: HostChecks) -> Loaded:
         elif result.process.id in by_id:
             first = by_id[result.process.id].source
             message = f"duplicate id {result.process.id!r}, also in {first}"
-            line, column = _position(result.root, "info.id")
+            line, column = position(result.root, "info.id")
             loaded.problems.append(LoadProblem(path, "info.id", message, line, column))
         else:
             by_id[result.process.id] = result.process

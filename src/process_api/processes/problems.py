@@ -11,6 +11,7 @@ import difflib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
@@ -164,3 +165,24 @@ def pydantic_problems(
             seen.add(key)
             problems.append(ConfigProblem(key[0], message))
     return problems
+
+
+@dataclass(frozen=True)
+class LoadProblem:
+    """One problem of one file; errors keep the file from loading, warnings do not."""
+
+    file: Path
+    field: str
+    message: str
+    line: int | None = None
+    column: int | None = None
+    warning: bool = False
+
+    def __str__(self) -> str:
+        where = str(self.file)
+        if self.line is not None:
+            where += f":{self.line}" + (f":{self.column}" if self.column is not None else "")
+        parts = [where, "warning"] if self.warning else [where]
+        if self.field:
+            parts.append(self.field)
+        return ": ".join([*parts, self.message])
