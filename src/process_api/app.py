@@ -80,7 +80,15 @@ def create_app(
     notifier = Notifier(registry, policy)
     storage = build_storage(settings)
     expiry = timedelta(days=settings.expiry_days) if settings.expiry_days else None
-    service = JobService(store, storage, hosts, settings.data_dir / "spool", notifier, expiry)
+    service = JobService(
+        store,
+        storage,
+        hosts,
+        settings.data_dir / "spool",
+        notifier,
+        expiry,
+        inputs_dir=settings.data_dir / "inputs",
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
