@@ -330,7 +330,14 @@ class JobRunner:
                 KEEP_ATTEMPTS,
             )
         elif run.inputs_file is not None:
-            await asyncio.to_thread(_write_private, run.inputs_file, data)
+            writing = asyncio.ensure_future(
+                asyncio.to_thread(_write_private, run.inputs_file, data)
+            )
+            try:
+                await asyncio.shield(writing)
+            except asyncio.CancelledError:  # dismissed: the file is removed after the write
+                await despite_cancellation(asyncio.wait([writing]))
+                raise
 
     async def _remove_inputs(self, run: JobRun) -> None:
         """Removes the inputs file once the job's end is recorded and its run is gone; an
