@@ -197,7 +197,7 @@ class JobRunner:
             else:
                 log.exception("job %s: the host timed out", job.id)
                 message = "the job's host did not answer in time"
-        except RunLost as exc:
+        except (RunLost, _InputsNotWritten) as exc:
             status, message = JobStatus.FAILED, str(exc)
         except Exception:
             # The exception's text may hold internals (SQL, paths, credentials): the log has it.
@@ -320,24 +320,23 @@ class JobRunner:
             log.exception("job %s: its metadata could not be kept", job.id)
 
     async def _write_inputs(self, run: JobRun) -> None:
-        """The job's inputs file (or storage object), before its run starts."""
-        data = run.inputs_json.encode()
-        if run.inputs_key is not None:
-            key = run.inputs_key
-            await retrying(
-                lambda: self.storage.put(key, data),
-                f"job {run.job_id}: keeping its inputs",
-                KEEP_ATTEMPTS,
-            )
-        elif run.inputs_file is not None:
-            writing = asyncio.ensure_future(
-                asyncio.to_thread(_write_private, run.inputs_file, data)
-            )
-            try:
-                await asyncio.shield(writing)
-            except asyncio.CancelledError:  # dismissed: the file is removed after the write
-                await despite_cancellation(asyncio.wait([writing]))
-                raise
+        """The job's inputs file (or storage object), before its run starts; _InputsNotWritten
+        says that it failed (the log says why: the error's text may hold paths)."""
+        try:
+            if run.inputs_key is not None:
+                key, data = run.inputs_key, run.inputs_json.encode()
+                await retrying(
+                    lambda: self.storage.put(key, data),
+                    f"job {run.job_id}: keeping its inputs",
+                    KEEP_ATTEMPTS,
+                )
+            elif run.inputs_file is not None:
+                await _write_file(run.inputs_file, run.inputs_json.encode())
+        except Exception as exc:
+            log.exception("job %s: its inputs could not be written", run.job_id)
+            raise _InputsNotWritten(
+                f"the job's inputs could not be written before its run ({type(exc).__name__})"
+            ) from None
 
     async def _remove_inputs(self, run: JobRun) -> None:
         """Removes the inputs file once the job's end is recorded and its run is gone; an
@@ -419,6 +418,21 @@ class JobRunner:
                 self.running.pop(running.job_id, None)
                 running.done.set()
         return len(detached)
+
+
+class _InputsNotWritten(Exception):
+    """The inputs file or object could not be written: the job cannot run."""
+
+
+async def _write_file(path: Path, data: bytes) -> None:
+    """Writes the inputs file in a thread; a dismiss meanwhile waits for the write to end,
+    so that removing the file comes after it."""
+    writing = asyncio.ensure_future(asyncio.to_thread(_write_private, path, data))
+    try:
+        await asyncio.shield(writing)
+    except asyncio.CancelledError:
+        await despite_cancellation(asyncio.wait([writing]))
+        raise
 
 
 def _write_private(path: Path, data: bytes) -> None:
