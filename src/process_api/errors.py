@@ -85,6 +85,12 @@ class PayloadTooLarge(ApiError):
     title = "Payload too large"
 
 
+class UnsupportedMediaType(ApiError):
+    status = 415
+    type = OGC + "unsupported-media-type"
+    title = "Unsupported media type"
+
+
 class InvalidParameter(ApiError):
     status = 400
     type = OGC + "invalid-parameter-value"

@@ -18,6 +18,8 @@ from dotenv import dotenv_values
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from process_api.server_log import LogFormat
+
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
@@ -30,6 +32,8 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", alias="API_HOST")
     port: int = Field(5050, alias="API_PORT", ge=0, le=65535)
     log_level: LogLevel = Field("INFO", alias="LOG_LEVEL")
+    #: `json`: one JSON object per line, with job_id and process_id on lines about a job.
+    log_format: LogFormat = Field("text", alias="LOG_FORMAT")
     data_dir: Path = Field(Path(".data"), alias="DATA_DIR")
     db_path: Path | None = Field(None, alias="DB_PATH")
     skip_invalid: bool = Field(False, alias="SKIP_INVALID")
@@ -91,6 +95,11 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_format(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("job_env_passthrough", mode="before")
     @classmethod

@@ -530,7 +530,13 @@ def test_a_missing_image_fails_the_job(harness: Harness, busybox: str) -> None:
         shell_process("never-pulled", "process-api-test/missing:1", "echo", pullPolicy="never")
     )
     harness.add(shell_process("server-never", "process-api-test/missing:2", "echo never"))
+    # An image missing when the files are loaded makes them invalid (it would never be
+    # pulled): these two are there at the start, and gone before their jobs run.
+    for tag in ("process-api-test/missing:1", "process-api-test/missing:2"):
+        subprocess.run(["docker", "tag", busybox, tag], check=True, capture_output=True)
     server = harness.start(DOCKER_PULL_POLICY="never")  # only for server-never
+    for tag in ("process-api-test/missing:1", "process-api-test/missing:2"):
+        remove_image(tag)
     with server.client() as http:
         started = time.monotonic()
         pulled = http.post("/processes/unpullable/execution", json={"inputs": {}})
@@ -855,6 +861,9 @@ def test_without_an_engine_docker_processes_answer_503_and_others_run(
         echo = http.post("/processes/echo/execution", json={"inputs": {"stringInput": "still"}})
         assert echo.status_code == 200, echo.text
         assert echo.json() == "still"
+        ready = http.get("/ready")  # a process runs on the engine: the server is not ready
+        assert ready.status_code == 503, ready.text
+        assert any("Docker Engine is unreachable" in p for p in ready.json()["problems"])
     assert server.stop() == 0
     output = server.output()
     assert "Traceback" not in output, output

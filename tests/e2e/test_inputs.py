@@ -44,8 +44,9 @@ outputs:
 """
 
 INPUTS_PY = """\
-import json, sys
-print(json.dumps({"plugin_results": json.loads(sys.argv[-1])}))
+import json, os, sys
+formats = json.loads(os.environ.get("PROCESS_API_INPUT_FORMATS", "{}"))
+print(json.dumps({"plugin_results": {"inputs": json.loads(sys.argv[-1]), "formats": formats}}))
 """
 
 
@@ -66,6 +67,9 @@ def run(http: httpx.Client, inputs: dict) -> httpx.Response:
     return http.post("/processes/inputs/execution", json={"inputs": inputs})
 
 
+BLOB = base64.b64encode(b"abc").decode()
+
+
 @pytest.mark.parametrize(
     "inputs",
     [
@@ -77,15 +81,8 @@ def run(http: httpx.Client, inputs: dict) -> httpx.Response:
             }
         },
         {"blob": base64.b64encode(b"\x00\x01binary\xff").decode()},
-        {
-            "blob": {
-                "value": base64.b64encode(b"abc").decode(),
-                "mediaType": "application/octet-stream",
-            }
-        },
         {"level": 2},
         {"level": [0, 1, 2]},
-        {"level": {"value": 5, "mediaType": "application/json"}},
         {"raster": {"href": "https://example.org/dem.tif", "type": "image/tiff"}},
         {"raster": {"href": "s3://bucket/key/dem.tif"}},
     ],
@@ -93,7 +90,44 @@ def run(http: httpx.Client, inputs: dict) -> httpx.Response:
 def test_valid_inputs_reach_the_process_as_sent(http: httpx.Client, inputs: dict) -> None:
     response = run(http, inputs)
     assert response.status_code == 200, response.text
-    assert response.json() == inputs  # links are passed on, not fetched
+    # links are passed on, not fetched; no format is given beside plain values
+    assert response.json() == {"inputs": inputs, "formats": {}}
+
+
+@pytest.mark.parametrize(
+    ("inputs", "plain", "formats"),
+    [
+        (
+            {
+                "blob": {
+                    "value": BLOB,
+                    "mediaType": "application/octet-stream",
+                    "encoding": "base64",
+                }
+            },
+            {"blob": BLOB},
+            {"blob": {"mediaType": "application/octet-stream", "encoding": "base64"}},
+        ),
+        (
+            {"level": {"value": 5, "mediaType": "application/json"}},
+            {"level": 5},
+            {"level": {"mediaType": "application/json"}},
+        ),
+        (
+            {"level": [{"value": 1}, 2, {"value": 3, "mediaType": "application/json"}]},
+            {"level": [1, 2, 3]},
+            {"level": [{}, None, {"mediaType": "application/json"}]},
+        ),
+    ],
+)
+def test_a_qualified_value_reaches_the_process_as_its_plain_value(
+    http: httpx.Client, inputs: dict, plain: dict, formats: dict
+) -> None:
+    """A process written for the Go server expects `5`, not `{"value": 5}`; the media type
+    and encoding are given beside, in PROCESS_API_INPUT_FORMATS."""
+    response = run(http, inputs)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"inputs": plain, "formats": formats}
 
 
 @pytest.mark.parametrize(

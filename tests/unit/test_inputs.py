@@ -9,7 +9,7 @@ import pytest
 
 from process_api.errors import InvalidInput
 from process_api.processes.config import ProcessConfig
-from process_api.processes.inputs import check_inputs
+from process_api.processes.inputs import check_inputs, for_process
 from process_api.processes.registry import Process
 
 
@@ -178,3 +178,19 @@ def test_every_problem_is_reported_at_once(process: Process) -> None:
     detail = detail_of(process, {"numbers": [1, 2, 3, 4], "count": "many", "bogus": 0})
     for expected in ("'bogus'", "'text'", "'numbers'", "'count'"):
         assert expected in detail
+
+
+def test_formats_too_large_for_the_environment_are_refused(process: Process) -> None:
+    """The formats of qualified values reach the process in one environment variable,
+    which Linux limits like one argument: a huge `schema` member must not fail the run."""
+    huge = {"value": "hi", "mediaType": "text/plain", "schema": {"description": "x" * 70_000}}
+    assert "at most 65536" in detail_of(process, {"text": huge, "numbers": [1]})
+
+
+def test_for_process_unwraps_qualified_values_and_keeps_their_formats(process: Process) -> None:
+    plain, formats = for_process(
+        process,
+        {"text": {"value": "hi", "mediaType": "text/plain"}, "numbers": [1, {"value": 2}]},
+    )
+    assert plain == {"text": "hi", "numbers": [1, 2]}
+    assert formats == {"text": {"mediaType": "text/plain"}, "numbers": [None, {}]}

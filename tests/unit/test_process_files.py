@@ -149,7 +149,7 @@ def test_missing_info_id(tmp_path: Path, checks: HostChecks) -> None:
     )
     problem = only_problem(tmp_path, checks)
     assert (problem.file, problem.field) == (path, "info.id")
-    assert str(problem) == f"{path}: info.id: {problem.message}"
+    assert str(problem) == f"{path}:1:1: info.id: missing required key"
 
 
 @pytest.mark.parametrize("bad_id", ["has space", "a/b", "-leading", "_leading", "x" * 129])

@@ -30,6 +30,7 @@ from process_api.api.results import output_forms, results_document
 from process_api.errors import InvalidInput
 from process_api.jobs.model import Job, JobStatus
 from process_api.processes.registry import ProcessRegistry
+from process_api.server_log import job_context
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +147,10 @@ class Notifier:
         self._queues: dict[str, _Queue] = {}
 
     def __call__(self, job: Job) -> None:
+        with job_context(job.id, job.process_id):  # for the lines of its delivery task
+            self._notify(job)
+
+    def _notify(self, job: Job) -> None:
         subscriber: dict[str, Any] = job.request.get("subscriber") or {}
         base = job.request.get("baseUrl")
         if not subscriber or not isinstance(base, str):

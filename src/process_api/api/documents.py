@@ -109,30 +109,3 @@ def status_info(request: Base, job: Job | JobSummary) -> dict[str, Any]:
         links.append(link(url(request, path + "/results"), REL_RESULTS, title="Job results"))
     document["links"] = links
     return document
-
-
-_EXAMPLES = {
-    "string": "text",
-    "integer": 1,
-    "number": 1.5,
-    "boolean": True,
-    "array": [],
-    "object": {},
-}
-
-
-def example_inputs(process: Process) -> dict[str, Any]:
-    """Inputs a user can start from: every required input, with a value of its type."""
-    example: dict[str, Any] = {}
-    for item in process.config.inputs:
-        if item.minOccurs == 0:
-            continue
-        schema = process.input_schemas[item.id]
-        if "default" in schema:
-            value = schema["default"]
-        elif schema.get("enum"):
-            value = schema["enum"][0]
-        else:
-            value = _EXAMPLES.get(str(schema.get("type")), "value")
-        example[item.id] = [value] * item.minOccurs if item.minOccurs > 1 else value
-    return example

@@ -16,6 +16,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
 from process_api.processes.config import Input
+from process_api.processes.examples import example_inputs
 from process_api.processes.registry import Process, ProcessRegistry
 
 EXCEPTION_SCHEMA: dict[str, Any] = {
@@ -166,6 +167,26 @@ def execute_body(process: Process, generic: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+def _examples(document: dict[str, Any], registry: ProcessRegistry) -> None:
+    """An execute request example that runs as it is, for each process's path and for the
+    templated one (whose example made from the schema invents outputs named
+    `additionalProp1`). Added after the 3.0 rewrite, which must not touch values."""
+    paths = document["paths"]
+    for process in registry.values():
+        example = {"inputs": example_inputs(process)}
+        operation = paths[f"/processes/{process.id}/execution"]["post"]
+        operation["requestBody"]["content"]["application/json"]["example"] = example
+    if not registry:
+        return
+    first = next(iter(registry.values()))
+    generic = paths["/processes/{processID}/execution"]["post"]
+    for parameter in generic.get("parameters", []):
+        if parameter.get("name") == "processID":
+            parameter["example"] = first.id
+    content = generic["requestBody"]["content"]["application/json"]
+    content["example"] = {"inputs": example_inputs(first)}
+
+
 def _process_paths(document: dict[str, Any], registry: ProcessRegistry) -> None:
     """A concrete execution path per process, next to the templated one."""
     generic = document["paths"]["/processes/{processID}/execution"]["post"]
@@ -196,6 +217,7 @@ def install(app: FastAPI) -> None:
             _ogc_errors(document)
             _process_paths(document, app.state.registry)
             app.openapi_schema = to_openapi30(document)
+            _examples(app.openapi_schema, app.state.registry)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

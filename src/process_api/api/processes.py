@@ -23,7 +23,6 @@ from process_api.api.common import (
     render,
 )
 from process_api.api.documents import (
-    example_inputs,
     process_description,
     process_summary,
     status_info,
@@ -33,10 +32,12 @@ from process_api.api.links import base_url, self_links, url
 from process_api.api.openapi import inline_schema
 from process_api.api.prefer import decide_mode, parse_prefer
 from process_api.api.results import execution_response, output_forms
-from process_api.errors import InvalidInput, JobNotDismissable
+from process_api.errors import InvalidInput, JobNotDismissable, UnsupportedMediaType
 from process_api.jobs.model import Job
 from process_api.jobs.service import JobService
+from process_api.processes.examples import example_inputs
 from process_api.processes.inputs import check_inputs
+from process_api.processes.registry import Process
 
 router = APIRouter(tags=["Processes"])
 
@@ -123,6 +124,7 @@ async def describe_process(request: Request, processID: str) -> Response:
         400: {"description": "Invalid execute request"},
         404: {"description": "No such process"},
         410: {"description": "The job was dismissed (shutdown, or by another client)"},
+        415: {"description": "The body is not JSON"},
         413: {
             "description": "The body is over MAX_REQUEST_BYTES, or the inputs are too large "
             "for the process's host (one command argument, AWS Batch's request limit)"
@@ -137,8 +139,13 @@ async def execute(
     prefer: Annotated[list[str] | None, Header()] = None,
 ) -> Response:
     process = registry(request).require(processID)
-    body = await _execute_request(request)
-    check_inputs(process, body.inputs)
+    body = await _execute_request(request, process)
+    try:
+        check_inputs(process, body.inputs)
+    except InvalidInput as exc:
+        if "inputs" not in body.model_fields_set:
+            exc.detail += '; the request has no "inputs" member: {"inputs": {"<input id>": …}}'
+        raise
     stored_request = body.model_dump(exclude={"inputs"}, exclude_none=True, by_alias=True)
     output_forms(process, stored_request)
     if body.subscriber is not None:
@@ -149,6 +156,7 @@ async def execute(
     # With wait=N the client may get the async answer and poll: the job is kept as async.
     mode = "async" if decision.wait is not None else decision.mode
     job = await jobs.submit(process, body.inputs, stored_request, mode)
+    request.app.state.metrics.submitted(job)
     headers = {"Preference-Applied": decision.applied} if decision.applied else {}
     if decision.mode == "sync":
         finished = await _await_sync(request, jobs, job, decision.wait)
@@ -161,7 +169,7 @@ async def execute(
     return JSONResponse(status_info(request, job), status_code=201, headers=headers)
 
 
-def _known_members(data: dict[str, Any]) -> dict[str, Any]:
+def _known_members(data: dict[str, Any], process: Process) -> dict[str, Any]:
     """The body without the members older clients send and that mean nothing here.
 
     Any other member is refused, naming it: it would be stored with the job, and a
@@ -169,9 +177,16 @@ def _known_members(data: dict[str, Any]) -> dict[str, Any]:
     """
     unknown = [name for name in data if name not in EXECUTE_MEMBERS and name not in DROPPED]
     if unknown:
-        raise InvalidInput(
+        detail = (
             f"unknown member(s) {unknown} of the execute request; it has {list(EXECUTE_MEMBERS)}"
         )
+        input_ids = {i.id for i in process.config.inputs}
+        if "inputs" not in data and set(unknown) & input_ids:
+            wrapped = json.dumps({"inputs": {name: data[name] for name in unknown}})
+            if len(wrapped) > 200:
+                wrapped = '{"inputs": {…}}'
+            detail += f'. Inputs go inside an "inputs" member: {wrapped}'
+        raise InvalidInput(detail)
     return {name: value for name, value in data.items() if name not in DROPPED}
 
 
@@ -191,8 +206,27 @@ def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not a JSON number")
 
 
-async def _execute_request(request: Request) -> ExecuteRequest:
-    """The body, read as JSON whatever its Content-Type says (curl -d sends a form type)."""
+#: what an execute body may be declared as: JSON, or curl's default for `-d` (a JSON
+#: body sent without `-H 'Content-Type: application/json'`).
+_JSON_TYPES = ("application/json", "application/x-www-form-urlencoded")
+
+
+def _check_media_type(request: Request) -> None:
+    """Raises 415 for a body declared as something other than JSON (XML, a form upload)."""
+    declared = request.headers.get("content-type")
+    if declared is None:
+        return
+    essence = declared.split(";")[0].strip().lower()
+    if essence in _JSON_TYPES or (essence.startswith("application/") and essence.endswith("+json")):
+        return
+    raise UnsupportedMediaType(
+        f"the execute request must be JSON (Content-Type: application/json), not {essence!r}"
+    )
+
+
+async def _execute_request(request: Request, process: Process) -> ExecuteRequest:
+    """The body as an execute request; JSON, even under curl's default form type."""
+    _check_media_type(request)
     raw = await request.body()
     try:
         data = json.loads(raw, parse_constant=_not_json) if raw.strip() else {}
@@ -203,7 +237,7 @@ async def _execute_request(request: Request) -> ExecuteRequest:
     if _depth(data) > MAX_DEPTH:
         raise InvalidInput(_TOO_DEEP)
     if isinstance(data, dict):
-        data = _known_members(data)
+        data = _known_members(data, process)
     try:
         return ExecuteRequest.model_validate(data)
     except ValidationError as exc:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -40,6 +41,7 @@ from process_api.hosts.base import (
 from process_api.jobs.budget import Resources, jobs_only
 from process_api.processes.config import ProcessConfig
 from process_api.processes.loader import HostConfigError
+from process_api.processes.problems import ConfigProblem, pydantic_problems
 from process_api.processes.registry import Process
 
 log = logging.getLogger(__name__)
@@ -153,18 +155,23 @@ class BatchHost(HostBase):
             self._batch, self._logs = self._make_batch(), self._make_logs()
         return self._batch, self._logs
 
-    def check(self, config: ProcessConfig) -> None:
+    def check(self, config: ProcessConfig, source: Path) -> list[ConfigProblem]:
+        container = config.container
+        problems = [
+            ConfigProblem(f"container.{name}", why)
+            for name, why in UNSUPPORTED.items()
+            if container is not None and getattr(container, name)
+        ]
         try:
             host = BatchHostConfig.model_validate(config.host.model_dump())
         except ValidationError as exc:
-            err = exc.errors()[0]
-            raise HostConfigError(".".join(["host", *map(str, err["loc"])]), err["msg"]) from None
-        container = config.container
-        for name, why in UNSUPPORTED.items():
-            if container is not None and getattr(container, name):
-                raise HostConfigError(f"container.{name}", why)
+            return pydantic_problems(exc, BatchHostConfig, ("host",)) + problems
         if self.configured and host.jobDefinition not in self.definitions:
-            self._describe_definition(host.jobDefinition)
+            try:
+                self._describe_definition(host.jobDefinition)
+            except HostConfigError as exc:
+                problems.append(ConfigProblem(exc.field, exc.message))
+        return problems
 
     def _describe_definition(self, name: str) -> None:
         """Reads the definition's image and resources, as the Go server did at startup."""

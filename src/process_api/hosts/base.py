@@ -18,6 +18,7 @@ from typing import Any, Literal, Protocol
 from process_api.errors import PayloadTooLarge
 from process_api.jobs.budget import Resources
 from process_api.processes.config import ProcessConfig
+from process_api.processes.problems import ConfigProblem
 from process_api.processes.registry import Process
 
 Stream = Literal["stdout", "stderr"]
@@ -80,8 +81,11 @@ class Host(Protocol):
     #: the process cannot be given a file of this machine: its inputs go to storage (Batch).
     inputs_in_storage: bool
 
-    def check(self, config: ProcessConfig) -> None:
-        """Raises HostConfigError naming the field if the file does not fit this host."""
+    def check(self, config: ProcessConfig, source: Path) -> list[ConfigProblem]:
+        """What does not fit this host in the file at `source` (errors and warnings): its
+        own `host:` fields, the container fields it uses, cheap look-ups (a program on
+        the PATH, an image on the engine). When other parts of the file are broken,
+        `config` holds only `host` and `container` (the keys of them that are valid)."""
 
     async def ready(self) -> None:
         """Raises ServiceUnavailable if the platform cannot take a job now."""

@@ -1,13 +1,14 @@
 """The job contract: what a process is given, and how its progress and results are read.
 
 A process gets its command, then the inputs as one JSON argument, and the job
-context in `PROCESS_API_*` variables. The same inputs JSON is also a file whose
-path is in `PROCESS_API_INPUTS_FILE` (on AWS Batch, where no file of the server's
-machine can be given, an object whose s3:// URI is in `PROCESS_API_INPUTS_URI`).
-A process file with `inputsAs: file` gets no inputs argument: only the file (or
-object), so inputs are not bound by the platform's limit on one argument. The
-last line of stdout that is `{"plugin_results": <value>}` gives its results, or
-else the file `results.json` it wrote to its results location; lines
+context in `PROCESS_API_*` variables. Qualified values (`{"value": …, "mediaType": …}`)
+arrive as their plain value, their formats in `PROCESS_API_INPUT_FORMATS`. The same
+inputs JSON is also a file whose path is in `PROCESS_API_INPUTS_FILE` (on AWS Batch,
+where no file of the server's machine can be given, an object whose s3:// URI is in
+`PROCESS_API_INPUTS_URI`). A process file with `inputsAs: file` gets no inputs
+argument: only the file (or object), so inputs are not bound by the platform's limit
+on one argument. The last line of stdout that is `{"plugin_results": <value>}` gives
+its results, or else the file `results.json` it wrote to its results location; lines
 `{"progress": N, "message": "…"}` report progress. Exit code 0 is success.
 """
 
@@ -23,6 +24,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
 from process_api.hosts.base import JobRun
+from process_api.processes.inputs import for_process
 from process_api.processes.registry import Process
 from process_api.storage.base import ObjectRefused, Storage
 
@@ -141,6 +143,9 @@ def job_run(
     }
     if results_dir is not None:
         env["PROCESS_API_RESULTS_DIR"] = str(results_dir)
+    plain, formats = for_process(process, inputs)
+    if formats:
+        env["PROCESS_API_INPUT_FORMATS"] = json.dumps(formats)
     inputs_file = inputs_key = inputs_uri = None
     if inputs_in_storage:
         inputs_key = storage.layout.inputs(job_id)
@@ -151,7 +156,7 @@ def job_run(
     return JobRun(
         job_id,
         process,
-        json.dumps(inputs),
+        json.dumps(plain),
         env,
         results_dir,
         inputs_file=inputs_file,

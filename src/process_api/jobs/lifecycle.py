@@ -18,6 +18,7 @@ from process_api.errors import JobNotDismissable
 from process_api.jobs.model import Job, JobStatus
 from process_api.jobs.running import JobRunner, RunningJob
 from process_api.processes.registry import Process, ProcessRegistry
+from process_api.server_log import job_context
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +55,11 @@ async def reconcile(runner: JobRunner, registry: ProcessRegistry) -> None:
 
 async def fail(runner: JobRunner, job: Job, reason: str) -> None:
     """Ends a job that cannot be run, as any other failure ends: callback and metadata too."""
-    log.warning("job %s: %s", job.id, reason)
-    ended = await runner.record_end(job.id, {"status": JobStatus.FAILED, "message": reason})
-    if ended is not None:
-        await runner.keep_metadata(ended)
+    with job_context(job.id, job.process_id):
+        log.warning("job %s: %s", job.id, reason)
+        ended = await runner.record_end(job.id, {"status": JobStatus.FAILED, "message": reason})
+        if ended is not None:
+            await runner.keep_metadata(ended)
 
 
 def _left_to_next_start(running: RunningJob) -> bool:

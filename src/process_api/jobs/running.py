@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Mapping, Set
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Set
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +33,7 @@ from process_api.jobs.log import FLUSH_INTERVAL, JobLog
 from process_api.jobs.metadata import job_metadata
 from process_api.jobs.model import ACTIVE, Job, JobStatus, utcnow
 from process_api.processes.registry import Process
+from process_api.server_log import bind_job
 from process_api.storage.base import Storage
 from process_api.store.base import JobStore
 
@@ -50,6 +51,8 @@ class RunningJob:
     host: Host
     mode: str
     log: JobLog
+    #: the host's name in process files (docker and local are one host).
+    host_type: str
     done: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     progress: tuple[int | None, str | None] | None = None
@@ -140,10 +143,16 @@ class JobRunner:
             process, job_id, inputs, self.storage, self.inputs_dir, host.inputs_in_storage
         )
 
+    def states(self) -> Iterator[tuple[str, str]]:
+        """(host type, queued or running) of each job this server runs or follows."""
+        for running in list(self.running.values()):
+            yield running.host_type, "running" if running.launched else "queued"
+
     def start(self, process: Process, job: Job, handle: dict[str, Any] | None) -> RunningJob:
         """Runs a new job (handle None), or follows again one started before a restart."""
         host = self.hosts[job.host_type]
-        running = RunningJob(job.id, host, job.mode, JobLog(self.spool / f"{job.id}.jsonl"))
+        job_log = JobLog(self.spool / f"{job.id}.jsonl")
+        running = RunningJob(job.id, host, job.mode, job_log, job.host_type)
         self.running[job.id] = running
         running.task = asyncio.create_task(self._run(process, job, running, handle))
         if self._flusher is None or self._flusher.done():
@@ -160,6 +169,7 @@ class JobRunner:
     async def _run(
         self, process: Process, job: Job, running: RunningJob, handle: dict[str, Any] | None
     ) -> None:
+        bind_job(job.id, job.process_id)
         # The host the job was recorded with: the process file may have changed since.
         host = running.host
         run = self.job_run(host, process, job.id, job.inputs)

@@ -181,6 +181,7 @@ class JobService:
         if dismissed is None:
             job = await self.get(job_id)
             raise JobNotDismissable(f"job {job_id!r} has already ended: it is {job.status.value}")
+        self.runner.notify(dismissed)
         running = self.runner.running.get(job_id)
         if running is not None and running.task is not None:
             running.task.cancel()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import json
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -51,11 +52,24 @@ def _base64_problem(schema: dict[str, Any], value: Any) -> str | None:
     return None
 
 
+#: the members of a qualified value besides `value` (OGC 1.0 qualifiedInputValue).
+FORMAT_MEMBERS = ("mediaType", "encoding", "schema")
+
+
+def is_link(item: Any) -> bool:
+    return isinstance(item, dict) and "href" in item and "value" not in item
+
+
+def is_qualified(item: Any) -> bool:
+    """A `{"value": …, "mediaType": …}` form: its value is what the process gets."""
+    return isinstance(item, dict) and "value" in item and "href" not in item
+
+
 def _item_problem(validator: Draft202012Validator, schema: dict[str, Any], item: Any) -> str | None:
     """What is wrong with one value: a link is checked as a link, a qualified value by its value."""
-    if isinstance(item, dict) and "href" in item and "value" not in item:
+    if is_link(item):
         return _link_problem(item)
-    plain = item["value"] if isinstance(item, dict) and "value" in item else item
+    plain = item["value"] if is_qualified(item) else item
     error = best_match(validator.iter_errors(plain))
     if error is not None:
         path = "".join(f"[{p!r}]" for p in error.absolute_path)
@@ -87,6 +101,11 @@ def _problems_of(process: Process, input_id: str, value: Any) -> list[str]:
     return problems
 
 
+#: the most the formats of qualified values may take: they reach the process in one
+#: environment variable, which Linux limits like one argument.
+MAX_FORMATS_BYTES = 64 * 1024
+
+
 def check_inputs(process: Process, inputs: dict[str, Any]) -> None:
     """Raises InvalidInput naming every unknown, missing or invalid input."""
     declared = {i.id: i for i in process.config.inputs}
@@ -97,5 +116,39 @@ def check_inputs(process: Process, inputs: dict[str, Any]) -> None:
                 problems.append(f"missing required input {spec.id!r}")
             continue
         problems.extend(_problems_of(process, spec.id, inputs[spec.id]))
+    if not problems:
+        size = len(json.dumps(for_process(process, inputs)[1]))
+        if size > MAX_FORMATS_BYTES:
+            problems.append(
+                f"the mediaType, encoding and schema members of the qualified values take "
+                f"{size} bytes; at most {MAX_FORMATS_BYTES} are allowed"
+            )
     if problems:
         raise InvalidInput("; ".join(problems))
+
+
+def _format_of(item: Any) -> dict[str, Any] | None:
+    if not is_qualified(item):
+        return None
+    return {key: item[key] for key in FORMAT_MEMBERS if key in item}
+
+
+def for_process(process: Process, inputs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The inputs as the process gets them, and the formats of its qualified values.
+
+    A qualified value reaches the process as its plain value, as it would have been sent
+    to the Go server; its media type, encoding and schema go beside, keyed by input id
+    (a list, with null for unqualified values, for an input given several values).
+    """
+    max_occurs = {i.id: i.maxOccurs for i in process.config.inputs}
+    plain: dict[str, Any] = {}
+    formats: dict[str, Any] = {}
+    for input_id, value in inputs.items():
+        items = occurrences(value, max_occurs.get(input_id, 1))
+        several = items is value  # a list given as several values, not one list value
+        found = [_format_of(item) for item in items]
+        unwrapped = [item["value"] if is_qualified(item) else item for item in items]
+        plain[input_id] = unwrapped if several else unwrapped[0]
+        if any(f is not None for f in found):
+            formats[input_id] = found if several else found[0]
+    return plain, formats
