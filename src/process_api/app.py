@@ -90,7 +90,15 @@ def create_app(
         metrics.changed(job)
         notifier(job)
 
-    service = JobService(store, storage, hosts, settings.data_dir / "spool", changed, expiry)
+    service = JobService(
+        store,
+        storage,
+        hosts,
+        settings.data_dir / "spool",
+        changed,
+        expiry,
+        inputs_dir=settings.data_dir / "inputs",
+    )
     metrics = Metrics(service.runner.states)
 
     @asynccontextmanager

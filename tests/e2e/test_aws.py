@@ -579,8 +579,8 @@ def test_an_unreachable_aws_endpoint_fails_jobs_and_the_server_goes_on(
         job_id = submit(http, "bwecho")
         job = wait_status(http, job_id, {"successful", "failed"}, 45)
         assert job["status"] == "failed", job
-        assert "AWS Batch did not take the job" in job["message"], job
-        assert f"127.0.0.1:{port}" in job["message"], job
+        # Its inputs go to S3 first, at the same unreachable endpoint.
+        assert "inputs could not be written" in job["message"], job
         assert http.get("/processes").status_code == 200
         # AWS comes (back): the same server runs jobs.
         with moto_or_skip(port=port, log_dir=tmp_path) as revived:
@@ -592,7 +592,7 @@ def test_an_unreachable_aws_endpoint_fails_jobs_and_the_server_goes_on(
         job_id = submit(http, "bwecho")
         job = wait_status(http, job_id, {"successful", "failed"}, 45)
         assert job["status"] == "failed", job
-        assert "AWS Batch did not take the job" in job["message"], job
+        assert "inputs could not be written" in job["message"], job
         assert http.get("/processes/bwecho").status_code == 200
         assert http.get(f"/jobs/{job_id}").status_code == 200
     assert server.proc is not None and server.proc.poll() is None
@@ -783,10 +783,58 @@ def test_an_execute_request_too_large_for_batch_answers_413(aws: Aws) -> None:
         )
         body = assert_exception(response, 413, "payload-too-large")
         assert "AWS Batch" in body["detail"], body
+        assert "30000" in body["detail"], body
+        assert "inputsAs: file" in body["detail"], body
         assert job_count(http) == before
 
 
-# -- 10. files written to S3 -------------------------------------------------------
+#: a job that reads its inputs from S3 (argv[1]: the S3 endpoint) and says what it got.
+GET_INPUTS = """import json, os, sys, urllib.request
+uri = os.environ["PROCESS_API_INPUTS_URI"]
+bucket, _, key = uri.removeprefix("s3://").partition("/")
+headers = {
+    "Authorization": "AWS4-HMAC-SHA256 Credential=test/20240101/us-east-1/s3/aws4_request, "
+    "SignedHeaders=host, Signature=00",
+}
+request = urllib.request.Request(f"{sys.argv[1]}/{bucket}/{key}", headers=headers)
+with urllib.request.urlopen(request, timeout=10) as answer:
+    inputs = json.load(answer)
+print(json.dumps({"plugin_results": {
+    "uri": uri, "blob": len(inputs["blob"]), "arguments": len(sys.argv) - 2,
+    "file": os.environ.get("PROCESS_API_INPUTS_FILE"),
+}}))
+"""
+
+
+def test_inputs_too_large_for_batch_reach_a_process_taking_them_from_s3(
+    aws: Aws, python_definition: str
+) -> None:
+    document = batch_process(
+        "pyinputs",
+        command=["python", "-c", GET_INPUTS, aws.moto.url],
+        definition=python_definition,
+        inputs=[{"id": "blob", "schema": {"type": "string"}}],
+    )
+    aws.add({**document, "inputsAs": "file"})
+    server = aws.start(EXPIRY_DAYS="0.0001")  # about 8.6 s
+    with server.client() as http:
+        job_id = submit(http, "pyinputs", {"blob": "x" * 40_000})
+        job = wait_status(http, job_id, {"successful", "failed"}, JOB_TIMEOUT)
+        assert job["status"] == "successful", (job["message"], log_texts(http, job_id))
+        key = f"metadata/{job_id}.inputs.json"
+        seen = http.get(f"/jobs/{job_id}/results/result").json()
+        # Not among the results the process writes, and no argument nor file of this machine.
+        assert seen == {
+            "uri": f"s3://{aws.bucket}/{key}",
+            "blob": 40_000,
+            "arguments": 0,
+            "file": None,
+        }
+        assert not [k for k in aws.keys("results/") if job_id in k]
+        wait_until(lambda: key not in aws.keys("metadata/"), 30, "retention to remove the inputs")
+
+
+# -- 11. files written to S3 -------------------------------------------------------
 
 #: writes a CSV table and a note to the job's S3 results prefix (argv[1]: the S3 endpoint),
 #: and returns them: by name, and by its own s3:// URI.

@@ -1,7 +1,8 @@
 """The `docker` host (`local` in the Go server's files): each job is a container.
 
 The image runs with the process's command plus the inputs JSON as its last
-argument (appended to the image's entrypoint), hardened by default (no
+argument (appended to the image's entrypoint; none with `inputsAs: file`), the
+inputs file mounted read-only at INPUTS_MOUNT, hardened by default (no
 privileges, no new privileges, every capability dropped unless asked for and
 only those of Docker's default set, no network, a bounded number of processes,
 no swap beyond the memory limit) and limited to the process's maxResources.
@@ -48,6 +49,8 @@ from process_api.hosts.base import (
     admit_argument,
 )
 from process_api.hosts.docker_files import (
+    INPUTS_MODE,
+    INPUTS_SHARED_MODE,
     RESULTS_MODE,
     RESULTS_SHARED_MODE,
     Ids,
@@ -72,6 +75,8 @@ LABEL_INSTANCE = "process-api.instance"
 RESULTS_MOUNT = "/results"
 #: where the job's secrets appear inside the container, one file each (Docker's convention).
 SECRETS_MOUNT = "/run/secrets"
+#: where the job's inputs file appears inside the container (PROCESS_API_INPUTS_FILE).
+INPUTS_MOUNT = "/run/process-api/inputs.json"
 #: Docker's default capability set: what a process file may keep (the setting adds more).
 DEFAULT_CAPABILITIES = frozenset(
     {
@@ -340,9 +345,12 @@ class DockerHost(HostBase):
         if run.results_dir is not None:
             volumes[str(run.results_dir)] = {"bind": RESULTS_MOUNT, "mode": "rw"}
             env["PROCESS_API_RESULTS_DIR"] = RESULTS_MOUNT
+        if run.inputs_file is not None:
+            volumes[str(run.inputs_file)] = {"bind": INPUTS_MOUNT, "mode": "ro"}
+            env["PROCESS_API_INPUTS_FILE"] = INPUTS_MOUNT
         return client.containers.create(
             image,
-            command=[*container.command, run.inputs_json],
+            command=[*container.command, *run.arguments],
             name=container_name(run.job_id),
             environment=env,
             labels={
@@ -365,7 +373,7 @@ class DockerHost(HostBase):
         )
 
     def _hand_over(self, container: Container, run: JobRun, image: Image) -> str | None:
-        """Gives the results directory and the secrets to the user the container runs as;
+        """Gives the results directory, the inputs file and the secrets to the user the container runs as;
         says what was chosen when that user cannot be known."""
         config = run.process.config.container
         user = (
@@ -390,6 +398,8 @@ class DockerHost(HostBase):
             log.warning("job %s: %s", run.job_id, notice)
         if run.results_dir is not None:
             hand_over(run.results_dir, ids, RESULTS_MODE, RESULTS_SHARED_MODE)
+        if run.inputs_file is not None:
+            hand_over(run.inputs_file, ids, INPUTS_MODE, INPUTS_SHARED_MODE)
         self._secret_files.hand_over(run.job_id, ids)
         return notice
 
@@ -450,7 +460,7 @@ class DockerHost(HostBase):
             return outcome
         except (DockerException, *_UNREACHABLE) as exc:
             return HostOutcome(None, f"lost contact with the Docker Engine: {_reason(exc)}")
-        except OSError as exc:  # the results directory or the secrets could not be handed over
+        except OSError as exc:  # the results directory, inputs or secrets could not be handed over
             return HostOutcome(None, f"cannot prepare the container's files: {exc}")
         finally:  # also on cancellation (dismissed, timed out, shut down), not after its end
             if not ended:

@@ -125,7 +125,7 @@ class SubprocessHost(HostBase):
         try:
             proc = await asyncio.create_subprocess_exec(
                 *config.command,
-                run.inputs_json,
+                *run.arguments,
                 cwd=run.process.source.parent,
                 env=env,
                 stdin=asyncio.subprocess.DEVNULL,

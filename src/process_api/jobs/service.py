@@ -21,7 +21,6 @@ from typing import Any
 from process_api.errors import InvalidInput, JobNotDismissable, NoSuchJob, ServiceUnavailable
 from process_api.hosts.base import Host
 from process_api.jobs import lifecycle
-from process_api.jobs.contract import job_run
 from process_api.jobs.log import LogPage, file_page, page_of, stream_page
 from process_api.jobs.model import ACTIVE, Job, JobStatus, Mode, utcnow
 from process_api.jobs.retention import Retention
@@ -53,13 +52,14 @@ class JobService:
         spool: Path,
         on_change: Callable[[Job], None] | None = None,
         expiry: timedelta | None = None,
+        inputs_dir: Path | None = None,
     ) -> None:
-        """`spool` and `on_change` are the JobRunner's; `expiry`: how long results, logs and
-        metadata of ended jobs are kept."""
+        """`spool`, `on_change` and `inputs_dir` are the JobRunner's; `expiry`: how long
+        results, logs and metadata of ended jobs are kept."""
         self.store = store
         self.storage = storage
         self.hosts = hosts
-        self.runner = JobRunner(store, storage, hosts, spool, on_change)
+        self.runner = JobRunner(store, storage, hosts, spool, on_change, inputs_dir)
         self.retention = Retention(store, storage, expiry)
         self._closing = False
 
@@ -86,7 +86,8 @@ class JobService:
             )
         await host.ready()
         job_id = str(uuid.uuid4())
-        host.admit(job_run(process, job_id, inputs, self.storage))
+        # Before the job is recorded: a run the platform would refuse is never a job.
+        host.admit(self.runner.job_run(host, process, job_id, inputs))
         job = Job(
             id=job_id,
             process_id=process.id,

@@ -23,6 +23,11 @@ class Layout:
     def meta(self, job_id: str) -> str:
         return f"{self.metadata}/{job_id}.json"
 
+    def inputs(self, job_id: str) -> str:
+        """The job's inputs, for a process that cannot be given a file (AWS Batch): beside
+        its metadata, not among the results it writes."""
+        return f"{self.metadata}/{job_id}.inputs.json"
+
     def results_of(self, job_id: str) -> str:
         """The prefix under which a job's process may write its result files."""
         return f"{self.results}/{job_id}/"
