@@ -90,15 +90,7 @@ def create_app(
         metrics.changed(job)
         notifier(job)
 
-    service = JobService(
-        store,
-        storage,
-        hosts,
-        settings.data_dir / "spool",
-        changed,
-        expiry,
-        inputs_dir=settings.data_dir / "inputs",
-    )
+    service = JobService(store, storage, hosts, settings.data_dir / "spool", changed, expiry)
     metrics = Metrics(service.runner.states)
 
     @asynccontextmanager

@@ -39,7 +39,7 @@ from tests.aws import (
     session_moto,
     setup_aws,
 )
-from tests.conftest import DATA, Server, free_port, process_info, wait_status, wait_until
+from tests.conftest import DATA, EXAMPLES, Server, free_port, process_info, wait_status, wait_until
 from tests.images import BUSYBOX, PYTHON, python_image
 from tests.ogc import assert_valid
 
@@ -610,15 +610,16 @@ def test_results_logs_and_metadata_expire_from_s3(aws: Aws, python_definition: s
             outputs=[{"id": "r", "schema": {"type": "string"}}],
         )
     )
-    server = aws.start(EXPIRY_DAYS="0.00003")  # about 2.6 s
+    server = aws.start(EXPIRY_DAYS="0.0001")  # about 8.6 s
     with server.client() as http:
         job_id = submit(http, "pyexpire")
         job = wait_status(http, job_id, {"successful", "failed"}, JOB_TIMEOUT)
         assert job["status"] == "successful", job
         assert aws.keys(f"results/{job_id}/") == [f"results/{job_id}/results.json"]
-        assert f"logs/{job_id}.jsonl" in aws.keys("logs/")
-        assert f"metadata/{job_id}.json" in aws.keys("metadata/")
-        wait_until(lambda: http.get(f"/jobs/{job_id}/results").status_code == 410, 15, "expiry")
+        # the log and metadata are kept just after the status is recorded
+        kept = {f"logs/{job_id}.jsonl", f"metadata/{job_id}.json"}
+        wait_until(lambda: kept <= set(aws.keys()), 5, "the log and metadata to be kept")
+        wait_until(lambda: http.get(f"/jobs/{job_id}/results").status_code == 410, 30, "expiry")
         for path in ("results", "logs", "metadata"):
             assert_exception(http.get(f"/jobs/{job_id}/{path}"), 410, "results-expired")
         wait_until(
@@ -941,3 +942,30 @@ def test_presigned_redirects_lead_to_the_file_in_s3(aws: Aws) -> None:
         listed = http.get(f"/jobs/{job_id}/files/extra/notes.txt", follow_redirects=True)
         assert listed.text == "notes"
         assert http.get(f"/jobs/{job_id}/files/missing.txt").status_code == 404
+
+
+def test_files_a_local_process_writes_are_kept_in_s3(aws: Aws) -> None:
+    """With S3 storage a subprocess (or container) still writes its files to a directory,
+    PROCESS_API_RESULTS_DIR; they are put in S3 when it ends: the bundled rating example
+    runs unchanged."""
+    for name in ("rating.yml", "rating.py"):
+        shutil.copyfile(EXAMPLES / "examples" / name, aws.plugins / name)
+    server = aws.start()
+    with server.client() as http:
+        response = http.post(
+            "/processes/rating/execution",
+            json={"inputs": {"maxDepth": 1, "step": 0.25}, "response": "document"},
+        )
+        assert response.status_code == 200, response.text
+        job_id = response.headers["Link"].split("/jobs/")[1].split(">")[0]
+        document = response.json()
+        assert document["rows"] == 5
+        table = http.get(document["table"]["href"])
+        assert table.status_code == 200, table.text
+        assert table.headers["content-type"] == "text/csv"
+        lines = table.text.splitlines()
+        assert lines[0] == "depth_m,area_m2,velocity_ms,discharge_m3s" and len(lines) == 6
+    assert f"results/{job_id}/rating.csv" in aws.keys("results/")
+    # nothing of the run is left on the server's machine
+    assert not (server.data_dir / "results" / job_id).exists()
+    assert not (server.data_dir / "inputs" / f"{job_id}.json").exists()

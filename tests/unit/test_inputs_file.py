@@ -42,10 +42,10 @@ def test_a_batch_process_taking_its_inputs_as_a_file_is_refused_without_s3(
     tmp_path: Path,
 ) -> None:
     storage = LocalStorage(tmp_path, Layout())
-    run = job_run(batch_process("file"), "j1", {"x": 1}, storage, inputs_in_storage=True)
+    run = job_run(batch_process("file"), "j1", {"x": 1}, storage)
     with pytest.raises(ServiceUnavailable, match="S3_BUCKET"):
         batch_host().admit(run)
     # Taking them as an argument, it runs as before (the local path is never given to it).
-    argument = job_run(batch_process("argument"), "j2", {"x": 1}, storage, inputs_in_storage=True)
+    argument = job_run(batch_process("argument"), "j2", {"x": 1}, storage)
     batch_host().admit(argument)
     assert argument.arguments == ['{"x": 1}']

@@ -134,14 +134,13 @@ def job_run(
     job_id: str,
     inputs: dict[str, Any],
     storage: Storage,
-    inputs_dir: Path | None = None,
-    inputs_in_storage: bool = False,
+    results_dir: Path | None = None,
+    inputs_file: Path | None = None,
 ) -> JobRun:
     """The command's last argument, the inputs file and the job context a process sees in
-    its environment. The inputs file is in `inputs_dir` on this machine, or an object of the
-    storage for a host that cannot give the process a file (`inputs_in_storage`)."""
+    its environment. Without an `inputs_file` on this machine (a host that runs elsewhere),
+    the inputs are an object of the storage."""
     results = storage.layout.results_of(job_id)
-    results_dir = storage.local_path(results)
     env = {
         "PROCESS_API_JOB_ID": job_id,
         "PROCESS_API_PROCESS_ID": process.id,
@@ -153,13 +152,12 @@ def job_run(
     plain, formats = for_process(process, inputs)
     if formats:
         env["PROCESS_API_INPUT_FORMATS"] = json.dumps(formats)
-    inputs_file = inputs_key = inputs_uri = None
-    if inputs_in_storage:
+    inputs_key = inputs_uri = None
+    if inputs_file is not None:
+        env["PROCESS_API_INPUTS_FILE"] = str(inputs_file)
+    else:
         inputs_key = storage.layout.inputs(job_id)
         inputs_uri = env["PROCESS_API_INPUTS_URI"] = storage.location(inputs_key)
-    elif inputs_dir is not None:
-        inputs_file = inputs_dir / f"{job_id}.json"
-        env["PROCESS_API_INPUTS_FILE"] = str(inputs_file)
     return JobRun(
         job_id,
         process,

@@ -47,7 +47,7 @@ async def reconcile(runner: JobRunner, registry: ProcessRegistry) -> None:
     for host in {id(h): h for h in runner.hosts.values()}.values():
         await host.prune(followed)
     # Inputs files of jobs that ended (the crash's) go; those of active jobs stay, whoever runs them.
-    await runner.prune_inputs({job.id for job in await runner.store.active()})
+    await runner.workspace.prune({job.id for job in await runner.store.active()})
     for process, job in queued:
         log.info("job %s: waiting again for its turn after a restart", job.id)
         runner.start(process, job, None)

@@ -52,14 +52,13 @@ class JobService:
         spool: Path,
         on_change: Callable[[Job], None] | None = None,
         expiry: timedelta | None = None,
-        inputs_dir: Path | None = None,
     ) -> None:
-        """`spool`, `on_change` and `inputs_dir` are the JobRunner's; `expiry`: how long
-        results, logs and metadata of ended jobs are kept."""
+        """`spool` and `on_change` are the JobRunner's; `expiry`: how long results, logs and
+        metadata of ended jobs are kept."""
         self.store = store
         self.storage = storage
         self.hosts = hosts
-        self.runner = JobRunner(store, storage, hosts, spool, on_change, inputs_dir)
+        self.runner = JobRunner(store, storage, hosts, spool, on_change)
         self.retention = Retention(store, storage, expiry)
         self._closing = False
 
