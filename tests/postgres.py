@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -155,6 +156,20 @@ def execute(url: str, *statements: str) -> None:
     """Runs statements outside any transaction (CREATE DATABASE), from sync or async code."""
     with ThreadPoolExecutor(1) as thread:
         thread.submit(asyncio.run, _execute(url, *statements)).result()
+
+
+async def _fetch(url: str, query: str) -> list[dict[str, Any]]:
+    connection = await asyncpg.connect(_admin_url(url), timeout=30)
+    try:
+        return [dict(row) for row in await connection.fetch(query)]
+    finally:
+        await connection.close()
+
+
+def fetch(url: str, query: str) -> list[dict[str, Any]]:
+    """The rows of a query, as dicts."""
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, _fetch(url, query)).result()
 
 
 class Postgres:

@@ -78,15 +78,22 @@ class PostgresJobStore(SqlJobStore):
 
     def __init__(self, url: str) -> None:
         parsed = sa.make_url(url)
-        engine = create_async_engine(
-            parsed,
-            pool_pre_ping=True,
-            pool_size=POOL_SIZE,
-            max_overflow=POOL_OVERFLOW,
-            pool_timeout=POOL_TIMEOUT,
-            hide_parameters=True,
-            connect_args=_connect_arguments(parsed.get_driver_name()),
-        )
+        driver = parsed.get_driver_name()
+        try:
+            engine = create_async_engine(
+                parsed,
+                pool_pre_ping=True,
+                pool_size=POOL_SIZE,
+                max_overflow=POOL_OVERFLOW,
+                pool_timeout=POOL_TIMEOUT,
+                hide_parameters=True,
+                connect_args=_connect_arguments(driver),
+            )
+        except ImportError as exc:
+            raise StoreUnavailable(
+                f"DB_URL names the {driver} driver, which is not installed "
+                f"(pip install {'psycopg[binary]' if driver == 'psycopg' else driver})"
+            ) from exc
         super().__init__(engine, "postgresql")
 
     async def open(self) -> None:
