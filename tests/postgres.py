@@ -10,9 +10,11 @@ root). Each test gets a database of its own, made by `CREATE DATABASE` and dropp
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import uuid
@@ -129,7 +131,25 @@ class Cluster:
     def stop(self, mode: str = "fast") -> None:
         self._as_owner([str(self.bin / "pg_ctl"), "stop", "-D", str(self.data), "-m", mode])
 
+    def _processes(self) -> list[int]:
+        """The postmaster and its children (the backends and background workers)."""
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
+        return [postmaster, *map(int, children)]
+
+    def freeze(self) -> None:
+        """Stops every process of the cluster where it is: it accepts connections (the
+        kernel does) but answers nothing, like a database on a machine that hangs."""
+        for pid in self._processes():
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        for pid in self._processes():
+            os.kill(pid, signal.SIGCONT)
+
     def remove(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.thaw()
         try:
             self.stop("immediate")  # its data is thrown away
         except PostgresError:

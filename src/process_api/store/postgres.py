@@ -23,6 +23,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from process_api.errors import ApiError, InsufficientStorage, StoreUnavailable
 from process_api.jobs.model import Job, JobStatus
@@ -37,6 +38,9 @@ POOL_OVERFLOW = 10
 #: how long a request waits for a free connection, or for a new one to open (s).
 POOL_TIMEOUT = 30.0
 CONNECT_TIMEOUT = 10.0
+#: how long a statement may take before its request gets a 503 (asyncpg; a database that
+#: stopped answering, not a slow one). Migrations run without it.
+STATEMENT_TIMEOUT = 30.0
 
 #: the columns whose values are text (JSON columns escape NUL themselves).
 _TEXT = frozenset(c.name for c in jobs.columns if isinstance(c.type, sa.String))
@@ -77,17 +81,20 @@ class PostgresJobStore(SqlJobStore):
     FAILURES = (*SqlJobStore.FAILURES, OSError, TimeoutError)
 
     def __init__(self, url: str) -> None:
-        parsed = sa.make_url(url)
-        driver = parsed.get_driver_name()
+        self._url = sa.make_url(url)
+        driver = self._url.get_driver_name()
+        arguments = _connect_arguments(driver)
+        if driver == "asyncpg":
+            arguments["command_timeout"] = STATEMENT_TIMEOUT
         try:
             engine = create_async_engine(
-                parsed,
+                self._url,
                 pool_pre_ping=True,
                 pool_size=POOL_SIZE,
                 max_overflow=POOL_OVERFLOW,
                 pool_timeout=POOL_TIMEOUT,
                 hide_parameters=True,
-                connect_args=_connect_arguments(driver),
+                connect_args=arguments,
             )
         except ImportError as exc:
             raise StoreUnavailable(
@@ -99,14 +106,22 @@ class PostgresJobStore(SqlJobStore):
     async def open(self) -> None:
         """Brings the database to the current schema, one server at a time; a database
         that cannot be reached keeps the server from starting, with the reason."""
-        assert self._engine is not None
+        # A connection of its own, without the statement timeout: a migration may take long.
+        engine = create_async_engine(
+            self._url,
+            poolclass=NullPool,
+            hide_parameters=True,
+            connect_args=_connect_arguments(self._url.get_driver_name()),
+        )
         try:
-            async with self._engine.begin() as conn:
+            async with engine.begin() as conn:
                 # Held until this transaction ends: the migrations are committed first.
                 await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK)))
                 await conn.run_sync(migrate)
         except self.FAILURES as exc:
             raise self._failed(exc) from exc
+        finally:
+            await engine.dispose()
 
     def _busy(self, exc: Exception) -> bool:
         return _sqlstate(exc) in _RETRIED

@@ -182,7 +182,8 @@ class SqlJobStore:
     def _failed(self, exc: Exception) -> ApiError:
         error = self._error(exc)
         # The driver's own words; the statement and its parameters (a job's results) stay out.
-        log.error("job database: %s (%s)", error.detail, getattr(exc, "orig", None) or exc)
+        cause = getattr(exc, "orig", None) or exc
+        log.error("job database: %s (%s)", error.detail, str(cause) or type(cause).__name__)
         return error
 
     async def _read(self, statement: Any) -> Sequence[Row[Any]]:
