@@ -16,15 +16,20 @@ from fastapi.templating import Jinja2Templates
 
 from process_api import __version__
 from process_api.api import errors, health, job_list, jobs, landing, openapi, processes
+from process_api.api import metrics as metrics_api
 from process_api.api.callbacks import CallbackPolicy, Notifier
 from process_api.api.documents import pretty_json
+from process_api.api.files import FilePolicy
+from process_api.api.health import engine_problems
+from process_api.api.metrics import CountRequests
 from process_api.api.middleware import BodyLimit, CatchUnexpected, NoSniff, TrustedHosts
 from process_api.api.negotiation import Renderer
 from process_api.errors import ApiError
 from process_api.hosts import build_hosts
 from process_api.hosts.base import Host
-from process_api.jobs.model import timestamp
+from process_api.jobs.model import Job, timestamp
 from process_api.jobs.service import JobService
+from process_api.metrics import Metrics
 from process_api.processes.registry import ProcessRegistry
 from process_api.settings import Settings
 from process_api.storage import build_storage
@@ -80,7 +85,21 @@ def create_app(
     notifier = Notifier(registry, policy)
     storage = build_storage(settings)
     expiry = timedelta(days=settings.expiry_days) if settings.expiry_days else None
-    service = JobService(store, storage, hosts, settings.data_dir / "spool", notifier, expiry)
+
+    def changed(job: Job) -> None:
+        metrics.changed(job)
+        notifier(job)
+
+    service = JobService(
+        store,
+        storage,
+        hosts,
+        settings.data_dir / "spool",
+        changed,
+        expiry,
+        inputs_dir=settings.data_dir / "inputs",
+    )
+    metrics = Metrics(service.runner.states)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -125,8 +144,12 @@ def create_app(
     app.state.registry = registry
     app.state.jobs = service
     app.state.callback_policy = policy
+    app.state.file_policy = FilePolicy(
+        settings.results_redirect == "presigned", settings.results_url_expiry
+    )
     app.state.render = Renderer(templates)
-    app.state.ready_checks = [store.problems, storage.problems]
+    app.state.metrics = metrics
+    app.state.ready_checks = [store.problems, storage.problems, engine_problems(registry, hosts)]
     errors.install(app)
     # Added innermost first: every response is marked nosniff, even an unexpected error's.
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
@@ -134,12 +157,14 @@ def create_app(
         app.add_middleware(TrustedHosts, patterns=settings.trusted_hosts)
     app.add_middleware(CatchUnexpected)
     app.add_middleware(NoSniff)
+    app.add_middleware(CountRequests, metrics=metrics)
     openapi.install(app)
     app.include_router(landing.router)
     app.include_router(processes.router)
     app.include_router(job_list.router)
     app.include_router(jobs.router)
     app.include_router(health.router)
+    app.include_router(metrics_api.router)
     app.mount(
         "/swagger/static",
         StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),

@@ -18,7 +18,9 @@ RETRIES = Config(
 )
 
 
-def aws_client(settings: Settings, service: str) -> Any:
-    """A boto3 client for the service; blocking, so callers run it in worker threads."""
+def aws_client(settings: Settings, service: str, config: Config | None = None) -> Any:
+    """A boto3 client for the service; blocking, so callers run it in worker threads.
+    `config`: more settings of the client, besides the retries."""
     session = boto3.session.Session(region_name=settings.aws_region or "us-east-1")
-    return session.client(service, endpoint_url=settings.aws_endpoint_url, config=RETRIES)
+    merged = RETRIES.merge(config) if config is not None else RETRIES
+    return session.client(service, endpoint_url=settings.aws_endpoint_url, config=merged)

@@ -9,17 +9,19 @@ import ipaddress
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import uvicorn
 
-from process_api import __version__
+from process_api import __version__, server_log
 from process_api.app import create_app
 from process_api.errors import ApiError
 from process_api.hosts import build_hosts, host_checks
 from process_api.jobs.service import JobService
-from process_api.processes.loader import load_processes
+from process_api.processes.discovery import IGNORE_FILE
+from process_api.processes.loader import Loaded, load_directory, load_paths
 from process_api.processes.registry import ProcessRegistry
 from process_api.settings import Settings, SettingsError, load_settings
 from process_api.store import build_store
@@ -36,7 +38,7 @@ def _serve_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="process-api",
         description="Serve the processes described in a directory through OGC API - Processes. "
-        "Use 'process-api validate DIR' to check process files without serving.",
+        "Use 'process-api validate [PATH ...]' to check process files without serving.",
     )
     parser.add_argument(
         "-d", dest="plugins_dir", help="processes directory (PLUGINS_DIR, default plugins)"
@@ -63,13 +65,20 @@ def _serve_parser() -> argparse.ArgumentParser:
 def _validate_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="process-api validate",
-        description="Check every process file of a directory and report every problem.",
+        description="Check process files and print every problem, one a line "
+        "(file:line:column: field: message), then a summary. Exits with 2 on any error.",
     )
     parser.add_argument(
-        "directory", nargs="?", help="processes directory (default: PLUGINS_DIR or plugins)"
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        help="process files and directories (default: PLUGINS_DIR or plugins)",
     )
     parser.add_argument(
         "-e", dest="env_file", help="dotenv file to load (default .env, if present)"
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="warnings count as errors (exit code 2)"
     )
     return parser
 
@@ -93,24 +102,25 @@ def _database_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-
-
 def validate(argv: Sequence[str]) -> int:
     args = _validate_parser().parse_args(argv)
     try:
-        settings = load_settings(args.env_file, {"PLUGINS_DIR": args.directory})
+        settings = load_settings(args.env_file)
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_SETTINGS
-    processes, problems = load_processes(settings.plugins_dir, host_checks(build_hosts(settings)))
-    for problem in problems:
+    paths = [Path(p) for p in args.paths] or [settings.plugins_dir]
+    loaded = load_paths(paths, host_checks(build_hosts(settings)))
+    for line in sorted(loaded.skipped, key=lambda s: s.file):
+        print(line, file=sys.stderr)
+    for problem in loaded.problems:
         print(problem, file=sys.stderr)
-    print(f"{len(processes)} valid process file(s), {len(problems)} problem(s)")
-    return EXIT_INVALID_FILES if problems else 0
+    print(
+        f"{len(loaded.processes)} valid process file(s), {len(loaded.errors)} error(s), "
+        f"{len(loaded.warnings)} warning(s), {len(loaded.skipped)} skipped"
+    )
+    failed = loaded.errors or (args.strict and loaded.warnings)
+    return EXIT_INVALID_FILES if failed else 0
 
 
 def database(argv: Sequence[str]) -> int:
@@ -120,7 +130,7 @@ def database(argv: Sequence[str]) -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_SETTINGS
-    _configure_logging(settings.log_level)
+    server_log.configure(settings.log_level, settings.log_format)
     return asyncio.run(_upgrade(settings))
 
 
@@ -181,23 +191,38 @@ def serve(argv: Sequence[str]) -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_SETTINGS
-    _configure_logging(settings.log_level)
+    server_log.configure(settings.log_level, settings.log_format)
     hosts = build_hosts(settings)
-    processes, problems = load_processes(settings.plugins_dir, host_checks(hosts))
-    for problem in problems:
-        log.error("invalid process file: %s", problem)
-    if problems and not settings.skip_invalid:
+    loaded = load_directory(settings.plugins_dir, host_checks(hosts))
+    _log_loaded(loaded)
+    if loaded.errors and not settings.skip_invalid:
+        files = len({p.file for p in loaded.errors})
         log.error(
-            "not starting: %d invalid process file(s); fix them or start with --skip-invalid",
-            len(problems),
+            "not starting: %d problem(s) in %d process file(s); fix them or start with "
+            "--skip-invalid",
+            len(loaded.errors),
+            files,
         )
         return EXIT_INVALID_FILES
     try:
-        app = create_app(settings, ProcessRegistry(processes), hosts)
+        app = create_app(settings, ProcessRegistry(loaded.processes), hosts)
     except ApiError as exc:
         log.error("not starting: %s", exc.detail)
         return EXIT_BAD_SETTINGS
     return _run(settings, app)
+
+
+def _log_loaded(loaded: Loaded) -> None:
+    for skipped in loaded.skipped:
+        if skipped.ignored:
+            log.info("%s", skipped)
+        else:
+            log.warning("%s (list it in %s to leave it out quietly)", skipped, IGNORE_FILE)
+    for problem in loaded.problems:
+        if problem.warning:
+            log.warning("process file: %s", problem)
+        else:
+            log.error("invalid process file: %s", problem)
 
 
 #: seconds an idle keep-alive connection is kept open.

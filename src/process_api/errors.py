@@ -8,6 +8,7 @@ documents. Nothing below the API layer knows about HTTP beyond the number.
      ├── NoSuchJob            404  no-such-job
      ├── ResultNotReady       404  result-not-ready
      ├── NoSuchOutput         404  a job's output that does not exist
+     ├── NoSuchFile           404  a file the job's process did not write (or not a regular file)
      ├── JobFailed            500  the failed job's own message (results of a failed job)
      ├── JobDismissed         410  results of a dismissed job
      ├── ResultsExpired       410  results, logs and metadata past retention (EXPIRY_DAYS)
@@ -59,6 +60,12 @@ class NoSuchOutput(ApiError):
     status = 404
     type = OGC + "no-such-output"
     title = "No such output"
+
+
+class NoSuchFile(ApiError):
+    status = 404
+    type = OGC + "no-such-file"
+    title = "No such file"
 
 
 class JobFailed(ApiError):

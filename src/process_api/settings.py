@@ -18,6 +18,8 @@ from dotenv import dotenv_values
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from process_api.server_log import LogFormat
+
 #: the SQLAlchemy drivers DB_URL may name.
 DATABASE_DRIVERS = ("postgresql+asyncpg", "postgresql+psycopg")
 
@@ -33,6 +35,8 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", alias="API_HOST")
     port: int = Field(5050, alias="API_PORT", ge=0, le=65535)
     log_level: LogLevel = Field("INFO", alias="LOG_LEVEL")
+    #: `json`: one JSON object per line, with job_id and process_id on lines about a job.
+    log_format: LogFormat = Field("text", alias="LOG_FORMAT")
     data_dir: Path = Field(Path(".data"), alias="DATA_DIR")
     db_path: Path | None = Field(None, alias="DB_PATH")
     #: a PostgreSQL job database (an SQLAlchemy URL); SQLite at DB_PATH when unset.
@@ -81,6 +85,10 @@ class Settings(BaseSettings):
     s3_meta_dir: str = Field("metadata", alias="S3_META_DIR")
     batch_log_group: str = Field("/aws/batch/job", alias="BATCH_LOG_STREAM_GROUP")
     batch_poll_interval: float = Field(5.0, alias="BATCH_POLL_INTERVAL", gt=0)
+    #: how file results are handed out: by the server, or by a redirect to a presigned S3 URL.
+    results_redirect: Literal["none", "presigned"] = Field("none", alias="RESULTS_REDIRECT")
+    #: seconds a presigned URL of a file result stays valid (S3 allows at most 7 days).
+    results_url_expiry: int = Field(3600, alias="RESULTS_URL_EXPIRY", ge=1, le=604800)
     #: days after which the results, logs and metadata of finished jobs expire; none if unset.
     expiry_days: float | None = Field(None, alias="EXPIRY_DAYS", gt=0)
     instance_id: str | None = Field(None, alias="INSTANCE_ID")
@@ -96,6 +104,11 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_format(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("job_env_passthrough", mode="before")
     @classmethod

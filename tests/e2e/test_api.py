@@ -102,13 +102,13 @@ def test_swagger_ui_is_served_without_internet(client: httpx.Client) -> None:
 def test_process_list_and_paging(client: httpx.Client) -> None:
     document = client.get("/processes").json()
     assert_valid("processList", document)
-    assert [p["id"] for p in document["processes"]] == ["echo", "fail", "stats"]
+    assert [p["id"] for p in document["processes"]] == ["echo", "fail", "rating", "stats"]
     for summary in document["processes"]:
         assert_valid("processSummary", summary)
     first = client.get("/processes", params={"limit": 2}).json()
     assert [p["id"] for p in first["processes"]] == ["echo", "fail"]
     second = client.get(rels(first)["next"]["href"]).json()
-    assert [p["id"] for p in second["processes"]] == ["stats"]
+    assert [p["id"] for p in second["processes"]] == ["rating", "stats"]
     assert "next" not in rels(second)
     back = client.get(rels(second)["prev"]["href"]).json()
     assert [p["id"] for p in back["processes"]] == ["echo", "fail"]

@@ -579,8 +579,8 @@ def test_an_unreachable_aws_endpoint_fails_jobs_and_the_server_goes_on(
         job_id = submit(http, "bwecho")
         job = wait_status(http, job_id, {"successful", "failed"}, 45)
         assert job["status"] == "failed", job
-        assert "AWS Batch did not take the job" in job["message"], job
-        assert f"127.0.0.1:{port}" in job["message"], job
+        # Its inputs go to S3 first, at the same unreachable endpoint.
+        assert "inputs could not be written" in job["message"], job
         assert http.get("/processes").status_code == 200
         # AWS comes (back): the same server runs jobs.
         with moto_or_skip(port=port, log_dir=tmp_path) as revived:
@@ -592,7 +592,7 @@ def test_an_unreachable_aws_endpoint_fails_jobs_and_the_server_goes_on(
         job_id = submit(http, "bwecho")
         job = wait_status(http, job_id, {"successful", "failed"}, 45)
         assert job["status"] == "failed", job
-        assert "AWS Batch did not take the job" in job["message"], job
+        assert "inputs could not be written" in job["message"], job
         assert http.get("/processes/bwecho").status_code == 200
         assert http.get(f"/jobs/{job_id}").status_code == 200
     assert server.proc is not None and server.proc.poll() is None
@@ -783,4 +783,161 @@ def test_an_execute_request_too_large_for_batch_answers_413(aws: Aws) -> None:
         )
         body = assert_exception(response, 413, "payload-too-large")
         assert "AWS Batch" in body["detail"], body
+        assert "30000" in body["detail"], body
+        assert "inputsAs: file" in body["detail"], body
         assert job_count(http) == before
+
+
+#: a job that reads its inputs from S3 (argv[1]: the S3 endpoint) and says what it got.
+GET_INPUTS = """import json, os, sys, urllib.request
+uri = os.environ["PROCESS_API_INPUTS_URI"]
+bucket, _, key = uri.removeprefix("s3://").partition("/")
+headers = {
+    "Authorization": "AWS4-HMAC-SHA256 Credential=test/20240101/us-east-1/s3/aws4_request, "
+    "SignedHeaders=host, Signature=00",
+}
+request = urllib.request.Request(f"{sys.argv[1]}/{bucket}/{key}", headers=headers)
+with urllib.request.urlopen(request, timeout=10) as answer:
+    inputs = json.load(answer)
+print(json.dumps({"plugin_results": {
+    "uri": uri, "blob": len(inputs["blob"]), "arguments": len(sys.argv) - 2,
+    "file": os.environ.get("PROCESS_API_INPUTS_FILE"),
+}}))
+"""
+
+
+def test_inputs_too_large_for_batch_reach_a_process_taking_them_from_s3(
+    aws: Aws, python_definition: str
+) -> None:
+    document = batch_process(
+        "pyinputs",
+        command=["python", "-c", GET_INPUTS, aws.moto.url],
+        definition=python_definition,
+        inputs=[{"id": "blob", "schema": {"type": "string"}}],
+    )
+    aws.add({**document, "inputsAs": "file"})
+    server = aws.start(EXPIRY_DAYS="0.0001")  # about 8.6 s
+    with server.client() as http:
+        job_id = submit(http, "pyinputs", {"blob": "x" * 40_000})
+        job = wait_status(http, job_id, {"successful", "failed"}, JOB_TIMEOUT)
+        assert job["status"] == "successful", (job["message"], log_texts(http, job_id))
+        key = f"metadata/{job_id}.inputs.json"
+        seen = http.get(f"/jobs/{job_id}/results/result").json()
+        # Not among the results the process writes, and no argument nor file of this machine.
+        assert seen == {
+            "uri": f"s3://{aws.bucket}/{key}",
+            "blob": 40_000,
+            "arguments": 0,
+            "file": None,
+        }
+        assert not [k for k in aws.keys("results/") if job_id in k]
+        wait_until(lambda: key not in aws.keys("metadata/"), 30, "retention to remove the inputs")
+
+
+# -- 11. files written to S3 -------------------------------------------------------
+
+#: writes a CSV table and a note to the job's S3 results prefix (argv[1]: the S3 endpoint),
+#: and returns them: by name, and by its own s3:// URI.
+S3_WRITER = """\
+import json, os, sys, urllib.request
+uri = os.environ["PROCESS_API_RESULTS_URI"]
+bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+headers = {
+    "Authorization": "AWS4-HMAC-SHA256 Credential=test/20240101/us-east-1/s3/aws4_request, "
+    "SignedHeaders=host, Signature=00",
+}
+def put(name, body, media):
+    url = f"{sys.argv[1]}/{bucket}/{prefix}{name}"
+    request = urllib.request.Request(
+        url, data=body, method="PUT", headers={**headers, "Content-Type": media}
+    )
+    urllib.request.urlopen(request, timeout=10).close()
+put("rating.csv", b"depth,flow\\n" + b"".join(b"%d,%d\\n" % (i, i * i) for i in range(5000)),
+    "text/csv")
+put("extra/notes.txt", b"notes", "text/plain")
+print(json.dumps({"plugin_results": {
+    "table": "rating.csv",
+    "notes": {"href": uri + "extra/notes.txt"},
+    "elsewhere": {"href": "s3://another-bucket/x.csv"},
+}}))
+"""
+TABLE = b"depth,flow\n" + b"".join(b"%d,%d\n" % (i, i * i) for i in range(5000))
+
+
+def s3_writer(aws: Aws) -> None:
+    (aws.plugins / "s3writer.py").write_text(S3_WRITER)
+    aws.add(
+        {
+            "info": {**process_info("s3writer"), "outputTransmission": ["value", "reference"]},
+            "host": {"type": "subprocess", "command": ["python3", "s3writer.py", aws.moto.url]},
+            "outputs": [
+                {"id": "table", "schema": {"type": "string", "contentMediaType": "text/csv"}},
+                {"id": "notes", "schema": {"type": "string"}},
+                {"id": "elsewhere", "schema": {"type": "object"}},
+            ],
+        }
+    )
+
+
+def run_s3_writer(http: httpx.Client) -> tuple[str, dict[str, Any]]:
+    response = http.post("/processes/s3writer/execution", json={"response": "document"})
+    assert response.status_code == 200, response.text
+    job_id = response.headers["Link"].split("/jobs/")[1].split(">")[0]
+    return job_id, response.json()
+
+
+def test_files_a_process_writes_to_s3_are_streamed_with_ranges(aws: Aws) -> None:
+    s3_writer(aws)
+    server = aws.start()
+    with server.client() as http:
+        job_id, document = run_s3_writer(http)
+        table = document["table"]
+        assert table["href"] == f"{server.url}/jobs/{job_id}/results/table"
+        assert table["type"] == "text/csv"
+        whole = http.get(table["href"])
+        assert whole.status_code == 200 and whole.content == TABLE
+        assert whole.headers["content-length"] == str(len(TABLE))
+        head = aws.moto.client("s3").head_object(
+            Bucket=aws.bucket, Key=f"results/{job_id}/rating.csv"
+        )
+        assert whole.headers["etag"] == head["ETag"]
+        part = http.get(table["href"], headers={"Range": "bytes=11-14"})
+        assert part.status_code == 206 and part.content == TABLE[11:15]
+        assert part.headers["content-range"] == f"bytes 11-14/{len(TABLE)}"
+        beyond = http.get(table["href"], headers={"Range": f"bytes={len(TABLE)}-"})
+        assert beyond.status_code == 416
+        unchanged = http.get(table["href"], headers={"If-None-Match": head["ETag"]})
+        assert unchanged.status_code == 304
+        # the process's s3:// URI of its own results became the server's address
+        notes = document["notes"]
+        assert notes["href"] == f"{server.url}/jobs/{job_id}/results/notes"
+        assert http.get(notes["href"]).text == "notes"
+        # a link to another bucket stays the value it is
+        assert document["elsewhere"]["value"] == {"href": "s3://another-bucket/x.csv"}
+        listed = http.get(f"/jobs/{job_id}/files").json()["files"]
+        assert [(f["name"], f["size"]) for f in listed] == [
+            ("extra/notes.txt", 5),
+            ("rating.csv", len(TABLE)),
+        ]
+        assert http.get(listed[0]["href"]).text == "notes"
+
+
+def test_presigned_redirects_lead_to_the_file_in_s3(aws: Aws) -> None:
+    s3_writer(aws)
+    server = aws.start(RESULTS_REDIRECT="presigned", RESULTS_URL_EXPIRY="120")
+    with server.client() as http:
+        job_id, document = run_s3_writer(http)
+        href = document["table"]["href"]
+        assert href == f"{server.url}/jobs/{job_id}/results/table"  # the stable address
+        redirect = http.get(href)
+        assert redirect.status_code == 307
+        location = redirect.headers["location"]
+        assert location.startswith(f"{aws.moto.url}/{aws.bucket}/results/{job_id}/rating.csv?")
+        assert "X-Amz-Expires=120" in location and "X-Amz-Signature=" in location
+        followed = http.get(href, follow_redirects=True)
+        assert followed.status_code == 200 and followed.content == TABLE
+        ranged = http.get(href, headers={"Range": "bytes=0-9"}, follow_redirects=True)
+        assert ranged.status_code == 206 and ranged.content == b"depth,flow"
+        listed = http.get(f"/jobs/{job_id}/files/extra/notes.txt", follow_redirects=True)
+        assert listed.text == "notes"
+        assert http.get(f"/jobs/{job_id}/files/missing.txt").status_code == 404

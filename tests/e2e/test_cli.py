@@ -79,6 +79,10 @@ def assert_both_problems(output: str, directory: Path) -> None:
     no_command = [line for line in lines if str(directory / "no_command.yaml") in line]
     assert any("info.id" in line for line in bad_id), output
     assert any("host.command" in line for line in no_command), output
+    # each with the line and column of the key
+    assert any(f"{directory}/bad_id.yml:2:3: info.id: " in line for line in bad_id), output
+    expected = f"{directory}/no_command.yaml:4:1: host.command: missing required key"
+    assert any(line.endswith(expected) for line in no_command), output
 
 
 # -- validate ---------------------------------------------------------------------------
@@ -87,14 +91,14 @@ def assert_both_problems(output: str, directory: Path) -> None:
 def test_validate_the_examples(tmp_path: Path) -> None:
     result = run(tmp_path, "validate", str(EXAMPLES / "examples"))
     assert result.returncode == 0, result.stderr
-    assert "3 valid process file(s), 0 problem(s)" in result.stdout
+    assert "4 valid process file(s), 0 error(s), 0 warning(s), 0 skipped" in result.stdout
     assert result.stderr == ""
 
 
 def test_validate_reports_every_problem(tmp_path: Path, broken_dir: Path) -> None:
     result = run(tmp_path, "validate", str(broken_dir))
     assert result.returncode == 2
-    assert "1 valid process file(s), 2 problem(s)" in result.stdout
+    assert "1 valid process file(s), 2 error(s), 0 warning(s), 0 skipped" in result.stdout
     assert_both_problems(result.stderr, broken_dir)
 
 
@@ -109,10 +113,123 @@ def test_validate_uses_plugins_dir_from_the_environment(tmp_path: Path) -> None:
     env = clean_env(tmp_path, PLUGINS_DIR=str(EXAMPLES))
     result = run(tmp_path, "validate", env=env)
     assert result.returncode == 0, result.stderr
-    assert "3 valid process file(s)" in result.stdout
+    assert "4 valid process file(s)" in result.stdout
+
+
+TYPO = """\
+info:
+  id: typo
+  jobControlOption: [async-execute]
+host:
+  type: subprocess
+  command: [python3, echo.py]
+inputs:
+  - id: a
+    minOcurs: 1
+"""
+
+CONDA = "name: tools\ndependencies: [python=3.11, numpy]\n"
+NOT_ON_PATH = "info: {id: missing}\nhost: {type: subprocess, command: [no-such-program-x]}\n"
+
+
+def test_validate_a_single_file(tmp_path: Path) -> None:
+    result = run(tmp_path, "validate", str(EXAMPLES / "examples" / "echo.yml"))
+    assert result.returncode == 0, result.stderr
+    assert "1 valid process file(s), 0 error(s), 0 warning(s), 0 skipped" in result.stdout
+
+
+def test_validate_several_paths_prints_each_problem_on_its_line(tmp_path: Path) -> None:
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir(), two.mkdir()
+    (one / "typo.yml").write_text(TYPO)
+    (one / "environment.yml").write_text(CONDA)
+    (two / "bad.yaml").write_text("info:\n  id: [x\nhost: {type: subprocess}\n")
+    (two / "other.yml").write_text(NOT_ON_PATH)
+    result = run(tmp_path, "validate", "one", "two/bad.yaml")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "one/environment.yml: skipped: not a process file (no info or host section)",
+        "one/typo.yml:3:3: info.jobControlOption: unknown key (did you mean 'jobControlOptions'?)",
+        "one/typo.yml:9:5: inputs[0].minOcurs: unknown key (did you mean 'minOccurs'?)",
+        "two/bad.yaml:3:5: invalid YAML: expected ',' or ']', but got ':'"
+        " (while parsing a flow sequence that starts at line 2, column 7)",
+    ]
+    assert result.stdout == "0 valid process file(s), 3 error(s), 0 warning(s), 1 skipped\n"
+
+
+def test_validate_shows_warnings_and_fails_on_them_only_when_strict(tmp_path: Path) -> None:
+    (tmp_path / "p.yml").write_text(NOT_ON_PATH)
+    result = run(tmp_path, "validate", "p.yml")
+    assert result.returncode == 0
+    assert result.stderr.splitlines() == [
+        "p.yml:2:26: warning: host.command: program 'no-such-program-x' is not on the PATH"
+    ]
+    assert "1 valid process file(s), 0 error(s), 1 warning(s), 0 skipped" in result.stdout
+    assert run(tmp_path, "validate", "--strict", "p.yml").returncode == 2
+
+
+def test_validate_leaves_out_what_the_ignore_file_lists(tmp_path: Path) -> None:
+    plugins = tmp_path / "plugins"
+    shutil.copytree(EXAMPLES, plugins)
+    (plugins / ".processignore").write_text("# drafts\ndrafts/\n")
+    (plugins / "drafts").mkdir()
+    (plugins / "drafts" / "half.yml").write_text("info: [\n")
+    result = run(tmp_path, "validate", env=clean_env(tmp_path, PLUGINS_DIR=str(plugins)))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == (
+        f"{plugins}/drafts/half.yml: skipped: listed in {plugins}/.processignore\n"
+    )
+    assert "4 valid process file(s), 0 error(s), 0 warning(s), 1 skipped" in result.stdout
+
+
+NEVER_PULLED = """\
+info: {id: never}
+host: {type: docker}
+container: {image: process-api-test/not-built:never, pullPolicy: never}
+"""
+
+
+def test_validate_refuses_an_image_that_is_missing_and_never_pulled(
+    tmp_path: Path, docker_engine: None
+) -> None:
+    (tmp_path / "p.yml").write_text(NEVER_PULLED)
+    result = run(tmp_path, "validate", "p.yml")
+    assert result.returncode == 2
+    assert result.stderr == (
+        "p.yml:3:13: container.image: image 'process-api-test/not-built:never' is not on the"
+        " Docker Engine and the pull policy is never\n"
+    )
+
+
+def test_validate_with_the_docker_engine_down_does_not_fail_on_images(tmp_path: Path) -> None:
+    (tmp_path / "p.yml").write_text(NEVER_PULLED)
+    env = clean_env(tmp_path, DOCKER_HOST=f"unix://{tmp_path}/no-engine.sock")
+    result = run(tmp_path, "validate", "p.yml", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
 
 
 # -- starting the server --------------------------------------------------------------------
+
+
+def test_server_starts_beside_a_non_process_file_and_logs_what_it_left_out(
+    server_factory: ServerFactory, plugins_dir: Path
+) -> None:
+    (plugins_dir / "examples" / "environment.yml").write_text(CONDA)
+    (plugins_dir / "missing.yml").write_text(NOT_ON_PATH)
+    server = server_factory(plugins_dir)
+    with server.client() as http:
+        ids = [p["id"] for p in http.get("/processes").json()["processes"]]
+        assert ids == ["echo", "fail", "missing", "rating", "stats"]
+    output = server.output()
+    assert (
+        f"WARNING process_api: {plugins_dir}/examples/environment.yml: skipped: not a process"
+        " file (no info or host section)"
+    ) in output
+    assert (
+        f"WARNING process_api: process file: {plugins_dir}/missing.yml:2:26: warning:"
+        " host.command: program 'no-such-program-x' is not on the PATH"
+    ) in output
 
 
 def test_server_refuses_to_start_with_an_invalid_file(tmp_path: Path, broken_dir: Path) -> None:
@@ -227,4 +344,4 @@ def test_d_flag_wins_over_plugins_dir(tmp_path: Path, bare_server: BareStart) ->
     url = f"http://127.0.0.1:{port}"
     wait_ready(proc, url, log_path)
     document = httpx.get(url + "/processes", timeout=10).json()
-    assert {p["id"] for p in document["processes"]} == {"echo", "fail", "stats"}
+    assert {p["id"] for p in document["processes"]} == {"echo", "fail", "rating", "stats"}

@@ -530,7 +530,13 @@ def test_a_missing_image_fails_the_job(harness: Harness, busybox: str) -> None:
         shell_process("never-pulled", "process-api-test/missing:1", "echo", pullPolicy="never")
     )
     harness.add(shell_process("server-never", "process-api-test/missing:2", "echo never"))
+    # An image missing when the files are loaded makes them invalid (it would never be
+    # pulled): these two are there at the start, and gone before their jobs run.
+    for tag in ("process-api-test/missing:1", "process-api-test/missing:2"):
+        subprocess.run(["docker", "tag", busybox, tag], check=True, capture_output=True)
     server = harness.start(DOCKER_PULL_POLICY="never")  # only for server-never
+    for tag in ("process-api-test/missing:1", "process-api-test/missing:2"):
+        remove_image(tag)
     with server.client() as http:
         started = time.monotonic()
         pulled = http.post("/processes/unpullable/execution", json={"inputs": {}})
@@ -855,6 +861,9 @@ def test_without_an_engine_docker_processes_answer_503_and_others_run(
         echo = http.post("/processes/echo/execution", json={"inputs": {"stringInput": "still"}})
         assert echo.status_code == 200, echo.text
         assert echo.json() == "still"
+        ready = http.get("/ready")  # a process runs on the engine: the server is not ready
+        assert ready.status_code == 503, ready.text
+        assert any("Docker Engine is unreachable" in p for p in ready.json()["problems"])
     assert server.stop() == 0
     output = server.output()
     assert "Traceback" not in output, output
@@ -1257,4 +1266,25 @@ def test_finding_7_a_flood_of_lines_keeps_its_count_and_the_server_answers(
     took.sort()
     median, p99 = took[len(took) // 2], took[int(len(took) * 0.99)]
     assert median < 0.2 and p99 < 1.0, (median, p99, len(took))
+    harness.assert_no_container()
+
+
+def test_a_file_a_container_writes_to_results_is_served(harness: Harness, busybox: str) -> None:
+    script = (
+        "printf 'depth,flow\\n0,0\\n1,8\\n' > /results/table.csv && "
+        'echo \'{"plugin_results": "table.csv"}\''
+    )
+    outputs = [{"id": "table", "schema": {"type": "string", "contentMediaType": "text/csv"}}]
+    harness.add(shell_process("csv-writer", busybox, script, outputs=outputs))
+    server = harness.start()
+    with server.client() as http:
+        response = http.post("/processes/csv-writer/execution", json={"inputs": {}})
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"] == "text/csv"
+        assert response.text == "depth,flow\n0,0\n1,8\n"
+        job_id = response.headers["Link"].split(">")[0].rsplit("/", 1)[1]
+        part = http.get(f"/jobs/{job_id}/results/table", headers={"Range": "bytes=11-"})
+        assert part.status_code == 206 and part.text == "0,0\n1,8\n"
+        listed = http.get(f"/jobs/{job_id}/files").json()["files"]
+        assert [(f["name"], f["size"]) for f in listed] == [("table.csv", 19)]
     harness.assert_no_container()

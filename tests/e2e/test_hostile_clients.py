@@ -49,8 +49,9 @@ BOXED_YML = yaml.safe_dump(
         "info": process_info("boxed"),
         "host": {"type": "docker"},
         "container": {
-            "image": "process-api-test/never-pulled:1",
-            "pullPolicy": "never",  # no registry is ever asked, even if a run got through
+            # a closed loopback port: nothing leaves the machine, even if a run got through
+            "image": "127.0.0.1:9/process-api-test/never-pulled:1",
+            "pullPolicy": "if-not-present",
             "command": ["sh", "-c", ":"],
         },
         "inputs": [{"id": "text", "schema": {"type": "string"}}],

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from process_api.hosts import build_hosts, host_checks
-from process_api.processes.loader import HostChecks, LoadProblem, load_processes
+from process_api.processes.loader import HostChecks, load_processes
+from process_api.processes.problems import LoadProblem
 from process_api.processes.registry import Process
 from process_api.settings import Settings
 
@@ -97,7 +98,7 @@ def test_dewberry_file_details_survive(checks: HostChecks) -> None:
 def test_bundled_examples_load(checks: HostChecks) -> None:
     processes, problems = load(EXAMPLES, checks)
     assert problems == []
-    assert set(processes) == {"echo", "stats", "fail"}
+    assert set(processes) == {"echo", "stats", "fail", "rating"}
     assert {p.host_type for p in processes.values()} == {"subprocess"}
     echo = processes["echo"]
     assert echo.input_schemas["choiceInput"] == {
@@ -149,7 +150,7 @@ def test_missing_info_id(tmp_path: Path, checks: HostChecks) -> None:
     )
     problem = only_problem(tmp_path, checks)
     assert (problem.file, problem.field) == (path, "info.id")
-    assert str(problem) == f"{path}: info.id: {problem.message}"
+    assert str(problem) == f"{path}:1:1: info.id: missing required key"
 
 
 @pytest.mark.parametrize("bad_id", ["has space", "a/b", "-leading", "_leading", "x" * 129])

@@ -28,8 +28,10 @@ import httpx
 from process_api.api.documents import status_info
 from process_api.api.results import output_forms, results_document
 from process_api.errors import InvalidInput
+from process_api.jobs.files import read_results
 from process_api.jobs.model import Job, JobStatus
 from process_api.processes.registry import ProcessRegistry
+from process_api.server_log import job_context
 
 log = logging.getLogger(__name__)
 
@@ -146,13 +148,17 @@ class Notifier:
         self._queues: dict[str, _Queue] = {}
 
     def __call__(self, job: Job) -> None:
+        with job_context(job.id, job.process_id):  # for the lines of its delivery task
+            self._notify(job)
+
+    def _notify(self, job: Job) -> None:
         subscriber: dict[str, Any] = job.request.get("subscriber") or {}
         base = job.request.get("baseUrl")
         if not subscriber or not isinstance(base, str):
             return
         if job.status is JobStatus.SUCCESSFUL and subscriber.get("successUri"):
             process = self._registry.get(job.process_id)
-            results = job.results or {}
+            results = read_results(job.results)
             forms = output_forms(process, job.request) if process else {}
             document = results_document(base, job, results, forms)
             self._enqueue(job.id, "success", subscriber["successUri"], document)

@@ -7,11 +7,15 @@ not, 503 with each problem in words (never SQL, never a path).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+
+from process_api.errors import ServiceUnavailable
+from process_api.hosts.base import Host
+from process_api.processes.registry import ProcessRegistry
 
 router = APIRouter(tags=["Server"])
 
@@ -27,6 +31,23 @@ _NOT_READY_EXAMPLE = {
 
 def _example(value: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"example": value}}}
+
+
+def engine_problems(registry: ProcessRegistry, hosts: Mapping[str, Host]) -> Check:
+    """A check of the platforms the processes run on (Docker Engine, AWS Batch): a host no
+    process uses is not asked."""
+    used = {id(hosts[p.host_type]): hosts[p.host_type] for p in registry.values()}
+
+    async def check() -> list[str]:
+        problems = []
+        for host in used.values():
+            try:
+                await host.ready()
+            except ServiceUnavailable as exc:
+                problems.append(exc.detail)
+        return problems
+
+    return check
 
 
 @router.get("/health", summary="Whether the server process answers")

@@ -1,14 +1,15 @@
-"""/jobs/{jobID}: status, dismiss, results, logs and metadata of one job."""
+"""/jobs/{jobID}: status, dismiss, results, files, logs and metadata of one job."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from process_api.api.common import GONE, RESULTS_CONTENT, job_service, registry, render
 from process_api.api.documents import status_info
+from process_api.api.files import file_list, job_file
 from process_api.api.links import link, self_links, url
 from process_api.api.negotiation import wants_html
 from process_api.api.results import (
@@ -19,8 +20,9 @@ from process_api.api.results import (
     results_document,
     results_response,
 )
+from process_api.errors import ResultNotReady
 from process_api.jobs.metadata import job_metadata
-from process_api.jobs.model import timestamp
+from process_api.jobs.model import Job, timestamp
 
 router = APIRouter(tags=["Jobs"])
 
@@ -64,19 +66,69 @@ async def job_results(request: Request, jobID: str) -> Response:
         )
         document = results_document(request, job, results, forms)
         return render(request, document, "results.html", job=status_info(request, job))
-    return results_response(request, process, job)
+    return await results_response(request, service.storage, process, job)
+
+
+#: what the routes that serve a file may also answer.
+FILE_ANSWERS: dict[int | str, dict[str, Any]] = {
+    206: {"description": "The range asked for (`Range`, one range)"},
+    304: {"description": "Not modified (`If-None-Match`)"},
+    307: {"description": "With RESULTS_REDIRECT=presigned: a presigned S3 address of the file"},
+    416: {"description": "The range asked for is beyond the file's end"},
+    **GONE,
+}
 
 
 @router.get(
     "/jobs/{jobID}/results/{outputID}",
-    summary="One output of a successful job, raw",
-    responses={200: {"description": "The output", "content": RESULTS_CONTENT}, **GONE},
+    summary="One output of a successful job, raw (a file output: the file)",
+    responses={200: {"description": "The output", "content": RESULTS_CONTENT}, **FILE_ANSWERS},
 )
 async def job_output(request: Request, jobID: str, outputID: str) -> Response:
     service = job_service(request)
     job = await service.get(jobID)
     service.check_kept(job)
-    return one_output(registry(request).get(job.process_id), job, outputID)
+    process = registry(request).get(job.process_id)
+    return await one_output(request, service.storage, process, job, outputID)
+
+
+async def _ended(request: Request, job_id: str) -> Job:
+    """The job, once it has ended (its files are complete) and while they are kept."""
+    service = job_service(request)
+    job = await service.get(job_id)
+    service.check_kept(job)
+    if not job.status.terminal:
+        raise ResultNotReady(f"job {job.id} is {job.status.value}; its files are not complete")
+    return job
+
+
+@router.get(
+    "/jobs/{jobID}/files",
+    summary="The files the job's process wrote to its results location",
+    responses=GONE,
+)
+async def job_files(request: Request, jobID: str) -> Response:
+    job = await _ended(request, jobID)
+    return JSONResponse(await file_list(request, job_service(request).storage, job))
+
+
+@router.get(
+    "/jobs/{jobID}/files/{path:path}",
+    summary="One file of the job's results location",
+    responses={200: {"description": "The file", "content": RESULTS_CONTENT}, **FILE_ANSWERS},
+)
+async def one_job_file(request: Request, jobID: str, path: str) -> Response:
+    job = await _ended(request, jobID)
+    return await job_file(request, job_service(request).storage, job, path)
+
+
+# HEAD answers as GET does, without the body (uvicorn drops it; files are not read).
+for _path, _route in (
+    ("/jobs/{jobID}/results/{outputID}", job_output),
+    ("/jobs/{jobID}/files", job_files),
+    ("/jobs/{jobID}/files/{path:path}", one_job_file),
+):
+    router.add_api_route(_path, _route, methods=["HEAD"], include_in_schema=False)
 
 
 #: lines per page of a job's log, unless asked otherwise.

@@ -156,11 +156,12 @@ async def execute(
     # With wait=N the client may get the async answer and poll: the job is kept as async.
     mode = "async" if decision.wait is not None else decision.mode
     job = await jobs.submit(process, body.inputs, stored_request, mode)
+    request.app.state.metrics.submitted(job)
     headers = {"Preference-Applied": decision.applied} if decision.applied else {}
     if decision.mode == "sync":
         finished = await _await_sync(request, jobs, job, decision.wait)
         if finished is not None:
-            response = execution_response(request, process, finished)
+            response = await execution_response(request, jobs.storage, process, finished)
             response.headers.update(headers)
             return response
         job = await jobs.get(job.id)

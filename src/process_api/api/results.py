@@ -5,6 +5,10 @@ are `Link` headers of a 204; several outputs are `multipart/related`, one part
 per output (a reference part carries only its `Content-Location`).
 `response=document`: a results document, values inline or as links. References
 point to `/jobs/{jobID}/results/{outputID}`, which serves one output raw.
+
+A file output (see jobs/files.py) is never inlined: alone and by value it is the
+file, streamed; in a results document or a multipart answer it is a link to
+`/jobs/{jobID}/results/{outputID}`, whatever its transmission mode.
 """
 
 from __future__ import annotations
@@ -12,14 +16,16 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
+from process_api.api.files import serve_file
 from process_api.api.links import REL_RESULTS, Base, url
+from process_api.api.safety import JSON, raw_headers
 from process_api.errors import (
     ApiError,
     InvalidInput,
@@ -29,28 +35,10 @@ from process_api.errors import (
     ResultNotReady,
 )
 from process_api.jobs.contract import UNDECLARED_OUTPUT
+from process_api.jobs.files import FileResult, read_results
 from process_api.jobs.model import Job, JobStatus
 from process_api.processes.registry import Process
-
-JSON = "application/json"
-#: media types a browser shows passively (never runs a script from), served inline.
-#: Everything else (HTML, XHTML, SVG, XML, JavaScript, PDF, multipart, unknown types)
-#: is served as a download, so that an output that echoes its input cannot run an
-#: attacker's script on the API's own origin.
-INLINE_TYPES = frozenset(
-    {
-        JSON,
-        "text/plain",
-        "text/csv",
-        "image/png",
-        "image/jpeg",
-        "image/gif",
-        "image/webp",
-        "image/avif",
-        "image/bmp",
-        "image/tiff",
-    }
-)
+from process_api.storage.base import Storage
 
 
 @dataclass(frozen=True)
@@ -109,7 +97,7 @@ def output_forms(process: Process, request: dict[str, Any]) -> dict[str, OutputF
 def check_finished(job: Job) -> dict[str, Any]:
     """The job's results, or the error that says why there are none."""
     if job.status is JobStatus.SUCCESSFUL:
-        return job.results or {}
+        return read_results(job.results)
     if job.status is JobStatus.FAILED:
         raise JobFailed(f"job {job.id} failed: {job.message}")
     if job.status is JobStatus.DISMISSED:
@@ -119,24 +107,6 @@ def check_finished(job: Job) -> dict[str, Any]:
 
 def output_href(base: Base, job: Job, output_id: str) -> str:
     return url(base, f"/jobs/{job.id}/results/{output_id}")
-
-
-def shown_inline(media_type: str) -> bool:
-    """Whether a browser may show the type in a page of the API's origin (see INLINE_TYPES)."""
-    essence = media_type.split(";")[0].strip().lower()
-    return essence in INLINE_TYPES or (
-        essence.startswith("application/") and essence.endswith("+json")
-    )
-
-
-def raw_headers(media_type: str, name: str) -> dict[str, str]:
-    """Headers that keep a raw output from acting as a page: sandboxed, and a download
-    unless its type is one a browser only shows."""
-    headers = {"Content-Security-Policy": "sandbox"}
-    if not shown_inline(media_type):
-        filename = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:100] or "output"
-        headers["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return headers
 
 
 def raw_body(form: OutputForm, value: Any) -> bytes:
@@ -163,15 +133,20 @@ def _inline(form: OutputForm, value: Any) -> Any:
 def results_document(
     base: Base, job: Job, results: dict[str, Any], forms: dict[str, OutputForm]
 ) -> dict[str, Any]:
+    """`results` as `check_finished` gives them (files as FileResult)."""
     document = {}
     for output_id, form in forms.items():
         if output_id not in results:
             continue
-        if form.transmission == "reference":
+        value = results[output_id]
+        if isinstance(value, FileResult):
+            href = output_href(base, job, output_id)
+            document[output_id] = {"href": href, "type": value.type, "title": output_id}
+        elif form.transmission == "reference":
             href = output_href(base, job, output_id)
             document[output_id] = {"href": href, "type": form.media_type, "title": output_id}
         else:
-            document[output_id] = _inline(form, results[output_id])
+            document[output_id] = _inline(form, value)
     return document
 
 
@@ -204,7 +179,7 @@ def raw_response(
     parts = []
     for output_id, form in present.items():
         head = f"--{boundary}\r\nContent-ID: <{output_id}>\r\nContent-Type: {form.media_type}\r\n"
-        if form.transmission == "reference":
+        if form.transmission == "reference" or isinstance(results[output_id], FileResult):
             head += f"Content-Location: {output_href(base, job, output_id)}\r\n\r\n"
             parts.append(head.encode() + b"\r\n")
         else:
@@ -216,26 +191,56 @@ def raw_response(
     )
 
 
-def results_response(
-    base: Base, process: Process | None, job: Job, headers: dict[str, str] | None = None
+def _file_forms(results: dict[str, Any], forms: dict[str, OutputForm]) -> dict[str, OutputForm]:
+    """The forms, with each file output's media type the file's."""
+    return {
+        output_id: OutputForm(form.transmission, value.type)
+        if isinstance(value := results.get(output_id), FileResult)
+        else form
+        for output_id, form in forms.items()
+    }
+
+
+async def results_response(
+    request: Request,
+    storage: Storage,
+    process: Process | None,
+    job: Job,
+    headers: dict[str, str] | None = None,
+    conditional: bool = True,
 ) -> Response:
-    """The job's results in the form its execute request asked for; errors if it has none."""
+    """The job's results in the form its execute request asked for; errors if it has none.
+    `conditional`: whether a file answers ranges and validators (not after an execute)."""
     results = check_finished(job)
     headers = dict(headers or {})
     if process is None:  # no longer registered: every output as a JSON value
         forms = {o: OutputForm("value", JSON) for o in results}
     else:
-        forms = output_forms(process, job.request)
+        forms = _file_forms(results, output_forms(process, job.request))
     if job.request.get("response") == "document":
-        return JSONResponse(results_document(base, job, results, forms), headers=headers)
-    return raw_response(base, job, results, forms, headers)
+        return JSONResponse(results_document(request, job, results, forms), headers=headers)
+    present = [o for o in forms if o in results]
+    if len(present) == 1 and forms[present[0]].transmission == "value":
+        value = results[present[0]]
+        if isinstance(value, FileResult):
+            key = storage.layout.results_of(job.id) + value.name
+            answer = await serve_file(request, storage, key, value.type, value.name, conditional)
+            answer.headers.update(headers)
+            return answer
+    return raw_response(request, job, results, forms, headers)
 
 
-def one_output(process: Process | None, job: Job, output_id: str) -> Response:
-    """One output of a successful job, raw, with its media type."""
+async def one_output(
+    request: Request, storage: Storage, process: Process | None, job: Job, output_id: str
+) -> Response:
+    """One output of a successful job, raw, with its media type (a file output: the file)."""
     results = check_finished(job)
     if output_id not in results:
         raise NoSuchOutput(f"job {job.id} has no output {output_id!r}; it has {list(results)}")
+    value = results[output_id]
+    if isinstance(value, FileResult):
+        key = storage.layout.results_of(job.id) + value.name
+        return await serve_file(request, storage, key, value.type, value.name)
     if process is None:
         form = OutputForm("value", JSON)
     else:
@@ -248,11 +253,13 @@ def one_output(process: Process | None, job: Job, output_id: str) -> Response:
     )
 
 
-def execution_response(base: Base, process: Process, job: Job) -> Response:
+async def execution_response(
+    request: Request, storage: Storage, process: Process, job: Job
+) -> Response:
     """The answer to a synchronous execution that has ended: results, or the failure."""
-    headers = {"Link": f'<{url(base, f"/jobs/{job.id}")}>; rel="monitor"'}
+    headers = {"Link": f'<{url(request, f"/jobs/{job.id}")}>; rel="monitor"'}
     try:
-        return results_response(base, process, job, headers)
+        return await results_response(request, storage, process, job, headers, False)
     except ApiError as exc:
         document = {
             "type": exc.type,

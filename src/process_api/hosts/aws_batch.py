@@ -1,7 +1,8 @@
 """The `aws-batch` host: each job is an AWS Batch job, followed by polling.
 
 The job is submitted with the process's command plus the inputs JSON as its
-last argument, and the job context, as container overrides. Its name ends with
+last argument (none with `inputsAs: file`), and the job context, as container
+overrides; the inputs are also an object in storage, PROCESS_API_INPUTS_URI. Its name ends with
 the job id, so a job whose submission was never recorded (a crash right after
 SubmitJob) finds its Batch job again instead of submitting a second one. One
 monitor per server polls DescribeJobs for every followed job, up to 100 ids a
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -28,17 +30,27 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from process_api.asyncs import despite_cancellation
 from process_api.errors import PayloadTooLarge, ServiceUnavailable
-from process_api.hosts.base import HostBase, HostEvents, HostOutcome, JobRun, RunLost
+from process_api.hosts.base import (
+    LARGE_INPUTS_REMEDY,
+    HostBase,
+    HostEvents,
+    HostOutcome,
+    JobRun,
+    RunLost,
+)
 from process_api.jobs.budget import Resources, jobs_only
 from process_api.processes.config import ProcessConfig
 from process_api.processes.loader import HostConfigError
+from process_api.processes.problems import ConfigProblem, pydantic_problems
 from process_api.processes.registry import Process
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: what SubmitJob takes in container overrides (command and environment), in bytes.
+#: what SubmitJob takes in container overrides (command and environment), in bytes: AWS
+#: Batch takes a job payload of at most 30 KiB, and the job's name, queue and definition
+#: need some of it.
 MAX_OVERRIDES = 30_000
 #: DescribeJobs takes at most this many job ids per call.
 DESCRIBE_BATCH = 100
@@ -104,6 +116,8 @@ class _Followed:
 
 class BatchHost(HostBase):
     detachable = True
+    #: a Batch container sees no file of this machine: its inputs are an S3 object.
+    inputs_in_storage = True
 
     def __init__(
         self,
@@ -141,18 +155,23 @@ class BatchHost(HostBase):
             self._batch, self._logs = self._make_batch(), self._make_logs()
         return self._batch, self._logs
 
-    def check(self, config: ProcessConfig) -> None:
+    def check(self, config: ProcessConfig, source: Path) -> list[ConfigProblem]:
+        container = config.container
+        problems = [
+            ConfigProblem(f"container.{name}", why)
+            for name, why in UNSUPPORTED.items()
+            if container is not None and getattr(container, name)
+        ]
         try:
             host = BatchHostConfig.model_validate(config.host.model_dump())
         except ValidationError as exc:
-            err = exc.errors()[0]
-            raise HostConfigError(".".join(["host", *map(str, err["loc"])]), err["msg"]) from None
-        container = config.container
-        for name, why in UNSUPPORTED.items():
-            if container is not None and getattr(container, name):
-                raise HostConfigError(f"container.{name}", why)
+            return pydantic_problems(exc, BatchHostConfig, ("host",)) + problems
         if self.configured and host.jobDefinition not in self.definitions:
-            self._describe_definition(host.jobDefinition)
+            try:
+                self._describe_definition(host.jobDefinition)
+            except HostConfigError as exc:
+                problems.append(ConfigProblem(exc.field, exc.message))
+        return problems
 
     def _describe_definition(self, name: str) -> None:
         """Reads the definition's image and resources, as the Go server did at startup."""
@@ -198,12 +217,14 @@ class BatchHost(HostBase):
 
     def _overrides(self, run: JobRun) -> dict[str, Any]:
         container = run.process.config.container
-        command = [*(container.command if container else []), run.inputs_json]
+        command = [*(container.command if container else []), *run.arguments]
         env = {**self._server_env(container.envVars if container else []), **run.env}
-        # A Batch container sees no directory of this machine: only an s3:// location.
+        # A Batch container sees no file or directory of this machine: only s3:// locations.
         env.pop("PROCESS_API_RESULTS_DIR", None)
-        if not env.get("PROCESS_API_RESULTS_URI", "").startswith("s3://"):
-            env.pop("PROCESS_API_RESULTS_URI", None)
+        env.pop("PROCESS_API_INPUTS_FILE", None)
+        for name in ("PROCESS_API_RESULTS_URI", "PROCESS_API_INPUTS_URI"):
+            if not env.get(name, "").startswith("s3://"):
+                env.pop(name, None)
         overrides: dict[str, Any] = {
             "command": command,
             "environment": [{"name": k, "value": v} for k, v in sorted(env.items())],
@@ -219,12 +240,16 @@ class BatchHost(HostBase):
         return overrides
 
     def admit(self, run: JobRun) -> None:
+        if run.process.config.inputsAs == "file" and not (run.inputs_uri or "").startswith("s3://"):
+            raise ServiceUnavailable(
+                f"process {run.process.id!r} takes its inputs as a file, which an AWS Batch job "
+                "gets from S3: this server keeps no storage in S3 (S3_BUCKET is not set)"
+            )
         size = len(json.dumps(self._overrides(run)).encode())
         if size > MAX_OVERRIDES:
             raise PayloadTooLarge(
                 f"the execute request is too large for AWS Batch: its command and environment "
-                f"take {size} bytes, at most {MAX_OVERRIDES}; give large inputs by reference "
-                '({"href": …}) instead'
+                f"take {size} bytes, at most {MAX_OVERRIDES}; {LARGE_INPUTS_REMEDY}"
             )
 
     # -- runs ------------------------------------------------------------------

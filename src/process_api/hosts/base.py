@@ -18,6 +18,7 @@ from typing import Any, Literal, Protocol
 from process_api.errors import PayloadTooLarge
 from process_api.jobs.budget import Resources
 from process_api.processes.config import ProcessConfig
+from process_api.processes.problems import ConfigProblem
 from process_api.processes.registry import Process
 
 Stream = Literal["stdout", "stderr"]
@@ -29,13 +30,26 @@ class JobRun:
 
     job_id: str
     process: Process
-    #: the execute request's inputs, as the process's last argument.
+    #: the execute request's inputs, as the process's last argument and its inputs file.
     inputs_json: str
     #: the job context the process sees in its environment.
     env: dict[str, str] = field(default_factory=dict)
     results_dir: Path | None = None
+    #: the inputs file on this machine (PROCESS_API_INPUTS_FILE), for hosts that can give
+    #: the process a file; written before the run starts, removed once its end is recorded.
+    inputs_file: Path | None = None
+    #: the storage key of the inputs, for hosts that cannot (PROCESS_API_INPUTS_URI).
+    inputs_key: str | None = None
+    #: where that key is (an s3:// URI, or a path of this machine).
+    inputs_uri: str | None = None
     #: set when the server stops following a run that goes on (see Host.detachable).
     detach: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def arguments(self) -> list[str]:
+        """What follows the command: the inputs JSON, unless the process takes them only
+        as its inputs file (`inputsAs: file`)."""
+        return [self.inputs_json] if self.process.config.inputsAs == "argument" else []
 
 
 @dataclass(frozen=True)
@@ -64,9 +78,14 @@ class HostEvents(Protocol):
 class Host(Protocol):
     #: runs go on when the server stops, and are followed again when it starts (Batch).
     detachable: bool
+    #: the process cannot be given a file of this machine: its inputs go to storage (Batch).
+    inputs_in_storage: bool
 
-    def check(self, config: ProcessConfig) -> None:
-        """Raises HostConfigError naming the field if the file does not fit this host."""
+    def check(self, config: ProcessConfig, source: Path) -> list[ConfigProblem]:
+        """What does not fit this host in the file at `source` (errors and warnings): its
+        own `host:` fields, the container fields it uses, cheap look-ups (a program on
+        the PATH, an image on the engine). When other parts of the file are broken,
+        `config` holds only `host` and `container` (the keys of them that are valid)."""
 
     async def ready(self) -> None:
         """Raises ServiceUnavailable if the platform cannot take a job now."""
@@ -102,6 +121,7 @@ class HostBase:
     """Defaults for hosts without a budget, readiness check or leftovers."""
 
     detachable = False
+    inputs_in_storage = False
 
     async def ready(self) -> None:
         return None
@@ -127,16 +147,21 @@ class HostBase:
 
 #: Linux's limit on one argument of a command (MAX_ARG_STRLEN), with its closing NUL.
 MAX_ARGUMENT = 131072
+#: what a refusal for size tells the client to do instead.
+LARGE_INPUTS_REMEDY = (
+    'give large inputs by reference ({"href": …}), or set `inputsAs: file` in the process file'
+)
 
 
 def admit_argument(run: JobRun, host: str) -> None:
     """Raises PayloadTooLarge when the inputs JSON, the command's last argument, is longer
     than Linux lets one argument be: the run would only fail late, "Argument list too long".
+    A process that takes its inputs only as a file has no such limit.
     """
-    size = len(run.inputs_json.encode())
+    size = sum(len(argument.encode()) for argument in run.arguments)
     if size >= MAX_ARGUMENT:
         raise PayloadTooLarge(
             f"the inputs are too large for the {host} host: as the command's last argument "
             f"they take {size} bytes, and Linux allows at most {MAX_ARGUMENT - 1} bytes in one "
-            'argument; give large inputs by reference ({"href": …}) instead'
+            f"argument; {LARGE_INPUTS_REMEDY}"
         )

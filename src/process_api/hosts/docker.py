@@ -1,7 +1,8 @@
 """The `docker` host (`local` in the Go server's files): each job is a container.
 
 The image runs with the process's command plus the inputs JSON as its last
-argument (appended to the image's entrypoint), hardened by default (no
+argument (appended to the image's entrypoint; none with `inputsAs: file`), the
+inputs file mounted read-only at INPUTS_MOUNT, hardened by default (no
 privileges, no new privileges, every capability dropped unless asked for and
 only those of Docker's default set, no network, a bounded number of processes,
 no swap beyond the memory limit) and limited to the process's maxResources.
@@ -34,6 +35,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 from docker.models.images import Image
 from docker.utils import parse_repository_tag
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from process_api.asyncs import despite_cancellation
 from process_api.errors import ServiceUnavailable
@@ -47,6 +49,8 @@ from process_api.hosts.base import (
     admit_argument,
 )
 from process_api.hosts.docker_files import (
+    INPUTS_MODE,
+    INPUTS_SHARED_MODE,
     RESULTS_MODE,
     RESULTS_SHARED_MODE,
     Ids,
@@ -59,7 +63,7 @@ from process_api.hosts.docker_files import (
 from process_api.hosts.docker_log import Batches, LineSplitter, Resume, masker
 from process_api.jobs.budget import Resources
 from process_api.processes.config import ProcessConfig, PullPolicy
-from process_api.processes.loader import HostConfigError
+from process_api.processes.problems import ConfigProblem, pydantic_problems
 from process_api.processes.registry import Process
 
 log = logging.getLogger(__name__)
@@ -71,6 +75,8 @@ LABEL_INSTANCE = "process-api.instance"
 RESULTS_MOUNT = "/results"
 #: where the job's secrets appear inside the container, one file each (Docker's convention).
 SECRETS_MOUNT = "/run/secrets"
+#: where the job's inputs file appears inside the container (PROCESS_API_INPUTS_FILE).
+INPUTS_MOUNT = "/run/process-api/inputs.json"
 #: Docker's default capability set: what a process file may keep (the setting adds more).
 DEFAULT_CAPABILITIES = frozenset(
     {
@@ -126,6 +132,21 @@ class DockerOptions:
     secrets_dir: Path = Path("/dev/shm/process-api-secrets")
 
 
+class DockerHostConfig(BaseModel):
+    """The `host:` section of a docker (or local) process file."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: str
+    #: the Go server's host fields, which its files may carry whatever the type.
+    jobDefinition: str | None = None
+    jobQueue: str | None = None
+
+
+IGNORED_HOST_FIELD = "ignored: only the aws-batch host uses it"
+#: seconds the engine gets to answer the checks of process files.
+CHECK_TIMEOUT = 10
+
+
 class _CannotStart(Exception):
     """The job cannot start: its image or a secret is missing."""
 
@@ -157,45 +178,84 @@ class DockerHost(HostBase):
         self._client: docker.DockerClient | None = None
         self._ready_until = 0.0
         self._secret_files = SecretFiles(options.secrets_dir, options.instance)
+        #: the engine did not answer a check of a process file: no more checks ask it.
+        self._engine_down_at_check = False
 
     # -- configuration ---------------------------------------------------------
 
-    def check(self, config: ProcessConfig) -> None:
+    def check(self, config: ProcessConfig, source: Path) -> list[ConfigProblem]:
+        fields = config.host.model_dump()
+        problems = [
+            ConfigProblem(f"host.{name}", IGNORED_HOST_FIELD, warning=True)
+            for name in ("jobDefinition", "jobQueue")
+            if fields.get(name)
+        ]
+        try:
+            DockerHostConfig.model_validate(fields)
+        except ValidationError as exc:
+            problems += pydantic_problems(exc, DockerHostConfig, ("host",))
         container = config.container
         if container is None or not container.image:
-            raise HostConfigError("container.image", "a docker process needs an image")
+            return [*problems, ConfigProblem("container.image", "a docker process needs an image")]
         if container.network is not None:
-            self._check_network(container.network)
+            problems += self._network_problems(container.network)
         allowed = DEFAULT_CAPABILITIES | self.options.extra_capabilities
-        for capability in container.capabilities:
-            if capability_name(capability) not in allowed:
-                raise HostConfigError(
-                    "container.capabilities",
-                    f"capability {capability!r} is not allowed: only Docker's default set"
-                    " and those of the server's DOCKER_ALLOWED_CAPABILITIES setting",
-                )
+        problems += [
+            ConfigProblem(
+                "container.capabilities",
+                f"capability {capability!r} is not allowed: only Docker's default set"
+                " and those of the server's DOCKER_ALLOWED_CAPABILITIES setting",
+            )
+            for capability in container.capabilities
+            if capability_name(capability) not in allowed
+        ]
         if container.user is not None:
             problem = user_problem(container.user)
             if problem:
-                raise HostConfigError("container.user", f"{container.user!r}: {problem}")
+                problems.append(ConfigProblem("container.user", f"{container.user!r}: {problem}"))
         pids = container.maxResources.pids if container.maxResources else None
         if pids is not None and pids > self.options.pids_limit:
-            raise HostConfigError(
-                "container.maxResources.pids",
-                f"{pids} is more than the server's DOCKER_PIDS_LIMIT of {self.options.pids_limit}",
+            problems.append(
+                ConfigProblem(
+                    "container.maxResources.pids",
+                    f"{pids} is more than the server's DOCKER_PIDS_LIMIT of {self.options.pids_limit}",
+                )
             )
+        if (container.pullPolicy or self.options.pull_policy) == "never":
+            problems += self._local_image_problems(container.image)
+        return problems
 
-    def _check_network(self, network: str) -> None:
+    def _network_problems(self, network: str) -> list[ConfigProblem]:
         if network == "host" and not self.options.allow_host_network:
-            raise HostConfigError(
-                "container.network",
-                "the host network is not allowed: the server's DOCKER_ALLOW_HOST_NETWORK"
-                " setting is off",
-            )
+            why = "the host network is not allowed: the server's DOCKER_ALLOW_HOST_NETWORK setting is off"
+            return [ConfigProblem("container.network", why)]
         if not NETWORK_NAME.match(network):
-            raise HostConfigError(
-                "container.network", f"{network!r} is not none, bridge, host or a network's name"
+            why = f"{network!r} is not none, bridge, host or a network's name"
+            return [ConfigProblem("container.network", why)]
+        return []
+
+    def _local_image_problems(self, image: str) -> list[ConfigProblem]:
+        """An image that is not on the engine, and will never be pulled, can never run.
+        Only said when the engine answers: with the engine down the server starts anyway."""
+        if self._engine_down_at_check:
+            return []
+        try:
+            client = docker.DockerClient.from_env(
+                environment=self.options.environment, timeout=CHECK_TIMEOUT
             )
+        except (DockerException, *_UNREACHABLE):
+            self._engine_down_at_check = True
+            return []
+        try:
+            client.images.get(image)
+        except ImageNotFound:
+            why = f"image {image!r} is not on the Docker Engine and the pull policy is never"
+            return [ConfigProblem("container.image", why)]
+        except (DockerException, *_UNREACHABLE):
+            self._engine_down_at_check = True
+        finally:
+            client.close()
+        return []
 
     def capacity(self) -> Resources:
         return self.options.capacity
@@ -285,9 +345,12 @@ class DockerHost(HostBase):
         if run.results_dir is not None:
             volumes[str(run.results_dir)] = {"bind": RESULTS_MOUNT, "mode": "rw"}
             env["PROCESS_API_RESULTS_DIR"] = RESULTS_MOUNT
+        if run.inputs_file is not None:
+            volumes[str(run.inputs_file)] = {"bind": INPUTS_MOUNT, "mode": "ro"}
+            env["PROCESS_API_INPUTS_FILE"] = INPUTS_MOUNT
         return client.containers.create(
             image,
-            command=[*container.command, run.inputs_json],
+            command=[*container.command, *run.arguments],
             name=container_name(run.job_id),
             environment=env,
             labels={
@@ -310,7 +373,7 @@ class DockerHost(HostBase):
         )
 
     def _hand_over(self, container: Container, run: JobRun, image: Image) -> str | None:
-        """Gives the results directory and the secrets to the user the container runs as;
+        """Gives the results directory, the inputs file and the secrets to the user the container runs as;
         says what was chosen when that user cannot be known."""
         config = run.process.config.container
         user = (
@@ -335,6 +398,8 @@ class DockerHost(HostBase):
             log.warning("job %s: %s", run.job_id, notice)
         if run.results_dir is not None:
             hand_over(run.results_dir, ids, RESULTS_MODE, RESULTS_SHARED_MODE)
+        if run.inputs_file is not None:
+            hand_over(run.inputs_file, ids, INPUTS_MODE, INPUTS_SHARED_MODE)
         self._secret_files.hand_over(run.job_id, ids)
         return notice
 
@@ -395,7 +460,7 @@ class DockerHost(HostBase):
             return outcome
         except (DockerException, *_UNREACHABLE) as exc:
             return HostOutcome(None, f"lost contact with the Docker Engine: {_reason(exc)}")
-        except OSError as exc:  # the results directory or the secrets could not be handed over
+        except OSError as exc:  # the results directory, inputs or secrets could not be handed over
             return HostOutcome(None, f"cannot prepare the container's files: {exc}")
         finally:  # also on cancellation (dismissed, timed out, shut down), not after its end
             if not ended:

@@ -1,5 +1,5 @@
 """What the docker host puts on the engine's machine for a container: its results
-directory and its secrets, both belonging to the user the container runs as.
+directory, its inputs file and its secrets, all belonging to the user the container runs as.
 
 The user is the process file's `container.user`, else the image's, else root; a
 name is looked up in the image's own /etc/passwd and /etc/group (the host's mean
@@ -31,6 +31,8 @@ USER_PATTERN = re.compile(
 MAX_ID = 2**32 - 2
 #: where the results directory is made the container user's; shared with all where it cannot be.
 RESULTS_MODE, RESULTS_SHARED_MODE = 0o750, 0o777
+#: the inputs file, mounted read-only: the container user's to read.
+INPUTS_MODE, INPUTS_SHARED_MODE = 0o400, 0o444
 SECRETS_DIR_MODE, SECRETS_DIR_SHARED_MODE = 0o500, 0o555
 SECRET_MODE, SECRET_SHARED_MODE = 0o400, 0o444
 #: the largest /etc/passwd or /etc/group read from an image.

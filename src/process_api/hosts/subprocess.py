@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -28,7 +29,7 @@ from process_api.hosts.base import (
 )
 from process_api.jobs.budget import Resources, jobs_only
 from process_api.processes.config import ProcessConfig
-from process_api.processes.loader import HostConfigError
+from process_api.processes.problems import ConfigProblem, pydantic_problems
 from process_api.processes.registry import Process
 
 #: the longest line a process may print (a large plugin_results line, say).
@@ -86,13 +87,31 @@ class SubprocessHost(HostBase):
     def resources(self, process: Process) -> Resources:
         return Resources(0.0, 0.0)
 
-    def check(self, config: ProcessConfig) -> None:
+    def check(self, config: ProcessConfig, source: Path) -> list[ConfigProblem]:
         try:
-            SubprocessHostConfig.model_validate(config.host.model_dump())
+            host = SubprocessHostConfig.model_validate(config.host.model_dump())
         except ValidationError as exc:
-            err = exc.errors()[0]
-            field = ".".join(["host", *(str(p) for p in err["loc"])])
-            raise HostConfigError(field, err["msg"]) from None
+            return pydantic_problems(exc, SubprocessHostConfig, ("host",))
+        return self._program_problems(host.command[0], source.parent)
+
+    def _program_problems(self, program: str, directory: Path) -> list[ConfigProblem]:
+        """A warning if the command's program will not be found when a job starts: it runs
+        in the process file's directory, and a bare name is looked up on the job's PATH."""
+        if "/" in program:
+            path = directory / program
+            if not path.is_file():
+                why = f"program {program!r} is not a file (relative to {directory})"
+            elif not os.access(path, os.X_OK):
+                why = f"program {program!r} is not executable"
+            else:
+                return []
+        elif shutil.which(program, path=self._base_env.get("PATH", os.defpath)) is None:
+            why = f"program {program!r} is not on the PATH"
+            if (directory / program).is_file():
+                why += f"; write ./{program} to run the file beside the process file"
+        else:
+            return []
+        return [ConfigProblem("host.command", why, warning=True)]
 
     def admit(self, run: JobRun) -> None:
         admit_argument(run, "subprocess")
@@ -106,7 +125,7 @@ class SubprocessHost(HostBase):
         try:
             proc = await asyncio.create_subprocess_exec(
                 *config.command,
-                run.inputs_json,
+                *run.arguments,
                 cwd=run.process.source.parent,
                 env=env,
                 stdin=asyncio.subprocess.DEVNULL,

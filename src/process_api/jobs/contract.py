@@ -2,10 +2,14 @@
 
 A process gets its command, then the inputs as one JSON argument, and the job
 context in `PROCESS_API_*` variables. Qualified values (`{"value": …, "mediaType": …}`)
-arrive as their plain value, their formats in `PROCESS_API_INPUT_FORMATS`. The last line of stdout that is
-`{"plugin_results": <value>}` gives its results, or else the file `results.json`
-it wrote to its results location; lines `{"progress": N, "message": "…"}`
-report progress. Exit code 0 is success.
+arrive as their plain value, their formats in `PROCESS_API_INPUT_FORMATS`. The same
+inputs JSON is also a file whose path is in `PROCESS_API_INPUTS_FILE` (on AWS Batch,
+where no file of the server's machine can be given, an object whose s3:// URI is in
+`PROCESS_API_INPUTS_URI`). A process file with `inputsAs: file` gets no inputs
+argument: only the file (or object), so inputs are not bound by the platform's limit
+on one argument. The last line of stdout that is `{"plugin_results": <value>}` gives
+its results, or else the file `results.json` it wrote to its results location; lines
+`{"progress": N, "message": "…"}` report progress. Exit code 0 is success.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -78,7 +83,15 @@ def plugin_results(line: str | None) -> Any:
 
 
 def map_results(process: Process, value: Any) -> dict[str, Any]:
-    """Output id -> value, from what the process returned (its plugin_results)."""
+    """Output id -> value, from what the process returned (its plugin_results), each value
+    checked against its output's schema."""
+    results = keyed_results(process, value)
+    check_outputs(process, results)
+    return results
+
+
+def keyed_results(process: Process, value: Any) -> dict[str, Any]:
+    """Output id -> value, from what the process returned, not yet checked."""
     outputs = list(process.output_schemas)
     if value is NO_RESULTS:
         if not outputs:
@@ -97,11 +110,10 @@ def map_results(process: Process, value: Any) -> dict[str, Any]:
         results = dict(value)
     else:
         raise ResultsError(f"plugin_results must be an object keyed by the outputs {outputs}")
-    _check_outputs(process, results)
     return results
 
 
-def _check_outputs(process: Process, results: dict[str, Any]) -> None:
+def check_outputs(process: Process, results: dict[str, Any]) -> None:
     try:
         json.dumps(results, allow_nan=False)
     except ValueError:
@@ -117,8 +129,17 @@ def _check_outputs(process: Process, results: dict[str, Any]) -> None:
             raise ResultsError(f"output {output_id!r} is not valid: {error.message}")
 
 
-def job_run(process: Process, job_id: str, inputs: dict[str, Any], storage: Storage) -> JobRun:
-    """The command's last argument and the job context a process sees in its environment."""
+def job_run(
+    process: Process,
+    job_id: str,
+    inputs: dict[str, Any],
+    storage: Storage,
+    inputs_dir: Path | None = None,
+    inputs_in_storage: bool = False,
+) -> JobRun:
+    """The command's last argument, the inputs file and the job context a process sees in
+    its environment. The inputs file is in `inputs_dir` on this machine, or an object of the
+    storage for a host that cannot give the process a file (`inputs_in_storage`)."""
     results = storage.layout.results_of(job_id)
     results_dir = storage.local_path(results)
     env = {
@@ -132,7 +153,23 @@ def job_run(process: Process, job_id: str, inputs: dict[str, Any], storage: Stor
     plain, formats = for_process(process, inputs)
     if formats:
         env["PROCESS_API_INPUT_FORMATS"] = json.dumps(formats)
-    return JobRun(job_id, process, json.dumps(plain), env, results_dir)
+    inputs_file = inputs_key = inputs_uri = None
+    if inputs_in_storage:
+        inputs_key = storage.layout.inputs(job_id)
+        inputs_uri = env["PROCESS_API_INPUTS_URI"] = storage.location(inputs_key)
+    elif inputs_dir is not None:
+        inputs_file = inputs_dir / f"{job_id}.json"
+        env["PROCESS_API_INPUTS_FILE"] = str(inputs_file)
+    return JobRun(
+        job_id,
+        process,
+        json.dumps(plain),
+        env,
+        results_dir,
+        inputs_file=inputs_file,
+        inputs_key=inputs_key,
+        inputs_uri=inputs_uri,
+    )
 
 
 async def returned_value(storage: Storage, job_id: str, results_line: str | None) -> Any:

@@ -18,6 +18,7 @@ from process_api.errors import JobNotDismissable
 from process_api.jobs.model import Job, JobStatus
 from process_api.jobs.running import JobRunner, RunningJob
 from process_api.processes.registry import Process, ProcessRegistry
+from process_api.server_log import job_context
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,8 @@ async def reconcile(runner: JobRunner, registry: ProcessRegistry) -> None:
     # Leftovers go first: a queued job's new container must not be taken for one.
     for host in {id(h): h for h in runner.hosts.values()}.values():
         await host.prune(followed)
+    # Inputs files of jobs that ended (the crash's) go; those of active jobs stay, whoever runs them.
+    await runner.prune_inputs({job.id for job in await runner.store.active()})
     for process, job in queued:
         log.info("job %s: waiting again for its turn after a restart", job.id)
         runner.start(process, job, None)
@@ -52,10 +55,11 @@ async def reconcile(runner: JobRunner, registry: ProcessRegistry) -> None:
 
 async def fail(runner: JobRunner, job: Job, reason: str) -> None:
     """Ends a job that cannot be run, as any other failure ends: callback and metadata too."""
-    log.warning("job %s: %s", job.id, reason)
-    ended = await runner.record_end(job.id, {"status": JobStatus.FAILED, "message": reason})
-    if ended is not None:
-        await runner.keep_metadata(ended)
+    with job_context(job.id, job.process_id):
+        log.warning("job %s: %s", job.id, reason)
+        ended = await runner.record_end(job.id, {"status": JobStatus.FAILED, "message": reason})
+        if ended is not None:
+            await runner.keep_metadata(ended)
 
 
 def _left_to_next_start(running: RunningJob) -> bool:

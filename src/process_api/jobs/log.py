@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -204,18 +204,55 @@ def _upto(source: IO[bytes], size: int | None) -> Iterator[bytes]:
         yield raw
 
 
-def read_page(source: Iterable[bytes], after: int, limit: int, max_bytes: int) -> LogPage:
+class _Pager:
     """Lines `after`.. of a JSONL log: `limit` lines at most, and `max_bytes` (one at least)."""
-    lines: list[Record] = []
-    size = 0
-    for index, raw in enumerate(r for r in source if r.strip()):
-        if index < after:
-            continue
-        if len(lines) >= limit or (lines and size + len(raw) > max_bytes):
-            return LogPage(lines, True)
-        lines.append(json.loads(raw))
-        size += len(raw)
-    return LogPage(lines, False)
+
+    def __init__(self, after: int, limit: int, max_bytes: int) -> None:
+        self.lines: list[Record] = []
+        self._skip = after
+        self._limit = limit
+        self._room = max_bytes
+
+    def take(self, raw: bytes) -> bool:
+        """Adds the next line of the log; False when it is beyond the page (more follow)."""
+        if not raw.strip():
+            return True
+        if self._skip:
+            self._skip -= 1
+            return True
+        if len(self.lines) >= self._limit or (self.lines and len(raw) > self._room):
+            return False
+        self.lines.append(json.loads(raw))
+        self._room -= len(raw)
+        return True
+
+
+def read_page(source: Iterable[bytes], after: int, limit: int, max_bytes: int) -> LogPage:
+    pager = _Pager(after, limit, max_bytes)
+    for raw in source:
+        if not pager.take(raw):
+            return LogPage(pager.lines, True)
+    return LogPage(pager.lines, False)
+
+
+async def stream_page(
+    chunks: AsyncIterator[bytes], after: int, limit: int, max_bytes: int
+) -> LogPage:
+    """A page of a JSONL log read from a stream (a stored log in S3): read as far as the
+    page needs and no further, never whole."""
+    pager = _Pager(after, limit, max_bytes)
+    partial = b""
+    try:
+        async for chunk in chunks:
+            *complete, partial = (partial + chunk).split(b"\n")
+            for raw in complete:
+                if not pager.take(raw):
+                    return LogPage(pager.lines, True)
+    finally:
+        if isinstance(chunks, AsyncGenerator):  # stop the download where the page ends
+            await chunks.aclose()
+    more = not pager.take(partial)
+    return LogPage(pager.lines, more)
 
 
 def page_of(records: list[Record], after: int, limit: int) -> LogPage:

@@ -48,7 +48,10 @@ class Retention:
         while batch := await self.store.finished_before(utcnow() - self.expiry):
             for job in batch:
                 await self.storage.delete(
-                    layout.log(job.id), layout.meta(job.id), layout.results_of(job.id)
+                    layout.log(job.id),
+                    layout.meta(job.id),
+                    layout.inputs(job.id),
+                    layout.results_of(job.id),
                 )
                 # Inputs and callback addresses may be personal or secret: they go too.
                 changes: dict[str, Any] = {

@@ -12,7 +12,8 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+import os
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Set
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,15 +24,18 @@ from process_api.hosts.base import Host, HostOutcome, JobRun, RunLost, Stream
 from process_api.jobs.budget import ResourceBudget
 from process_api.jobs.contract import (
     ResultsError,
+    check_outputs,
     job_run,
-    map_results,
+    keyed_results,
     parse_progress,
     returned_value,
 )
+from process_api.jobs.files import FileError, resolve_files, stored_results
 from process_api.jobs.log import FLUSH_INTERVAL, JobLog
 from process_api.jobs.metadata import job_metadata
 from process_api.jobs.model import ACTIVE, Job, JobStatus, utcnow
 from process_api.processes.registry import Process
+from process_api.server_log import bind_job
 from process_api.storage.base import Storage
 from process_api.store.base import JobStore
 
@@ -49,6 +53,8 @@ class RunningJob:
     host: Host
     mode: str
     log: JobLog
+    #: the host's name in process files (docker and local are one host).
+    host_type: str
     done: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     progress: tuple[int | None, str | None] | None = None
@@ -110,13 +116,16 @@ class JobRunner:
         hosts: Mapping[str, Host],
         spool: Path,
         on_change: Callable[[Job], None] | None = None,
+        inputs_dir: Path | None = None,
     ) -> None:
         """`spool`: where running jobs' logs are appended; `on_change` hears of each change
-        of a job (callbacks) and must not block."""
+        of a job (callbacks) and must not block; `inputs_dir`: where running jobs' inputs
+        files are (beside the spool by default)."""
         self.store = store
         self.storage = storage
         self.hosts = hosts
         self.spool = spool
+        self.inputs_dir = inputs_dir or spool.parent / "inputs"
         self._on_change = on_change
         self.running: dict[str, RunningJob] = {}
         self._flusher: asyncio.Task[None] | None = None
@@ -130,10 +139,22 @@ class JobRunner:
     def budget(self, host: Host) -> ResourceBudget | None:
         return self._budgets.get(id(host))
 
+    def job_run(self, host: Host, process: Process, job_id: str, inputs: dict[str, Any]) -> JobRun:
+        """What the host is given to run the job (see the job contract)."""
+        return job_run(
+            process, job_id, inputs, self.storage, self.inputs_dir, host.inputs_in_storage
+        )
+
+    def states(self) -> Iterator[tuple[str, str]]:
+        """(host type, queued or running) of each job this server runs or follows."""
+        for running in list(self.running.values()):
+            yield running.host_type, "running" if running.launched else "queued"
+
     def start(self, process: Process, job: Job, handle: dict[str, Any] | None) -> RunningJob:
         """Runs a new job (handle None), or follows again one started before a restart."""
         host = self.hosts[job.host_type]
-        running = RunningJob(job.id, host, job.mode, JobLog(self.spool / f"{job.id}.jsonl"))
+        job_log = JobLog(self.spool / f"{job.id}.jsonl")
+        running = RunningJob(job.id, host, job.mode, job_log, job.host_type)
         self.running[job.id] = running
         running.task = asyncio.create_task(self._run(process, job, running, handle))
         if self._flusher is None or self._flusher.done():
@@ -150,9 +171,10 @@ class JobRunner:
     async def _run(
         self, process: Process, job: Job, running: RunningJob, handle: dict[str, Any] | None
     ) -> None:
+        bind_job(job.id, job.process_id)
         # The host the job was recorded with: the process file may have changed since.
         host = running.host
-        run = job_run(process, job.id, job.inputs, self.storage)
+        run = self.job_run(host, process, job.id, job.inputs)
         running.run = run
         events = _Events(self, running)
         results: dict[str, Any] | None = None
@@ -163,6 +185,8 @@ class JobRunner:
                 running.launched = True
                 if handle is None and run.results_dir is not None:
                     await asyncio.to_thread(run.results_dir.mkdir, parents=True, exist_ok=True)
+                if handle is None:
+                    await self._write_inputs(run)
                 async with asyncio.timeout(limit) as scope:
                     if handle is None:
                         outcome = await host.run(run, events)
@@ -185,7 +209,7 @@ class JobRunner:
             else:
                 log.exception("job %s: the host timed out", job.id)
                 message = "the job's host did not answer in time"
-        except RunLost as exc:
+        except (RunLost, _InputsNotWritten) as exc:
             status, message = JobStatus.FAILED, str(exc)
         except Exception:
             # The exception's text may hold internals (SQL, paths, credentials): the log has it.
@@ -193,6 +217,7 @@ class JobRunner:
             status, message = JobStatus.FAILED, "the job could not be run: an internal error"
         await despite_cancellation(self._finish(running, status, message, results))
         await despite_cancellation(self._release(host, job.id))
+        await despite_cancellation(self._remove_inputs(run))
 
     @contextlib.asynccontextmanager
     async def _reserved(self, host: Host, process: Process, queue: bool) -> AsyncIterator[None]:
@@ -228,8 +253,11 @@ class JobRunner:
             return JobStatus.FAILED, f"the process {how}" + (f": {last}" if last else ""), None
         try:
             value = await returned_value(self.storage, job_id, job_log.results_line)
-            return JobStatus.SUCCESSFUL, "finished", map_results(process, value)
-        except ResultsError as exc:
+            results = keyed_results(process, value)
+            results, files = await resolve_files(process, results, self.storage, job_id)
+            check_outputs(process, {k: v for k, v in results.items() if k not in files})
+            return JobStatus.SUCCESSFUL, "finished", stored_results(results)
+        except (ResultsError, FileError) as exc:
             return JobStatus.FAILED, str(exc), None
 
     async def _finish(
@@ -306,6 +334,51 @@ class JobRunner:
         except Exception:
             log.exception("job %s: its metadata could not be kept", job.id)
 
+    async def _write_inputs(self, run: JobRun) -> None:
+        """The job's inputs file (or storage object), before its run starts; _InputsNotWritten
+        says that it failed (the log says why: the error's text may hold paths)."""
+        try:
+            if run.inputs_key is not None:
+                key, data = run.inputs_key, run.inputs_json.encode()
+                await retrying(
+                    lambda: self.storage.put(key, data),
+                    f"job {run.job_id}: keeping its inputs",
+                    KEEP_ATTEMPTS,
+                )
+            elif run.inputs_file is not None:
+                await _write_file(run.inputs_file, run.inputs_json.encode())
+        except Exception as exc:
+            log.exception("job %s: its inputs could not be written", run.job_id)
+            raise _InputsNotWritten(
+                f"the job's inputs could not be written before its run ({type(exc).__name__})"
+            ) from None
+
+    async def _remove_inputs(self, run: JobRun) -> None:
+        """Removes the inputs file once the job's end is recorded and its run is gone; an
+        object in storage stays as long as the job's other objects (retention)."""
+        if run.inputs_file is None:
+            return
+        try:
+            await asyncio.to_thread(run.inputs_file.unlink, missing_ok=True)
+        except OSError:
+            log.exception("job %s: removing its inputs file failed", run.job_id)
+
+    async def prune_inputs(self, keep: Set[str]) -> None:
+        """Removes the inputs files an earlier run of the server left (it crashed), except
+        those of the jobs in `keep`, which are still active."""
+
+        def prune() -> None:
+            if not self.inputs_dir.is_dir():
+                return
+            for path in self.inputs_dir.iterdir():
+                if path.suffix == ".json" and path.stem not in keep:
+                    path.unlink(missing_ok=True)
+
+        try:
+            await asyncio.to_thread(prune)
+        except OSError:
+            log.exception("removing inputs files left by an earlier run failed")
+
     async def _release(self, host: Host, job_id: str) -> None:
         """Lets the host remove what the run left, now that the job's end is recorded."""
         try:
@@ -360,3 +433,27 @@ class JobRunner:
                 self.running.pop(running.job_id, None)
                 running.done.set()
         return len(detached)
+
+
+class _InputsNotWritten(Exception):
+    """The inputs file or object could not be written: the job cannot run."""
+
+
+async def _write_file(path: Path, data: bytes) -> None:
+    """Writes the inputs file in a thread; a dismiss meanwhile waits for the write to end,
+    so that removing the file comes after it."""
+    writing = asyncio.ensure_future(asyncio.to_thread(_write_private, path, data))
+    try:
+        await asyncio.shield(writing)
+    except asyncio.CancelledError:
+        await despite_cancellation(asyncio.wait([writing]))
+        raise
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Writes a file only the server's user may read (inputs may be personal or secret)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(data)

@@ -21,8 +21,7 @@ from typing import Any
 from process_api.errors import InvalidInput, JobNotDismissable, NoSuchJob, ServiceUnavailable
 from process_api.hosts.base import Host
 from process_api.jobs import lifecycle
-from process_api.jobs.contract import job_run
-from process_api.jobs.log import LogPage, file_page, page_of, read_page
+from process_api.jobs.log import LogPage, file_page, page_of, stream_page
 from process_api.jobs.model import ACTIVE, Job, JobStatus, Mode, utcnow
 from process_api.jobs.retention import Retention
 from process_api.jobs.running import JobRunner
@@ -53,13 +52,14 @@ class JobService:
         spool: Path,
         on_change: Callable[[Job], None] | None = None,
         expiry: timedelta | None = None,
+        inputs_dir: Path | None = None,
     ) -> None:
-        """`spool` and `on_change` are the JobRunner's; `expiry`: how long results, logs and
-        metadata of ended jobs are kept."""
+        """`spool`, `on_change` and `inputs_dir` are the JobRunner's; `expiry`: how long
+        results, logs and metadata of ended jobs are kept."""
         self.store = store
         self.storage = storage
         self.hosts = hosts
-        self.runner = JobRunner(store, storage, hosts, spool, on_change)
+        self.runner = JobRunner(store, storage, hosts, spool, on_change, inputs_dir)
         self.retention = Retention(store, storage, expiry)
         self._closing = False
 
@@ -86,7 +86,8 @@ class JobService:
             )
         await host.ready()
         job_id = str(uuid.uuid4())
-        host.admit(job_run(process, job_id, inputs, self.storage))
+        # Before the job is recorded: a run the platform would refuse is never a job.
+        host.admit(self.runner.job_run(host, process, job_id, inputs))
         job = Job(
             id=job_id,
             process_id=process.id,
@@ -155,11 +156,11 @@ class JobService:
                 )
             except FileNotFoundError:
                 return LogPage([], False)
-        data = await self.storage.get(key)
-        if not data:
+        stored = await self.storage.stat(key)
+        if stored is None:
             return LogPage([], False)
-        lines = data.splitlines(keepends=True)
-        return await asyncio.to_thread(read_page, lines, after, limit, MAX_LOG_PAGE_BYTES)
+        chunks = self.storage.stream(key, 0, stored.size)
+        return await stream_page(chunks, after, limit, MAX_LOG_PAGE_BYTES)
 
     async def wait(self, job_id: str, timeout: float | None = None) -> Job:
         """The job once it has ended, or as it is when the timeout passes."""
@@ -180,6 +181,7 @@ class JobService:
         if dismissed is None:
             job = await self.get(job_id)
             raise JobNotDismissable(f"job {job_id!r} has already ended: it is {job.status.value}")
+        self.runner.notify(dismissed)
         running = self.runner.running.get(job_id)
         if running is not None and running.task is not None:
             running.task.cancel()

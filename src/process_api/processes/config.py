@@ -1,8 +1,10 @@
 """The process file format: the Go process-api's YAML, extended with JSON Schemas.
 
-Unknown keys inside sections are ignored (files from the Go server carry a few,
-such as `inputId` on outputs); unknown top-level sections are refused, since a
-misspelt `inputs` would otherwise silently publish a process without inputs.
+Strict: an unknown key anywhere is an error, since a misspelt key (`minOcurs`)
+would otherwise silently give the process a default. Every key of the Go
+server's format is known, used or not (`inputId` on outputs, `possibleValues`),
+so its files load unchanged. The `host:` section's fields beyond `type` belong
+to the host type, and each host checks them (see Host.check).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
 class Info(Section):
@@ -106,6 +108,8 @@ class Container(Section):
 class ValueDefinition(Section):
     anyValue: bool | None = None
     allowedValues: list[Any] | None = None
+    #: the Go server's; it never checked inputs against it, neither does this server.
+    possibleValues: list[Any] | None = None
 
 
 class LiteralDataDomain(Section):
@@ -146,6 +150,13 @@ class Input(Described):
     maxOccurs: int | Literal["unbounded"] = 1
     input: InputKind | None = None
 
+    @field_validator("maxOccurs", mode="before")
+    @classmethod
+    def _count_or_unbounded(cls, value: Any) -> Any:
+        if value == "unbounded" or (isinstance(value, int) and not isinstance(value, bool)):
+            return value
+        raise ValueError("must be a whole number or unbounded")
+
     @model_validator(mode="after")
     def _occurrences(self) -> Input:
         if isinstance(self.maxOccurs, int) and self.maxOccurs < max(self.minOccurs, 1):
@@ -155,6 +166,8 @@ class Input(Described):
 
 class Output(Described):
     output: OutputKind | None = None
+    #: the Go server's (the input naming where the output goes); unused here.
+    inputId: str | None = None
 
 
 class ProcessConfig(BaseModel):
@@ -169,19 +182,10 @@ class ProcessConfig(BaseModel):
     outputs: list[Output] = []
     #: seconds after which a job of the process fails and is stopped.
     timeout: float | None = Field(None, gt=0)
+    # how the process receives its inputs: as the command's last argument (and a file), or only as the file PROCESS_API_INPUTS_FILE
+    inputsAs: Literal["argument", "file"] = "argument"
 
     @field_validator("inputs", "outputs", mode="before")
     @classmethod
     def _none_is_empty(cls, value: Any) -> Any:
         return [] if value is None else value
-
-    def duplicate_ids(self) -> list[tuple[str, str]]:
-        """(field, message) for each input or output id used twice."""
-        found = []
-        for section in ("inputs", "outputs"):
-            seen: set[str] = set()
-            for index, item in enumerate(getattr(self, section)):
-                if item.id in seen:
-                    found.append((f"{section}[{index}].id", f"duplicate id {item.id!r}"))
-                seen.add(item.id)
-        return found

@@ -1,24 +1,38 @@
-"""Reading process files from a directory, collecting every problem at once."""
+"""Reading process files, reporting every problem of every file at once.
+
+Each problem names its file, the line and column of the key (see yaml_source)
+and the field path (`inputs[1].minOccurs`); files that are not process files
+are left out (see discovery).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+from yaml.nodes import Node
 
-from process_api.processes.config import ProcessConfig
+from process_api.processes.config import Container, Host, ProcessConfig
+from process_api.processes.discovery import Skipped, not_a_process_file, process_files
+from process_api.processes.problems import (
+    ConfigProblem,
+    LoadProblem,
+    field_path,
+    pydantic_problems,
+)
 from process_api.processes.registry import Process
+from process_api.processes.schemas import unknown_keywords
+from process_api.processes.yaml_source import duplicate_keys, position, read_yaml
 
-#: host type -> a check of the host-specific parts of a file; raises HostConfigError.
-HostChecks = Mapping[str, Callable[[ProcessConfig], None]]
+#: host type -> a check of the host-specific parts of a file (given the file's path).
+HostChecks = Mapping[str, Callable[[ProcessConfig, Path], list[ConfigProblem]]]
 
 
 class HostConfigError(ValueError):
-    """A host-specific field of a process file is wrong."""
+    """A host-specific field of a process file is wrong (a host may raise it from check)."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
@@ -26,84 +40,182 @@ class HostConfigError(ValueError):
         self.message = message
 
 
-@dataclass(frozen=True)
-class LoadProblem:
-    """Why one file was not registered."""
+@dataclass
+class Loaded:
+    """What loading found: the valid processes, the problems, the files left out."""
 
-    file: Path
-    field: str
-    message: str
+    processes: list[Process] = field(default_factory=list)
+    problems: list[LoadProblem] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
 
-    def __str__(self) -> str:
-        where = f"{self.file}: {self.field}" if self.field else str(self.file)
-        return f"{where}: {self.message}"
+    @property
+    def errors(self) -> list[LoadProblem]:
+        return [p for p in self.problems if not p.warning]
 
-
-def _field_path(loc: tuple[int | str, ...]) -> str:
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        else:
-            path += f".{part}" if path else str(part)
-    return path
+    @property
+    def warnings(self) -> list[LoadProblem]:
+        return [p for p in self.problems if p.warning]
 
 
-def parse_process_file(path: Path, host_checks: HostChecks) -> Process | list[LoadProblem]:
-    """One file into a Process, or the list of what is wrong with it."""
+# -- one file --------------------------------------------------------------------------
+
+
+@dataclass
+class FileResult:
+    process: Process | None = None
+    problems: list[LoadProblem] = field(default_factory=list)
+    skipped: str | None = None
+    root: Node | None = None
+
+
+def _best_effort(model: type[BaseModel], value: Any) -> Any:
+    """The section without its broken keys, so that host checks can look at the rest."""
+    if value is None:
+        return None
     try:
-        document: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        return [LoadProblem(path, "", f"cannot read file: {exc}")]
-    except yaml.YAMLError as exc:
-        return [LoadProblem(path, "", f"invalid YAML: {exc}".replace("\n", " "))]
+        return model.model_validate(value)
+    except ValidationError as exc:
+        if not isinstance(value, dict):
+            return None
+        broken = {err["loc"][0] for err in exc.errors() if err["loc"]}
+        try:
+            return model.model_validate({k: v for k, v in value.items() if k not in broken})
+        except ValidationError:
+            return None
+
+
+def _host_problems(
+    document: dict[str, Any], config: ProcessConfig | None, path: Path, host_checks: HostChecks
+) -> list[ConfigProblem]:
+    """The host's checks, even when other parts of the file are broken."""
+    host = document.get("host")
+    host_type = host.get("type") if isinstance(host, dict) else None
+    if not isinstance(host_type, str):
+        return []  # reported by the format's own check
+    check = host_checks.get(host_type)
+    if check is None:
+        known = ", ".join(sorted(host_checks))
+        return [ConfigProblem("host.type", f"unknown host type {host_type!r} (known: {known})")]
+    if config is None:
+        parts = {
+            "host": _best_effort(Host, host),
+            "container": _best_effort(Container, document.get("container")),
+        }
+        if parts["host"] is None:
+            return []
+        config = ProcessConfig.model_construct(**parts)
+    try:
+        return check(config, path)
+    except HostConfigError as exc:
+        return [ConfigProblem(exc.field, exc.message)]
+
+
+def _duplicate_ids(document: dict[str, Any]) -> list[ConfigProblem]:
+    found = []
+    for section in ("inputs", "outputs"):
+        items = document.get(section)
+        seen: set[Any] = set()
+        for index, item in enumerate(items if isinstance(items, list) else []):
+            item_id = item.get("id") if isinstance(item, dict) else None
+            if item_id is not None and item_id in seen:
+                found.append(ConfigProblem(f"{section}[{index}].id", f"duplicate id {item_id!r}"))
+            seen.add(item_id)
+    return found
+
+
+def _schema_warnings(document: dict[str, Any]) -> list[ConfigProblem]:
+    found = []
+    for section in ("inputs", "outputs"):
+        items = document.get(section)
+        for index, item in enumerate(items if isinstance(items, list) else []):
+            schema = item.get("schema") if isinstance(item, dict) else None
+            if isinstance(schema, dict):
+                for loc, message in unknown_keywords(schema):
+                    place = field_path((section, index, "schema", *loc))
+                    found.append(ConfigProblem(place, message, warning=True))
+    return found
+
+
+def parse_process_file(path: Path, host_checks: HostChecks) -> FileResult:
+    """One file into a Process (with its warnings), or every problem found in it."""
+    read = read_yaml(path)
+    if isinstance(read, LoadProblem):
+        return FileResult(problems=[read])
+    root, document = read
     if not isinstance(document, dict):
-        return [LoadProblem(path, "", "expected a mapping with info, host, inputs and outputs")]
+        message = "expected a mapping with info, host, inputs and outputs"
+        return FileResult(problems=[LoadProblem(path, "", message, 1, 1)], root=root)
+    if not_a_process_file(document):
+        return FileResult(skipped="not a process file (no info or host section)", root=root)
+    found: list[ConfigProblem] = []
+    config: ProcessConfig | None = None
     try:
         config = ProcessConfig.model_validate(document)
     except ValidationError as exc:
-        return [
-            LoadProblem(path, _field_path(err["loc"]), err["msg"].removeprefix("Value error, "))
-            for err in exc.errors()
-        ]
-    duplicates = config.duplicate_ids()
-    if duplicates:
-        return [LoadProblem(path, field, message) for field, message in duplicates]
-    check = host_checks.get(config.host.type)
-    if check is None:
-        known = ", ".join(sorted(host_checks))
-        message = f"unknown host type {config.host.type!r} (known: {known})"
-        return [LoadProblem(path, "host.type", message)]
-    try:
-        check(config)
-    except HostConfigError as exc:
-        return [LoadProblem(path, exc.field, exc.message)]
-    return Process.from_config(config, path)
+        found += pydantic_problems(exc, ProcessConfig)
+    found += _duplicate_ids(document)
+    found += _schema_warnings(document)
+    found += _host_problems(document, config, path, host_checks)
+    problems = list(duplicate_keys(path, root)) if root is not None else []
+    problems += [
+        LoadProblem(path, p.field, p.message, *position(root, p.field), warning=p.warning)
+        for p in found
+    ]
+    problems.sort(key=lambda p: (p.line or 0, p.column or 0))
+    if config is None or any(not p.warning for p in problems):
+        return FileResult(problems=problems, root=root)
+    return FileResult(Process.from_config(config, path), problems, root=root)
 
 
-def process_files(directory: Path) -> list[Path]:
-    """Every *.yml / *.yaml file under the directory, recursively, in a stable order."""
-    files = [p for p in directory.rglob("*") if p.suffix in (".yml", ".yaml") and p.is_file()]
-    return sorted(files)
+# -- directories -----------------------------------------------------------------------
+
+
+def load_paths(paths: Sequence[Path], host_checks: HostChecks) -> Loaded:
+    """The processes of files and directories, with every problem and every file left out."""
+    loaded = Loaded()
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found, skipped = process_files(path)
+            files += found
+            loaded.skipped += skipped
+        elif path.is_file():
+            files.append(path)
+        else:
+            loaded.problems.append(LoadProblem(path, "", "file or directory not found"))
+    by_id: dict[str, Process] = {}
+    seen: set[Path] = set()
+    for path in files:
+        if path.resolve() in seen:
+            continue
+        seen.add(path.resolve())
+        result = parse_process_file(path, host_checks)
+        loaded.problems += result.problems
+        if result.skipped is not None:
+            loaded.skipped.append(Skipped(path, result.skipped))
+        elif result.process is None:
+            pass
+        elif result.process.id in by_id:
+            first = by_id[result.process.id].source
+            message = f"duplicate id {result.process.id!r}, also in {first}"
+            line, column = position(result.root, "info.id")
+            loaded.problems.append(LoadProblem(path, "info.id", message, line, column))
+        else:
+            by_id[result.process.id] = result.process
+    loaded.processes = list(by_id.values())
+    return loaded
+
+
+def load_directory(directory: Path, host_checks: HostChecks) -> Loaded:
+    """The processes directory the server serves (which must exist)."""
+    if not directory.is_dir():
+        return Loaded(problems=[LoadProblem(directory, "", "processes directory not found")])
+    return load_paths([directory], host_checks)
 
 
 def load_processes(
     directory: Path, host_checks: HostChecks
 ) -> tuple[list[Process], list[LoadProblem]]:
-    """All valid processes of a directory and the problems of the others."""
-    if not directory.is_dir():
-        return [], [LoadProblem(directory, "", "processes directory not found")]
-    processes: dict[str, Process] = {}
-    problems: list[LoadProblem] = []
-    for path in process_files(directory):
-        result = parse_process_file(path, host_checks)
-        if isinstance(result, list):
-            problems.extend(result)
-        elif result.id in processes:
-            first = processes[result.id].source
-            problems.append(
-                LoadProblem(path, "info.id", f"duplicate id {result.id!r}, also in {first}")
-            )
-        else:
-            processes[result.id] = result
-    return list(processes.values()), problems
+    """All valid processes of a directory and the problems (errors and warnings) found."""
+    loaded = load_directory(directory, host_checks)
+    return loaded.processes, loaded.problems

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from process_api.processes.config import Described, Input, LiteralDataDomain
+from process_api.processes.problems import Loc, suggestion
 
 #: literalDataDomain.dataType values seen in process files, and their JSON types.
 _DATA_TYPES: dict[str, dict[str, Any]] = {
@@ -43,3 +44,48 @@ def schema_of(item: Described) -> dict[str, Any]:
     if isinstance(item, Input) and item.input is not None:
         return literal_schema(item.input.literalDataDomain)
     return {}
+
+
+#: the keywords of JSON Schema 2020-12, and those of earlier drafts still understood.
+KEYWORDS = frozenset(
+    """$schema $id $ref $anchor $dynamicRef $dynamicAnchor $vocabulary $comment $defs
+    prefixItems items contains additionalProperties properties patternProperties
+    dependentSchemas propertyNames if then else allOf anyOf oneOf not
+    unevaluatedItems unevaluatedProperties
+    type const enum multipleOf maximum exclusiveMaximum minimum exclusiveMinimum maxLength
+    minLength pattern maxItems minItems uniqueItems maxContains minContains maxProperties
+    minProperties required dependentRequired
+    title description default deprecated readOnly writeOnly examples format
+    contentEncoding contentMediaType contentSchema
+    definitions dependencies additionalItems $recursiveRef $recursiveAnchor""".split()
+)
+_ONE_SCHEMA = (
+    "items additionalProperties additionalItems contains propertyNames not if then else "
+    "unevaluatedItems unevaluatedProperties contentSchema"
+).split()
+_SCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "prefixItems", "items")
+_SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+
+
+def unknown_keywords(schema: Any, loc: tuple[str | int, ...] = ()) -> list[tuple[Loc, str]]:
+    """Keywords a schema has that JSON Schema does not know (`tpye`): validation ignores
+    them, so the schema checks less than its author meant. `x-` keywords are extensions."""
+    if not isinstance(schema, dict):
+        return []
+    found: list[tuple[Loc, str]] = []
+    for key, value in schema.items():
+        word = str(key)
+        if word not in KEYWORDS and not word.startswith("x-"):
+            message = "unknown JSON Schema keyword, ignored" + suggestion(
+                word, KEYWORDS, list_known=False
+            )
+            found.append(((*loc, word), message))
+        if word in _ONE_SCHEMA:
+            found += unknown_keywords(value, (*loc, word))
+        if word in _SCHEMA_LISTS and isinstance(value, list):
+            for index, item in enumerate(value):
+                found += unknown_keywords(item, (*loc, word, index))
+        if word in _SCHEMA_MAPS and isinstance(value, dict):
+            for name, item in value.items():
+                found += unknown_keywords(item, (*loc, word, str(name)))
+    return found

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -21,9 +23,25 @@ class Layout:
     def meta(self, job_id: str) -> str:
         return f"{self.metadata}/{job_id}.json"
 
+    def inputs(self, job_id: str) -> str:
+        """The job's inputs, for a process that cannot be given a file (AWS Batch): beside
+        its metadata, not among the results it writes."""
+        return f"{self.metadata}/{job_id}.inputs.json"
+
     def results_of(self, job_id: str) -> str:
         """The prefix under which a job's process may write its result files."""
         return f"{self.results}/{job_id}/"
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What is known of a stored object without reading it."""
+
+    key: str
+    size: int
+    #: a strong entity tag, quoted: S3's own, or made from a file's size and time.
+    etag: str
+    modified: datetime
 
 
 class ObjectRefused(Exception):
@@ -51,6 +69,23 @@ class Storage(Protocol):
 
     def local_path(self, key: str) -> Path | None:
         """The object's path on this machine, if the storage is local."""
+
+    async def stat(self, key: str) -> ObjectInfo | None:
+        """The object's size, entity tag and time; None if there is none or, in a directory,
+        if it is anything but a regular file reached without a symbolic link."""
+
+    def stream(self, key: str, start: int, length: int) -> AsyncIterator[bytes]:
+        """`length` bytes of the object from `start`, a chunk at a time (never read whole);
+        ObjectRefused (or, on S3, its error) if it is no longer there or no longer a file."""
+        ...
+
+    async def objects(self, prefix: str, limit: int) -> list[ObjectInfo]:
+        """At most `limit` objects under the prefix, sorted by key, at any depth; in a
+        directory, regular files only (symbolic links are neither listed nor followed)."""
+
+    async def presigned_url(self, key: str, expiry: int) -> str | None:
+        """An address that serves the object for `expiry` seconds without credentials, when
+        the storage has such addresses (S3); None otherwise."""
 
     async def problems(self) -> list[str]:
         """What keeps the storage from being written (for /ready); empty when it can be."""

@@ -8,17 +8,20 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import IO
 
 from process_api.disk import reason, write_problem
 from process_api.errors import ApiError, InsufficientStorage, ServiceUnavailable
-from process_api.storage.base import Layout, ObjectRefused
+from process_api.storage.base import Layout, ObjectInfo, ObjectRefused
 
 #: errors of a write that say the storage cannot be written, rather than a fault of the server.
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 _UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT)
+#: bytes read at a time when a file is streamed.
+CHUNK = 64 * 1024
 
 
 class LocalStorage:
@@ -73,12 +76,98 @@ class LocalStorage:
             else:
                 path.unlink(missing_ok=True)
 
+    async def stat(self, key: str) -> ObjectInfo | None:
+        fd = await asyncio.to_thread(self._open, key)
+        if fd is None:
+            return None
+        try:
+            return _info(key, os.fstat(fd))
+        finally:
+            os.close(fd)
+
+    async def stream(self, key: str, start: int, length: int) -> AsyncIterator[bytes]:
+        fd = await asyncio.to_thread(self._open, key)
+        if fd is None:
+            raise ObjectRefused(f"{key} is no longer a regular file")
+        try:
+            left = length
+            while left > 0:
+                chunk = await asyncio.to_thread(os.pread, fd, min(CHUNK, left), start)
+                if not chunk:
+                    break
+                start += len(chunk)
+                left -= len(chunk)
+                yield chunk
+        finally:
+            os.close(fd)
+
+    def _open(self, key: str) -> int | None:
+        """A descriptor of the regular file at the key, reached from the root without following
+        a symbolic link at any step (processes write to the results directories and could
+        link out of them); None if there is no such file."""
+        self.local_path(key)  # refuses .. and absolute keys
+        *folders, name = PurePosixPath(key).parts
+        directory = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for folder in folders:
+                inner = os.open(folder, _FOLDER_FLAGS, dir_fd=directory)
+                os.close(directory)
+                directory = inner
+            before = os.stat(name, dir_fd=directory, follow_symlinks=False)
+            if not stat.S_ISREG(before.st_mode):
+                return None  # never opened: a FIFO or a device could block or act
+            fd = os.open(name, _FILE_FLAGS, dir_fd=directory)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EACCES):
+                return None
+            raise
+        finally:
+            os.close(directory)
+        if not os.path.samestat(before, os.fstat(fd)):  # replaced meanwhile
+            os.close(fd)
+            return None
+        return fd
+
+    async def objects(self, prefix: str, limit: int) -> list[ObjectInfo]:
+        return await asyncio.to_thread(self._objects, prefix, limit)
+
+    def _objects(self, prefix: str, limit: int) -> list[ObjectInfo]:
+        top = self.local_path(prefix)
+        found: list[ObjectInfo] = []
+        # fwalk follows no symbolic link, neither the top's nor any inside.
+        for folder, _, names, directory in os.fwalk(top, follow_symlinks=False):
+            relative = Path(folder).relative_to(top).as_posix()
+            for name in sorted(names):
+                try:
+                    info = os.stat(name, dir_fd=directory, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if stat.S_ISREG(info.st_mode):
+                    path = name if relative == "." else f"{relative}/{name}"
+                    found.append(_info(prefix.rstrip("/") + "/" + path, info))
+                if len(found) >= limit:
+                    return sorted(found, key=lambda item: item.key)
+        return sorted(found, key=lambda item: item.key)
+
+    async def presigned_url(self, key: str, expiry: int) -> str | None:
+        return None
+
     async def problems(self) -> list[str]:
         problem = await asyncio.to_thread(write_problem, self.root, "the storage directory")
         return [problem] if problem else []
 
     async def close(self) -> None:
         return None
+
+
+_FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def _info(key: str, info: os.stat_result) -> ObjectInfo:
+    etag = f'"{info.st_size:x}-{info.st_mtime_ns:x}"'
+    modified = datetime.fromtimestamp(info.st_mtime, UTC)
+    return ObjectInfo(key, info.st_size, etag, modified)
 
 
 def _write(path: Path, fill: Callable[[IO[bytes]], object]) -> None:

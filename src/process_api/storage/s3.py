@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from process_api.storage.base import Layout, ObjectRefused
+from process_api.storage.base import Layout, ObjectInfo, ObjectRefused
+
+#: presigned addresses signed with Signature Version 4 (every region takes it; v2 is retired).
+SIGNING = Config(signature_version="s3v4")
+#: bytes read at a time when an object is streamed.
+CHUNK = 64 * 1024
+_MISSING = ("NoSuchKey", "404", "NotFound")
+
+
+def _missing(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") in _MISSING
 
 
 class S3Storage:
@@ -47,7 +59,7 @@ class S3Storage:
         try:
             answer = await asyncio.to_thread(self._client.get_object, Bucket=self.bucket, Key=key)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+            if _missing(exc):
                 return None
             raise
         size = answer.get("ContentLength")
@@ -56,6 +68,59 @@ class S3Storage:
             raise ObjectRefused(f"{key.rsplit('/', 1)[-1]} is larger than {max_bytes} bytes")
         body: bytes = await asyncio.to_thread(answer["Body"].read)
         return body
+
+    async def stat(self, key: str) -> ObjectInfo | None:
+        try:
+            head = await asyncio.to_thread(self._client.head_object, Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if _missing(exc):
+                return None
+            raise
+        return ObjectInfo(key, int(head["ContentLength"]), head["ETag"], head["LastModified"])
+
+    async def stream(self, key: str, start: int, length: int) -> AsyncIterator[bytes]:
+        if length <= 0:
+            return
+        try:
+            answer = await asyncio.to_thread(
+                self._client.get_object,
+                Bucket=self.bucket,
+                Key=key,
+                Range=f"bytes={start}-{start + length - 1}",
+            )
+        except ClientError as exc:
+            if _missing(exc):
+                raise ObjectRefused(f"{key} is no longer there") from None
+            raise
+        body = answer["Body"]
+        chunks: Iterator[bytes] = body.iter_chunks(CHUNK)
+        try:
+            while chunk := await asyncio.to_thread(next, chunks, b""):
+                yield chunk
+        finally:
+            await asyncio.to_thread(body.close)
+
+    async def objects(self, prefix: str, limit: int) -> list[ObjectInfo]:
+        return await asyncio.to_thread(self._objects, prefix, limit)
+
+    def _objects(self, prefix: str, limit: int) -> list[ObjectInfo]:
+        pages = self._client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix, PaginationConfig={"MaxItems": limit}
+        )
+        return [
+            ObjectInfo(item["Key"], int(item["Size"]), item["ETag"], item["LastModified"])
+            for page in pages
+            for item in page.get("Contents", [])
+        ]
+
+    async def presigned_url(self, key: str, expiry: int) -> str | None:
+        url: str = await asyncio.to_thread(
+            self._client.generate_presigned_url,
+            "get_object",
+            Params={"Bucket": self.bucket, "Key": key},
+            ExpiresIn=expiry,
+        )
+        return url
 
     async def delete(self, *keys_or_prefixes: str) -> None:
         await asyncio.to_thread(self._delete, keys_or_prefixes)

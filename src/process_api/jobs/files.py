@@ -1,0 +1,187 @@
+"""File outputs: files a process writes to its results location, served as results.
+
+The rule, applied when a job ends successfully, output by output:
+
+- a link `{"href": "<name>"}` (other members such as `type` allowed) whose href is a
+  relative path, or an `s3://` URI inside this job's results prefix of our own bucket, is a
+  file: the file must exist, else the job fails naming the output and the file;
+- a string, for an output whose schema declares a non-JSON `contentMediaType`, is a file
+  when it is such a name (or URI) of an existing file; otherwise it stays the string,
+  unless the output can only be a file (`contentEncoding: binary`, or a media type that
+  is not text and not base64-encoded), when the job fails naming the output and the file.
+
+A name is a relative POSIX path without `..`, backslashes or control characters. A file
+is a regular file reached without following a symbolic link (processes write there, and
+could link anywhere). Everything else is an ordinary value, checked against its schema.
+
+The job record keeps a file as `{FILE_MARK: {"name", "size", "type"}}`; an ordinary value
+that could be taken for such a wrapper is itself wrapped as `{VALUE_MARK: value}`, so that
+no value a process returns is ever taken for a file.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from process_api.processes.registry import Process
+from process_api.storage.base import Storage
+
+#: the key that marks a file in a job's stored results.
+FILE_MARK = "$process-api:file"
+#: the key that wraps a stored value that would otherwise look like a file.
+VALUE_MARK = "$process-api:value"
+JSON_TYPES = frozenset({"application/json"})
+OCTET_STREAM = "application/octet-stream"
+#: members a process's link to a file may have besides href.
+LINK_MEMBERS = frozenset({"href", "type", "title", "rel", "hreflang"})
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f\\]")
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+class FileError(Exception):
+    """An output names a file the process did not write (the job fails with this message)."""
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """An output that is a file of the job's results location."""
+
+    #: its path under the job's results location.
+    name: str
+    size: int
+    #: its media type.
+    type: str
+
+    def stored(self) -> dict[str, Any]:
+        return {FILE_MARK: {"name": self.name, "size": self.size, "type": self.type}}
+
+
+def safe_name(name: str) -> str | None:
+    """The name as a path under the results location, or None if it could leave it."""
+    if not name or name.startswith("/") or _UNSAFE.search(name) or ":" in name.split("/")[0]:
+        return None
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        return None
+    return "/".join(parts)
+
+
+def _own_name(storage: Storage, job_id: str, value: str) -> str | None:
+    """The file name a string gives: a relative path, or our own s3:// URI of the job's."""
+    if value.startswith("s3://"):
+        prefix = storage.location(storage.layout.results_of(job_id))
+        if not prefix.startswith("s3://") or not value.startswith(prefix):
+            return None
+        value = value[len(prefix) :]
+    return safe_name(value)
+
+
+def _link_href(storage: Storage, job_id: str, value: Any) -> str | None:
+    """The href of a link to one of the job's files: a relative one, or our own s3:// URI
+    of the job's results (a link elsewhere is an ordinary value)."""
+    if not isinstance(value, dict) or not set(value) <= LINK_MEMBERS:
+        return None
+    href = value.get("href")
+    if not isinstance(href, str):
+        return None
+    if href.startswith("s3://"):
+        own = storage.location(storage.layout.results_of(job_id))
+        return href if own.startswith("s3://") and href.startswith(own) else None
+    return None if _SCHEME.match(href) else href
+
+
+def _declared_type(schema: dict[str, Any]) -> str | None:
+    media = schema.get("contentMediaType")
+    if isinstance(media, str) and media.split(";")[0].strip() not in JSON_TYPES:
+        return media
+    return None
+
+
+def _requires_file(schema: dict[str, Any], media: str) -> bool:
+    """Whether the output's value cannot be a JSON string: binary content, not base64."""
+    encoding = schema.get("contentEncoding")
+    if encoding == "binary":
+        return True
+    if encoding == "base64":
+        return False
+    essence = media.split(";")[0].strip().lower()
+    textual = essence.startswith("text/") or essence.endswith(("+json", "+xml", "/xml"))
+    return not textual
+
+
+def media_type(declared: str | None, name: str, linked: Any = None) -> str:
+    """The declared type, else the link's, else the name's, else octet-stream."""
+    if declared:
+        return declared
+    if isinstance(linked, str) and linked:
+        return linked
+    guessed, _ = mimetypes.guess_type(name, strict=False)
+    return guessed or OCTET_STREAM
+
+
+async def resolve_files(
+    process: Process, results: dict[str, Any], storage: Storage, job_id: str
+) -> tuple[dict[str, Any], set[str]]:
+    """The results with file outputs as FileResult, and the ids of those outputs.
+
+    FileError when an output must be a file and names none the process wrote.
+    """
+    resolved = dict(results)
+    files: set[str] = set()
+    prefix = storage.layout.results_of(job_id)
+    for output_id, value in results.items():
+        schema = process.output_schemas.get(output_id) or {}
+        declared = _declared_type(schema)
+        href = _link_href(storage, job_id, value)
+        if href is not None:
+            required, text, linked = True, href, value.get("type")
+        elif isinstance(value, str) and declared is not None:
+            required, text, linked = _requires_file(schema, declared), value, None
+        else:
+            continue
+        name = _own_name(storage, job_id, text)
+        info = await storage.stat(prefix + name) if name else None
+        if info is None or name is None:
+            if required:
+                raise FileError(
+                    f"output {output_id!r} names the file {text[:200]!r}, which the process "
+                    "did not write to its results location (or which is not a regular file)"
+                )
+            continue
+        resolved[output_id] = FileResult(name, info.size, media_type(declared, name, linked))
+        files.add(output_id)
+    return resolved, files
+
+
+def stored_results(results: dict[str, Any]) -> dict[str, Any]:
+    """The results as the job record keeps them (see the module's docstring)."""
+    return {output_id: _stored(value) for output_id, value in results.items()}
+
+
+def _stored(value: Any) -> Any:
+    if isinstance(value, FileResult):
+        return value.stored()
+    if isinstance(value, dict) and len(value) == 1 and set(value) & {FILE_MARK, VALUE_MARK}:
+        return {VALUE_MARK: value}
+    return value
+
+
+def read_results(stored: dict[str, Any] | None) -> dict[str, Any]:
+    """The results of a job record, files as FileResult (values stored before files were
+    served are read as they are)."""
+    return {output_id: read_value(value) for output_id, value in (stored or {}).items()}
+
+
+def read_value(value: Any) -> Any:
+    if isinstance(value, dict) and len(value) == 1:
+        if VALUE_MARK in value:
+            return value[VALUE_MARK]
+        described = value.get(FILE_MARK)
+        if isinstance(described, dict):
+            return FileResult(
+                str(described["name"]), int(described["size"]), str(described["type"])
+            )
+    return value

@@ -1,0 +1,96 @@
+"""Prometheus metrics of the server: jobs submitted and ended, jobs active and queued, and
+the HTTP requests it answered.
+
+Each app has its own registry (several apps may live in one test process). Counters and
+histograms change as events happen; the active and queued jobs are read from the job
+runner when Prometheus scrapes, so they can never drift from what runs.
+"""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from process_api.jobs.model import Job
+
+#: seconds: from a trivial command to a long flood model.
+JOB_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
+HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+#: (host type, queued or running) of each job this server runs; read at each scrape.
+ActiveJobs = Callable[[], Iterator[tuple[str, str]]]
+
+
+class _Active(Collector):
+    def __init__(self, active: ActiveJobs) -> None:
+        self._active = active
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "process_api_jobs_active",
+            "Jobs this server runs: queued (waiting for their host's budget) or running",
+            labels=["host", "state"],
+        )
+        counts = Tally(self._active())
+        for host, state in sorted(counts):
+            family.add_metric([host, state], counts[host, state])
+        yield family
+
+
+class Metrics:
+    def __init__(self, active: ActiveJobs) -> None:
+        self.registry = CollectorRegistry()
+        self._submitted = Counter(
+            "process_api_jobs_submitted",
+            "Jobs accepted, by process and host",
+            ["process", "host"],
+            registry=self.registry,
+        )
+        self._ended = Counter(
+            "process_api_jobs_finished",
+            "Jobs that reached a final status, by process, host and status",
+            ["process", "host", "status"],
+            registry=self.registry,
+        )
+        self._duration = Histogram(
+            "process_api_job_duration_seconds",
+            "From a job's start on its host to its end, by process, host and status",
+            ["process", "host", "status"],
+            buckets=JOB_BUCKETS,
+            registry=self.registry,
+        )
+        self._requests = Counter(
+            "process_api_http_requests",
+            "HTTP requests answered, by method, route and status code",
+            ["method", "route", "code"],
+            registry=self.registry,
+        )
+        self._latency = Histogram(
+            "process_api_http_request_duration_seconds",
+            "Time to answer an HTTP request (to its last byte), by method and route",
+            ["method", "route"],
+            buckets=HTTP_BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(_Active(active))
+
+    def submitted(self, job: Job) -> None:
+        self._submitted.labels(job.process_id, job.host_type).inc()
+
+    def changed(self, job: Job) -> None:
+        """Hears every change of a job; counts its end (each job ends once)."""
+        if not job.status.terminal:
+            return
+        labels = (job.process_id, job.host_type, job.status.value)
+        self._ended.labels(*labels).inc()
+        if job.started is not None and job.finished is not None:
+            seconds = (job.finished - job.started).total_seconds()
+            self._duration.labels(*labels).observe(max(seconds, 0.0))
+
+    def answered(self, method: str, route: str, code: int, seconds: float) -> None:
+        self._requests.labels(method, route, str(code)).inc()
+        self._latency.labels(method, route).observe(seconds)
