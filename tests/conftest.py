@@ -30,6 +30,8 @@ SCRUBBED = (
     "AWS_ENDPOINT_URL",
     "S3_BUCKET",
     "EXPIRY_DAYS",
+    "DB_URL",
+    "DB_PATH",
 )
 
 
@@ -234,3 +236,12 @@ def process_info(process_id: str) -> dict[str, Any]:
         "jobControlOptions": ["sync-execute", "async-execute"],
         "outputTransmission": ["value"],
     }
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """A PostgreSQL server for the session (TEST_DB_URL's, or a throwaway cluster): a
+    failure in CI, a skip elsewhere, when there is none. Tests make databases on it."""
+    from tests.postgres import session_postgres
+
+    yield from session_postgres()

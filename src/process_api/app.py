@@ -33,7 +33,7 @@ from process_api.metrics import Metrics
 from process_api.processes.registry import ProcessRegistry
 from process_api.settings import Settings
 from process_api.storage import build_storage
-from process_api.store.sql import SqlJobStore
+from process_api.store import build_store
 
 log = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).parent / "api" / "templates"
@@ -57,7 +57,7 @@ def history_without_database(settings: Settings) -> str | None:
     """Why not to start: the job database is missing while the local storage holds the logs
     or metadata of earlier jobs. It was most likely deleted, or DB_PATH names another file;
     starting would silently begin an empty job history."""
-    if settings.s3_bucket or settings.database_file.exists():
+    if settings.s3_bucket or settings.database_url or settings.database_file.exists():
         return None
     folders = (
         settings.storage_dir / settings.s3_meta_dir,
@@ -78,7 +78,7 @@ def create_app(
 ) -> FastAPI:
     """The ASGI app; its lifespan opens the store, settles old jobs and stops jobs at exit."""
     hosts = hosts if hosts is not None else build_hosts(settings)
-    store = SqlJobStore.sqlite(settings.database_file)
+    store = build_store(settings)
     policy = CallbackPolicy(
         settings.callback_allow_private, settings.callback_timeout, settings.callback_attempts
     )
@@ -104,6 +104,7 @@ def create_app(
         except ApiError as exc:
             log.error("not starting: %s", exc.detail)
             raise RuntimeError(exc.detail) from exc
+        log.info("job database: %s", store.location)
         await service.reconcile(registry)
         log.info("serving %d process(es)", len(registry))
         cleaner = asyncio.create_task(_expire_periodically(service)) if expiry else None

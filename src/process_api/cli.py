@@ -1,4 +1,5 @@
-"""The `process-api` command: serve the processes of a directory, or validate its files."""
+"""The `process-api` command: serve the processes of a directory, validate its files, or
+upgrade the job database."""
 
 from __future__ import annotations
 
@@ -16,18 +17,21 @@ import uvicorn
 
 from process_api import __version__, server_log
 from process_api.app import create_app
+from process_api.errors import ApiError
 from process_api.hosts import build_hosts, host_checks
 from process_api.jobs.service import JobService
 from process_api.processes.discovery import IGNORE_FILE
 from process_api.processes.loader import Loaded, load_directory, load_paths
 from process_api.processes.registry import ProcessRegistry
 from process_api.settings import Settings, SettingsError, load_settings
+from process_api.store import build_store
 
 log = logging.getLogger("process_api")
 
 #: exit codes
 EXIT_INVALID_FILES = 2
 EXIT_BAD_SETTINGS = 3
+EXIT_NO_DATABASE = 4
 
 
 def _serve_parser() -> argparse.ArgumentParser:
@@ -79,6 +83,25 @@ def _validate_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _database_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="process-api db",
+        description="Work on the job database: 'upgrade' brings it to the current schema "
+        "(the server also does so as it starts).",
+    )
+    parser.add_argument("action", choices=["upgrade"])
+    parser.add_argument(
+        "-e", dest="env_file", help="dotenv file to load (default .env, if present)"
+    )
+    parser.add_argument(
+        "--db-url",
+        dest="db_url",
+        help="PostgreSQL URL (DB_URL); prefer the variable, as other users may see a flag",
+    )
+    parser.add_argument("--db-path", dest="db_path", help="SQLite file (DB_PATH)")
+    return parser
+
+
 def validate(argv: Sequence[str]) -> int:
     args = _validate_parser().parse_args(argv)
     try:
@@ -98,6 +121,35 @@ def validate(argv: Sequence[str]) -> int:
     )
     failed = loaded.errors or (args.strict and loaded.warnings)
     return EXIT_INVALID_FILES if failed else 0
+
+
+def database(argv: Sequence[str]) -> int:
+    args = _database_parser().parse_args(argv)
+    try:
+        settings = load_settings(args.env_file, {"DB_URL": args.db_url, "DB_PATH": args.db_path})
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
+    server_log.configure(settings.log_level, settings.log_format)
+    return asyncio.run(_upgrade(settings))
+
+
+async def _upgrade(settings: Settings) -> int:
+    """Runs the migrations the database lacks (under the same lock as a starting server)."""
+    try:
+        store = build_store(settings)
+    except ApiError as exc:
+        print(f"error: {exc.detail}", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
+    try:
+        await store.open()
+    except ApiError as exc:
+        print(f"error: {exc.detail}", file=sys.stderr)
+        return EXIT_NO_DATABASE
+    finally:
+        await store.close()
+    print(f"the job database {store.location} is up to date")
+    return 0
 
 
 class _Server(uvicorn.Server):
@@ -152,7 +204,11 @@ def serve(argv: Sequence[str]) -> int:
             files,
         )
         return EXIT_INVALID_FILES
-    app = create_app(settings, ProcessRegistry(loaded.processes), hosts)
+    try:
+        app = create_app(settings, ProcessRegistry(loaded.processes), hosts)
+    except ApiError as exc:
+        log.error("not starting: %s", exc.detail)
+        return EXIT_BAD_SETTINGS
     return _run(settings, app)
 
 
@@ -207,4 +263,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["validate"]:
         return validate(arguments[1:])
+    if arguments[:1] == ["db"]:
+        return database(arguments[1:])
     return serve(arguments)

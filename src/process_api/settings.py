@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from dotenv import dotenv_values
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from process_api.server_log import LogFormat
+
+#: the SQLAlchemy drivers DB_URL may name.
+DATABASE_DRIVERS = ("postgresql+asyncpg", "postgresql+psycopg")
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -36,6 +39,8 @@ class Settings(BaseSettings):
     log_format: LogFormat = Field("text", alias="LOG_FORMAT")
     data_dir: Path = Field(Path(".data"), alias="DATA_DIR")
     db_path: Path | None = Field(None, alias="DB_PATH")
+    #: a PostgreSQL job database (an SQLAlchemy URL); SQLite at DB_PATH when unset.
+    db_url: SecretStr | None = Field(None, alias="DB_URL")
     skip_invalid: bool = Field(False, alias="SKIP_INVALID")
     api_name: str = Field("process-api", alias="API_NAME")
     public_url: str | None = Field(None, alias="PUBLIC_URL")
@@ -154,6 +159,29 @@ class Settings(BaseSettings):
         return self.db_path or self.data_dir / "jobs.sqlite"
 
     @property
+    def database_url(self) -> str | None:
+        """The PostgreSQL URL of DB_URL with its driver (asyncpg unless it names psycopg),
+        or None for SQLite. A bad URL is refused without repeating it: it holds a password."""
+        if self.db_url is None or not self.db_url.get_secret_value().strip():
+            return None
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        example = "postgresql+asyncpg://user:password@host:5432/database"
+        try:
+            url = make_url(self.db_url.get_secret_value().strip())
+        except ArgumentError:
+            raise SettingsError(f"DB_URL is not a database URL such as {example}") from None
+        if url.drivername in ("postgresql", "postgres"):
+            url = url.set(drivername="postgresql+asyncpg")
+        if url.drivername not in DATABASE_DRIVERS:
+            raise SettingsError(
+                f"DB_URL names {url.drivername!r}: use {example} (or postgresql+psycopg://…); "
+                "for SQLite, unset DB_URL and set DB_PATH"
+            )
+        return url.render_as_string(hide_password=False)
+
+    @property
     def storage_dir(self) -> Path:
         """Root of the local storage of logs and results."""
         return self.data_dir / "storage"
@@ -163,7 +191,12 @@ class Settings(BaseSettings):
         """Names this server's containers; stable across restarts on the same database."""
         if self.instance_id:
             return self.instance_id
-        digest = hashlib.sha256(str(self.database_file.resolve()).encode()).hexdigest()
+        database = str(self.database_file.resolve())
+        if self.database_url is not None:
+            from sqlalchemy.engine import make_url
+
+            database = make_url(self.database_url).render_as_string(hide_password=True)
+        digest = hashlib.sha256(database.encode()).hexdigest()
         return f"{self.api_name}-{digest[:12]}"
 
     def docker_environment(self) -> dict[str, str]:
@@ -207,6 +240,8 @@ def load_settings(env_file: str | None, overrides: Mapping[str, Any] | None = No
         raise SettingsError(f"dotenv file not found: {env_file}")
     values = {k: v for k, v in (overrides or {}).items() if v is not None}
     try:
-        return Settings(**values)
+        settings = Settings(**values)
     except ValueError as exc:
         raise SettingsError(str(exc)) from exc
+    settings.database_url  # noqa: B018 -- refuses a bad DB_URL now, not at the first job
+    return settings

@@ -1,17 +1,82 @@
-"""Fixtures of the unit tests: a real SQLite job store in the test's directory."""
+"""Fixtures of the unit tests: a real job store, SQLite in the test's directory or PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from process_api.store.postgres import PostgresJobStore
 from process_api.store.sql import SqlJobStore
+from tests.postgres import Postgres, execute
+
+T = TypeVar("T")
+
+
+class StoreMaker:
+    """Makes new stores (not yet opened) on the test's database, and works on it directly."""
+
+    def __init__(self, kind: str, url: str, make: Callable[[], SqlJobStore]) -> None:
+        self.kind = kind
+        self.url = url
+        self._make = make
+
+    def __call__(self) -> SqlJobStore:
+        return self._make()
+
+    async def run(self, work: Callable[[sa.Connection], T]) -> T:
+        """Runs work on a connection of its own to the database, in a transaction."""
+        if self.kind == "sqlite":
+            engine = sa.create_engine(self.url)
+            try:
+                with engine.begin() as connection:
+                    return work(connection)
+            finally:
+                engine.dispose()
+        async_engine = create_async_engine(self.url)
+        try:
+            async with async_engine.begin() as conn:
+                result: Any = await conn.run_sync(work)
+                return result  # type: ignore[no-any-return]
+        finally:
+            await async_engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres: Postgres) -> Iterator[str]:
+    """The unit tests' PostgreSQL database: emptied before each test that uses it."""
+    url = postgres.new_database()
+    yield url
+    postgres.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreMaker:
+    """Makes stores on one database of the test's own: an SQLite file or, emptied of any
+    table, the PostgreSQL database."""
+    if request.param == "sqlite":
+        path = tmp_path / "jobs.sqlite"
+        return StoreMaker("sqlite", f"sqlite:///{path}", lambda: SqlJobStore.sqlite(path))
+    url: str = request.getfixturevalue("postgres_url")
+    execute(url, "DROP TABLE IF EXISTS jobs, alembic_version")
+    return StoreMaker("postgres", url, lambda: PostgresJobStore(url))
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqlJobStore]:
+async def store(new_store: StoreMaker) -> AsyncIterator[SqlJobStore]:
+    store = new_store()
+    await store.open()
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqlJobStore]:
+    """For what only an SQLite file has (its locks, its file deleted or replaced)."""
     store = SqlJobStore.sqlite(tmp_path / "jobs.sqlite")
     await store.open()
     yield store

@@ -1,7 +1,8 @@
-"""The SQLite job store: records, status guards, listing, and durability."""
+"""The job store, on SQLite and on PostgreSQL: records, status guards, listing, and durability."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from process_api.jobs.model import ACTIVE, TERMINAL, Job, JobStatus
 from process_api.store.base import JobQuery
 from process_api.store.sql import SqlJobStore
+from tests.unit.conftest import StoreMaker
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -255,16 +257,15 @@ async def test_no_active_jobs(store: SqlJobStore) -> None:
     assert await store.active() == []
 
 
-async def test_data_survives_closing_and_reopening(tmp_path: Path) -> None:
-    path = tmp_path / "jobs.sqlite"
-    first = SqlJobStore.sqlite(path)
+async def test_data_survives_closing_and_reopening(new_store: StoreMaker) -> None:
+    first = new_store()
     await first.open()
     job = make_job("j1", inputs={"text": "kept"})
     await first.create(job)
     running = await first.update("j1", {"status": JobStatus.RUNNING}, ACTIVE)
     await first.close()
 
-    second = SqlJobStore.sqlite(path)
+    second = new_store()
     await second.open()  # creating tables again must not lose rows
     try:
         assert await second.get("j1") == running
@@ -283,3 +284,37 @@ async def test_store_creates_its_directory(tmp_path: Path) -> None:
         assert path.is_file()
     finally:
         await store.close()
+
+
+async def test_servers_starting_together_on_a_new_database_all_start(
+    new_store: StoreMaker,
+) -> None:
+    # Each server migrates the database as it starts; those that come second must wait for
+    # the first and find the schema made, not fail on tables that appeared meanwhile.
+    stores = [new_store() for _ in range(4)]
+    try:
+        await asyncio.gather(*(store.open() for store in stores))
+        await stores[0].create(make_job("j1"))
+        assert [await store.count(JobQuery()) for store in stores] == [1, 1, 1, 1]
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_text_with_nul_characters_is_recorded_and_looked_up_safely(
+    store: SqlJobStore,
+) -> None:
+    # A process may print anything, NUL included, into its progress and failure messages;
+    # PostgreSQL text cannot hold NUL, and recording the job must not fail for it.
+    await store.create(make_job("j1", message="before\x00after", inputs={"text": "a\x00b"}))
+    updated = await store.update("j1", {"message": "failed: \x00\x01"}, ACTIVE)
+    assert updated is not None and updated.message.startswith("failed: ")
+    loaded = await store.get("j1")
+    assert loaded is not None and loaded.inputs == {"text": "a\x00b"}
+    # lookups of ids no job can have find nothing instead of failing
+    assert await store.get("j1\x00") is None
+    assert await store.summary("j1\x00") is None
+    assert await store.update("j1\x00", {"message": "x"}, ACTIVE) is None
+    assert await store.find(JobQuery(process_ids=["echo\x00"])) == []
+    assert await store.count(JobQuery(process_ids=["echo\x00"])) == 0
+    assert ids(await store.find(JobQuery(process_ids=["echo\x00", "echo"]))) == ["j1"]

@@ -1,4 +1,5 @@
-"""The SQLite job store under contention and faults (findings 15, 16, 18), on real SQLite files."""
+"""The job store under contention and faults (findings 15, 16, 18): SQLite's locks and file on
+real SQLite files, the rest on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ from tests.unit.test_job_store import make_job
 
 
 async def test_finding_15_a_write_outlasts_another_process_holding_the_lock(
-    store: SqlJobStore, tmp_path: Path
+    sqlite_store: SqlJobStore, tmp_path: Path
 ) -> None:
+    store = sqlite_store
     # Another connection (as another process would) holds the write lock for longer than
     # SQLite's own busy timeout; the write must wait and succeed, not fail "database is locked".
     blocker = sqlite3.connect(
@@ -70,8 +72,9 @@ async def test_finding_16_list_and_status_reads_leave_out_results_and_inputs(
 
 
 async def test_finding_18_deleted_database_is_reported_and_never_recreated(
-    store: SqlJobStore, tmp_path: Path
+    sqlite_store: SqlJobStore, tmp_path: Path
 ) -> None:
+    store = sqlite_store
     path = tmp_path / "jobs.sqlite"
     await store.create(make_job("j1"))
     path.unlink()
@@ -89,7 +92,10 @@ async def test_finding_18_deleted_database_is_reported_and_never_recreated(
     assert not path.exists()
 
 
-async def test_finding_18_replaced_database_is_reported(store: SqlJobStore, tmp_path: Path) -> None:
+async def test_finding_18_replaced_database_is_reported(
+    sqlite_store: SqlJobStore, tmp_path: Path
+) -> None:
+    store = sqlite_store
     path = tmp_path / "jobs.sqlite"
     await store.create(make_job("j1"))
     shutil.copy(path, tmp_path / "copy.sqlite")

@@ -1,35 +1,38 @@
-"""The migrations build exactly the schema the job store's tables describe."""
+"""The migrations build exactly the schema the job store's tables describe, on SQLite and
+on PostgreSQL."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from process_api.store.sql import SqlJobStore, metadata
+from process_api.store.sql import metadata
+from tests.unit.conftest import StoreMaker
 
 
-async def test_migrations_match_the_tables(tmp_path: Path) -> None:
-    store = SqlJobStore.sqlite(tmp_path / "jobs.sqlite")
+def _revision_and_differences(connection: sa.Connection) -> tuple[str | None, list[Any]]:
+    context = MigrationContext.configure(connection)
+    return context.get_current_revision(), compare_metadata(context, metadata)
+
+
+async def test_migrations_match_the_tables(new_store: StoreMaker) -> None:
+    store = new_store()
     await store.open()
     await store.open()  # a second start finds the schema current and changes nothing
     await store.close()
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'jobs.sqlite'}")
-    with engine.connect() as connection:
-        context = MigrationContext.configure(connection)
-        assert context.get_current_revision() == "0001"
-        assert compare_metadata(context, metadata) == []
-    engine.dispose()
+    revision, differences = await new_store.run(_revision_and_differences)
+    assert revision == "0001"
+    assert differences == []
 
 
-async def test_a_database_made_before_migrations_is_taken_over(tmp_path: Path) -> None:
-    path = tmp_path / "jobs.sqlite"
-    engine = sa.create_engine(f"sqlite:///{path}")
-    metadata.create_all(engine)  # how the first version made its schema
-    engine.dispose()
-    store = SqlJobStore.sqlite(path)
+async def test_a_database_made_before_migrations_is_taken_over(new_store: StoreMaker) -> None:
+    await new_store.run(metadata.create_all)  # how the first version made its schema
+    store = new_store()
     await store.open()
     assert await store.active() == []
     await store.close()
+    revision, _ = await new_store.run(_revision_and_differences)
+    assert revision == "0001"

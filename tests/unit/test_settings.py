@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from process_api.settings import load_settings
+from process_api.settings import SettingsError, load_settings
 
 
 def test_comma_lists_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -24,3 +24,27 @@ def test_job_caps_per_host(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SUBPROCESS_MAX_JOBS", "0")
     with pytest.raises(Exception, match="SUBPROCESS_MAX_JOBS"):
         load_settings(None)
+
+
+def test_db_url_selects_postgresql_with_its_driver(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DB_URL", raising=False)
+    assert load_settings(None).database_url is None  # SQLite, at DB_PATH
+    monkeypatch.setenv("DB_URL", "postgresql://jobs:p%40ss@db.internal:5432/jobs")
+    settings = load_settings(None)
+    # a libpq-style URL gets the async driver; the password keeps its escaping
+    assert settings.database_url == "postgresql+asyncpg://jobs:p%40ss@db.internal:5432/jobs"
+    assert "p%40ss" not in repr(settings) and "p@ss" not in repr(settings)
+    monkeypatch.setenv("DB_URL", "postgresql+psycopg://jobs@db.internal/jobs")
+    assert load_settings(None).database_url == "postgresql+psycopg://jobs@db.internal/jobs"
+
+
+@pytest.mark.parametrize(
+    "url", ["mysql://jobs:hunter2-secret@db/jobs", "sqlite:///jobs.sqlite", "jobs:hunter2-secret"]
+)
+def test_a_db_url_not_for_postgresql_is_refused_without_repeating_it(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("DB_URL", url)
+    with pytest.raises(SettingsError, match="DB_URL") as caught:
+        load_settings(None)
+    assert "hunter2" not in str(caught.value)

@@ -1,9 +1,10 @@
-"""JobStore on SQLAlchemy Core: SQLite by default, any async SQLAlchemy URL later.
+"""JobStore on SQLAlchemy Core: SQLite embedded by default, PostgreSQL when DB_URL names one.
 
 Every write is one short statement in its own transaction (an UPDATE returns the
 row it changed), retried while the database is busy. What differs between
 databases is small and lives in a subclass: SQLite (store/sqlite.py) serialises
-the writes of the process on one connection, PostgreSQL needs nothing more.
+the writes of the process on one connection; PostgreSQL (store/postgres.py) runs
+on a pool of the async engine and guards its migrations with a lock.
 A database error never reaches a client as such: it becomes a StoreUnavailable
 (or InsufficientStorage) that says what is wrong in plain words.
 """
@@ -130,9 +131,18 @@ class SqlJobStore:
     errors worth a retry, `_error` for what a client is told.
     """
 
+    #: what a failing database raises (beyond SQLAlchemy's own errors).
+    FAILURES: tuple[type[Exception], ...] = (sa.exc.DBAPIError, sa.exc.TimeoutError)
+
     def __init__(self, engine: AsyncEngine | None, dialect: str = "") -> None:
         self._engine = engine
         self._dialect = dialect or (engine.dialect.name if engine is not None else "")
+
+    @property
+    def location(self) -> str:
+        """Where the records are, for logs: never a password."""
+        assert self._engine is not None
+        return self._engine.url.render_as_string(hide_password=True)
 
     @classmethod
     def sqlite(cls, path: Path) -> SqlJobStore:
@@ -172,7 +182,8 @@ class SqlJobStore:
     def _failed(self, exc: Exception) -> ApiError:
         error = self._error(exc)
         # The driver's own words; the statement and its parameters (a job's results) stay out.
-        log.error("job database: %s (%s)", error.detail, getattr(exc, "orig", None) or exc)
+        cause = getattr(exc, "orig", None) or exc
+        log.error("job database: %s (%s)", error.detail, str(cause) or type(cause).__name__)
         return error
 
     async def _read(self, statement: Any) -> Sequence[Row[Any]]:
@@ -181,7 +192,7 @@ class SqlJobStore:
             return await self._read_once(statement)
         except sa.exc.IntegrityError:
             raise
-        except (sa.exc.DBAPIError, sa.exc.TimeoutError) as exc:
+        except self.FAILURES as exc:
             raise self._failed(exc) from exc
 
     async def _write(self, statement: Any) -> Sequence[Row[Any]]:
@@ -198,7 +209,7 @@ class SqlJobStore:
                 return await self._write_once(statement)
             except sa.exc.IntegrityError:
                 raise
-            except (sa.exc.DBAPIError, sa.exc.TimeoutError) as exc:
+            except self.FAILURES as exc:
                 if not self._busy(exc) or time.monotonic() + pause > deadline:
                     raise self._failed(exc) from exc
                 log.debug("job database busy; writing again in %.2f s", pause)
@@ -217,8 +228,12 @@ class SqlJobStore:
         if self._engine is not None:
             await self._engine.dispose()
 
+    def _storable(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Values as this database can store them (all of them, unless a subclass says)."""
+        return values
+
     async def create(self, job: Job) -> None:
-        await self._write(jobs.insert().values(**_to_row(job)))
+        await self._write(jobs.insert().values(**self._storable(_to_row(job))))
 
     async def get(self, job_id: str) -> Job | None:
         rows = await self._read(jobs.select().where(jobs.c.id == job_id))
@@ -233,6 +248,7 @@ class SqlJobStore:
     ) -> Job | None:
         guard = jobs.c.status.in_([s.value for s in from_statuses])
         values = _utc({k: (v.value if isinstance(v, JobStatus) else v) for k, v in changes.items()})
+        values = self._storable(values)
         statement = (
             jobs.update().where(jobs.c.id == job_id, guard).values(**values).returning(*jobs.c)
         )

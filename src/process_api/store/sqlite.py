@@ -120,6 +120,10 @@ class SqliteJobStore(SqlJobStore):
         self._opened: tuple[int, int] | None = None
         self._lost = False
 
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
     async def open(self) -> None:
         """Creates the file if there is none, then brings it to the current schema.
 
@@ -139,6 +143,9 @@ class SqliteJobStore(SqlJobStore):
         await self._in_writer(self._migrate)
 
     def _migrate(self) -> None:
+        # The writer's transactions begin IMMEDIATE: the write lock is held from before the
+        # schema is read until the migrations are committed, so that servers starting
+        # together on one file migrate it one after the other.
         with self._writer.begin() as conn:
             migrate(conn)
 
