@@ -27,7 +27,7 @@ class Section(BaseModel):
 
 class Info(Section):
     id: str = Field(pattern=ID_PATTERN, max_length=128)
-    version: str = "0.0.0"
+    version: str = Field("0.0.0", max_length=64)  # a column of the job database
     title: str | None = None
     description: str | None = None
     keywords: list[str] = []
