@@ -90,7 +90,8 @@ def create_app(
         metrics.changed(job)
         notifier(job)
 
-    service = JobService(store, storage, hosts, settings.data_dir / "spool", changed, expiry)
+    lease = timedelta(seconds=settings.instance_lease)
+    service = JobService(store, storage, hosts, settings.data_dir / "spool", changed, expiry, lease)
     metrics = Metrics(service.runner.states)
 
     @asynccontextmanager
@@ -105,7 +106,7 @@ def create_app(
             log.error("not starting: %s", exc.detail)
             raise RuntimeError(exc.detail) from exc
         log.info("job database: %s", store.location)
-        await service.reconcile(registry)
+        await service.join(registry)
         log.info("serving %d process(es)", len(registry))
         cleaner = asyncio.create_task(_expire_periodically(service)) if expiry else None
         try:

@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     results_url_expiry: int = Field(3600, alias="RESULTS_URL_EXPIRY", ge=1, le=604800)
     #: days after which the results, logs and metadata of finished jobs expire; none if unset.
     expiry_days: float | None = Field(None, alias="EXPIRY_DAYS", gt=0)
+    #: seconds after which the jobs of an instance that stopped renewing its lease are taken
+    #: over by another instance (one on the same machine whose process is gone, at once).
+    instance_lease: float = Field(30.0, alias="INSTANCE_LEASE", ge=3, le=3600)
     instance_id: str | None = Field(None, alias="INSTANCE_ID")
     job_env_passthrough: Annotated[tuple[str, ...], NoDecode] = Field(
         ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR"), alias="JOB_ENV_PASSTHROUGH"

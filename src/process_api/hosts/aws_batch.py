@@ -324,9 +324,15 @@ class BatchHost(HostBase):
         self, run: JobRun, handle: dict[str, Any], events: HostEvents
     ) -> HostOutcome:
         if "batchJobId" not in handle:
-            raise RunLost("the server restarted and the job's Batch job id is unknown")
+            raise RunLost(
+                "the server instance that ran the job stopped or restarted, and its Batch job "
+                "id is unknown"
+            )
         if not self.configured:
-            raise RunLost("the server restarted without AWS configured: its Batch job is lost")
+            raise RunLost(
+                "the server instance that ran the job stopped or restarted, and AWS is not "
+                "configured here: its Batch job is lost"
+            )
         return await self._follow(run, handle, events)
 
     async def _follow(self, run: JobRun, handle: dict[str, Any], events: HostEvents) -> HostOutcome:

@@ -471,16 +471,23 @@ class DockerHost(HostBase):
     ) -> HostOutcome:
         container_id = handle.get("container")
         if not isinstance(container_id, str):
-            raise RunLost("the server restarted and the job's container is unknown")
+            raise RunLost(
+                "the server instance that ran the job stopped or restarted, and the job's "
+                "container is unknown"
+            )
         try:
             client = await self._engine()
             container = await self._call(client.containers.get, container_id)
         except NotFound:
             await self._remove_secrets(run.job_id)
-            raise RunLost("the server restarted and the job's container is gone") from None
+            raise RunLost(
+                "the server instance that ran the job stopped or restarted, and the job's "
+                "container is gone"
+            ) from None
         except (DockerException, *_UNREACHABLE) as exc:
             raise RunLost(
-                f"the server restarted and cannot reach the container: {_reason(exc)}"
+                "the server instance that ran the job stopped or restarted, and the container "
+                f"cannot be reached: {_reason(exc)}"
             ) from None
         except asyncio.CancelledError:  # dismissed, or out of time, before it was found
             await despite_cancellation(self.release(run.job_id))

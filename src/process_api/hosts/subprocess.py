@@ -155,7 +155,10 @@ class SubprocessHost(HostBase):
         pid = handle.get("pid")
         if isinstance(pid, int) and handle.get("start") == _start_time(pid):
             _kill_group(pid, signal.SIGKILL)
-        raise RunLost("the server restarted while the job was running; its process was stopped")
+        raise RunLost(
+            "the server instance that ran the job stopped or restarted while it was running; "
+            "its process was stopped"
+        )
 
 
 class _Output:

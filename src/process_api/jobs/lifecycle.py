@@ -1,11 +1,11 @@
-"""The jobs of a server's life: settled at start, stopped or handed on at shutdown.
+"""The jobs of a server's life: taken over at start, stopped or handed on at shutdown.
 
-At start, the jobs the store says are active were left by an earlier run of the
-server: a run that was started is followed again (or failed, if its host cannot
-find it), a job still waiting its turn waits again, and each host removes what
-it left behind for jobs that are not followed. At shutdown, running jobs are
-dismissed, while jobs that have not started and runs that go on without the
-server (Batch jobs) are left to the next start.
+Jobs an instance takes over (at its start, or when another instance dies; see
+instances.py) are settled: a run that was started is followed again (or failed,
+if its host cannot find it), a job still waiting its turn waits again, and each
+host removes what was left behind for jobs that no instance follows. At shutdown,
+running jobs are dismissed, while jobs that have not started and runs that go on
+without the server (Batch jobs) are left to the other instances or the next start.
 """
 
 from __future__ import annotations
@@ -26,30 +26,34 @@ log = logging.getLogger(__name__)
 SHUTDOWN_GRACE = 15.0
 
 
-async def reconcile(runner: JobRunner, registry: ProcessRegistry) -> None:
-    """Settles the jobs left active by an earlier run of the server."""
-    followed: set[str] = set()
+async def settle(
+    runner: JobRunner, registry: ProcessRegistry, jobs: list[Job], reason: str
+) -> None:
+    """Follows, runs again or fails each job taken over; `reason` says what happened to the
+    instance that had it ("the server instance that ran it stopped")."""
     queued: list[tuple[Process, Job]] = []
-    for job in await runner.store.active():
+    for job in jobs:
         process = registry.get(job.process_id)
         host = runner.hosts.get(job.host_type)
         if process is None or host is None:
-            await fail(runner, job, f"the server restarted and process {job.process_id!r} is gone")
+            await fail(runner, job, f"{reason} and process {job.process_id!r} is gone")
         elif job.handle is not None:
-            log.info("job %s: following its run again after a restart", job.id)
+            log.info("job %s: following its run again (%s)", job.id, reason)
             runner.start(process, job, job.handle)
-            followed.add(job.id)
         elif job.mode == "async":
             queued.append((process, job))
         else:
-            await fail(runner, job, "the server restarted before the job started")
-    # Leftovers go first: a queued job's new container must not be taken for one.
+            await fail(runner, job, f"{reason} before the job started")
+    # Leftovers go first: a queued job's new container must not be taken for one. What a
+    # run of any instance is followed by (a recorded handle) stays.
+    active = await runner.store.active()
+    followed = {job.id for job in active if job.handle is not None}
     for host in {id(h): h for h in runner.hosts.values()}.values():
         await host.prune(followed)
-    # Inputs files of jobs that ended (the crash's) go; those of active jobs stay, whoever runs them.
-    await runner.workspace.prune({job.id for job in await runner.store.active()})
+    # Inputs files of jobs that ended go; those of active jobs stay, whoever runs them.
+    await runner.workspace.prune({job.id for job in active})
     for process, job in queued:
-        log.info("job %s: waiting again for its turn after a restart", job.id)
+        log.info("job %s: waiting again for its turn (%s)", job.id, reason)
         runner.start(process, job, None)
 
 

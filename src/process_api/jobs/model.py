@@ -71,3 +71,5 @@ class Job:
     submitter: str | None = None
     #: its results, logs and metadata were removed after the retention period.
     expired: bool = False
+    #: the server instance that runs or follows it (see jobs/instances.py).
+    owner: str | None = None

@@ -63,6 +63,8 @@ class RunningJob:
     launched: bool = False
     #: the server stops following the run without ending the job (see JobRunner.detach).
     detaching: bool = False
+    #: the run is over and the job's end is being recorded: it is not to be stopped.
+    ending: bool = False
     run: JobRun | None = None
 
 
@@ -215,6 +217,7 @@ class JobRunner:
             # The exception's text may hold internals (SQL, paths, credentials): the log has it.
             log.exception("job %s: the host failed", job.id)
             status, message = JobStatus.FAILED, "the job could not be run: an internal error"
+        running.ending = True
         await despite_cancellation(self._finish(running, status, message, results))
         await despite_cancellation(self._release(host, job.id))
         await despite_cancellation(self.workspace.clear(run))

@@ -3,13 +3,15 @@
 Every job is written to the store before anything else happens to it, and each
 later change goes through a status guard, so a terminal status is final even
 when a dismiss races the job's own end. Running a job is `running.py`'s, the
-server's start and stop `lifecycle.py`'s, retention `retention.py`'s.
+server's start and stop `lifecycle.py`'s, its place among other instances
+`instances.py`'s, retention `retention.py`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import uuid
 from collections.abc import Callable, Mapping
@@ -21,6 +23,7 @@ from typing import Any
 from process_api.errors import InvalidInput, JobNotDismissable, NoSuchJob, ServiceUnavailable
 from process_api.hosts.base import Host
 from process_api.jobs import lifecycle
+from process_api.jobs.instances import DEFAULT_LEASE, Coordinator
 from process_api.jobs.log import LogPage, file_page, page_of, stream_page
 from process_api.jobs.model import ACTIVE, Job, JobStatus, Mode, utcnow
 from process_api.jobs.retention import Retention
@@ -52,14 +55,18 @@ class JobService:
         spool: Path,
         on_change: Callable[[Job], None] | None = None,
         expiry: timedelta | None = None,
+        lease: timedelta = DEFAULT_LEASE,
     ) -> None:
         """`spool` and `on_change` are the JobRunner's; `expiry`: how long results, logs and
-        metadata of ended jobs are kept."""
+        metadata of ended jobs are kept; `lease`: how long this instance's jobs wait before
+        another instance takes them over, should it stop answering."""
         self.store = store
         self.storage = storage
         self.hosts = hosts
         self.runner = JobRunner(store, storage, hosts, spool, on_change)
         self.retention = Retention(store, storage, expiry)
+        self.instance = Coordinator(store, self.runner, lease)
+        self._joined = False
         self._closing = False
 
     # -- submit --------------------------------------------------------------------
@@ -97,6 +104,7 @@ class JobService:
             inputs=inputs,
             request=request,
             submitter=submitter,
+            owner=self.instance.id,
         )
         await self.store.create(job)
         self.runner.start(process, job, handle=None)
@@ -197,12 +205,17 @@ class JobService:
     async def shutdown(self) -> None:
         """Dismisses the jobs running here and waits until each is recorded; jobs that have
         not started, and runs that go on without the server (Batch jobs), are left to the
-        next start."""
+        other instances or the next start."""
         self._closing = True
         await lifecycle.shutdown(self.runner, self.dismiss)
+        if self._joined:
+            await self.instance.leave()
 
-    async def reconcile(self, registry: ProcessRegistry) -> None:
-        await lifecycle.reconcile(self.runner, registry)
+    async def join(self, registry: ProcessRegistry) -> None:
+        """Takes part among the instances of the job store: takes over the jobs of stopped
+        instances (an earlier run of this server, too) and keeps doing so."""
+        await self.instance.join(functools.partial(lifecycle.settle, self.runner, registry))
+        self._joined = True
 
     async def expire(self) -> int:
         return await self.retention.expire()

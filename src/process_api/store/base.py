@@ -53,6 +53,20 @@ class JobSummary:
     expired: bool
 
 
+@dataclass(frozen=True)
+class Instance:
+    """A running server process: jobs it owns are its to run, follow, dismiss and end."""
+
+    id: str
+    #: the machine (host name and boot) and the process on it, to find it dead at once.
+    machine: str
+    pid: int
+    pid_started: str | None
+    started: datetime
+    #: its lease: past this time, other instances take its jobs over.
+    expires: datetime
+
+
 class JobStore(Protocol):
     async def open(self) -> None:
         """Creates the tables if needed; called once at start."""
@@ -86,6 +100,22 @@ class JobStore(Protocol):
 
     async def active(self) -> list[Job]:
         """Jobs accepted or running, oldest first (for reconciliation at start)."""
+
+    async def register(self, instance: Instance) -> None: ...
+
+    async def renew(self, instance_id: str, expires: datetime) -> bool:
+        """Extends an instance's lease; False if it was forgotten (taken for dead)."""
+
+    async def instances(self) -> list[Instance]: ...
+
+    async def forget(self, instance_id: str) -> None: ...
+
+    async def take_over(self, dead: Sequence[str], new_owner: str) -> list[Job]:
+        """The active jobs of dead or unregistered instances (or of none), each given to
+        `new_owner` by one conditional update, oldest first."""
+
+    async def ended_among(self, job_ids: Sequence[str]) -> list[str]:
+        """Those of the jobs that have a final status."""
 
     async def problems(self) -> list[str]:
         """What keeps the store from serving (for /ready); empty when it answers."""

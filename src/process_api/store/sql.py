@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from process_api.errors import ApiError, StoreUnavailable
 from process_api.jobs.model import ACTIVE, TERMINAL, Job, JobStatus
-from process_api.store.base import JobQuery, JobSummary, Position
+from process_api.store.base import Instance, JobQuery, JobSummary, Position
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,18 @@ jobs = sa.Table(
     sa.Column("handle", sa.JSON, nullable=True),
     sa.Column("submitter", sa.String(256), nullable=True),
     sa.Column("expired", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
+    sa.Column("owner", sa.String(64), nullable=True, index=True),
+)
+
+instances = sa.Table(
+    "instances",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("machine", sa.String(300), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("pid_started", sa.String(32), nullable=True),
+    sa.Column("started", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires", sa.DateTime(timezone=True), nullable=False),
 )
 
 _TIMES = ("created", "started", "finished", "updated")
@@ -67,7 +79,9 @@ def _aware(value: datetime | None) -> datetime | None:
 
 
 #: what the job list and a job's status read: never inputs, request, results or handle.
-SUMMARY = [c for c in jobs.columns if c.name not in ("inputs", "request", "results", "handle")]
+SUMMARY = [
+    c for c in jobs.columns if c.name not in ("inputs", "request", "results", "handle", "owner")
+]
 
 #: how long a write is retried while the database is busy, and the longest pause between tries.
 BUSY_RETRY_SECONDS = 15.0
@@ -321,6 +335,61 @@ class SqlJobStore:
             .order_by(jobs.c.created)
         )
         return [_to_job(r) for r in await self._read(statement)]
+
+    # -- instances ---------------------------------------------------------------------
+
+    async def register(self, instance: Instance) -> None:
+        row = _utc({c.name: getattr(instance, c.name) for c in instances.columns})
+        await self._write(instances.insert().values(**row))
+
+    async def renew(self, instance_id: str, expires: datetime) -> bool:
+        statement = (
+            instances.update()
+            .where(instances.c.id == instance_id)
+            .values(expires=expires.astimezone(UTC))
+            .returning(instances.c.id)
+        )
+        return bool(await self._write(statement))
+
+    async def instances(self) -> list[Instance]:
+        rows = await self._read(instances.select())
+        return [
+            Instance(
+                **{**row._mapping, "started": _aware(row.started), "expires": _aware(row.expires)}
+            )
+            for row in rows
+        ]
+
+    async def forget(self, instance_id: str) -> None:
+        await self._write(instances.delete().where(instances.c.id == instance_id))
+
+    async def take_over(self, dead: Sequence[str], new_owner: str) -> list[Job]:
+        """The active jobs of the dead instances, of instances no longer registered and of
+        none (recorded before instances existed), now owned by `new_owner`. One conditional
+        update: of two instances taking over at once each job goes to exactly one, and an
+        instance registered meanwhile keeps its jobs."""
+        orphaned = sa.or_(
+            jobs.c.owner.is_(None),
+            jobs.c.owner.in_(list(dead)),
+            jobs.c.owner.not_in(sa.select(instances.c.id)),
+        )
+        statement = (
+            jobs.update()
+            .where(orphaned, jobs.c.status.in_([s.value for s in ACTIVE]))
+            .values(owner=new_owner)
+            .returning(*jobs.c)
+        )
+        taken = [_to_job(r) for r in await self._write(statement)]
+        return sorted(taken, key=lambda job: job.created)
+
+    async def ended_among(self, job_ids: Sequence[str]) -> list[str]:
+        """Those of the jobs that have a final status (dismissed by another instance)."""
+        if not job_ids:
+            return []
+        statement = sa.select(jobs.c.id).where(
+            jobs.c.id.in_(list(job_ids)), jobs.c.status.in_([s.value for s in TERMINAL])
+        )
+        return [row.id for row in await self._read(statement)]
 
     async def problems(self) -> list[str]:
         """Whether the database answers a query, within READY_TIMEOUT."""

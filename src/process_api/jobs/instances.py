@@ -1,0 +1,147 @@
+"""This server among the instances that share one job store.
+
+Each server process is an instance with an id of its own and a lease it renews in
+the store. A job belongs to the instance that accepted it: only that one runs,
+follows and ends it. Work passes between instances through the store only:
+- a dismiss received by another instance records the job as dismissed; the owner
+  sees it within a poll and stops the run;
+- an instance that dies (its lease runs out, or on this machine its process is
+  gone) has its active jobs taken over by another: runs are followed again where
+  the host can find them, and jobs that cannot be recovered end failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+
+from process_api.jobs.model import Job, utcnow
+from process_api.jobs.running import JobRunner
+from process_api.store.base import Instance, JobStore
+
+log = logging.getLogger(__name__)
+
+#: how often an instance looks for jobs dismissed elsewhere (a dismiss takes at most this).
+POLL_INTERVAL = 0.5
+#: how long the jobs of an instance that stopped answering wait before others take them.
+DEFAULT_LEASE = timedelta(seconds=30)
+
+#: what settles jobs taken over: follow, run or fail each one (see lifecycle.settle).
+Settle = Callable[[list[Job], str], Awaitable[None]]
+
+
+def _machine() -> str:
+    """This machine: its name, and its boot (a pid means nothing across reboots)."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = ""
+    return f"{socket.gethostname()}/{boot}"[:300]
+
+
+def _process_started(pid: int) -> str | None:
+    """When the process started (in clock ticks since boot): with the pid, names it."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[19] if len(fields) > 19 else None
+
+
+def new_instance(lease: timedelta) -> Instance:
+    pid = os.getpid()
+    now = utcnow()
+    return Instance(str(uuid.uuid4()), _machine(), pid, _process_started(pid), now, now + lease)
+
+
+def is_dead(other: Instance, machine: str) -> bool:
+    """Its lease ran out, or it ran on this machine and its process is gone."""
+    if other.expires < utcnow():
+        return True
+    if other.machine != machine or other.pid_started is None:
+        return False
+    return _process_started(other.pid) != other.pid_started
+
+
+class Coordinator:
+    def __init__(self, store: JobStore, runner: JobRunner, lease: timedelta) -> None:
+        self.store = store
+        self.runner = runner
+        self.lease = lease
+        self.me = new_instance(lease)
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def id(self) -> str:
+        return self.me.id
+
+    async def join(self, settle: Settle) -> None:
+        """Registers this instance and takes over what dead instances left; then keeps the
+        lease, stops jobs dismissed elsewhere and takes over from instances that die."""
+        await self.store.register(self.me)
+        await self.take_over(settle)
+        self._task = asyncio.create_task(self._loop(settle))
+
+    async def leave(self) -> None:
+        """Stops taking part; the jobs it still owns (queued, or runs that go on without the
+        server) go to the other instances, or to the next start."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.store.forget(self.me.id)
+
+    async def take_over(self, settle: Settle) -> int:
+        """Takes the active jobs of dead instances (and of none, from before instances)."""
+        machine = self.me.machine
+        others = [i for i in await self.store.instances() if i.id != self.me.id]
+        dead = [i.id for i in others if is_dead(i, machine)]
+        taken = await self.store.take_over(dead, self.me.id)
+        for instance_id in dead:
+            await self.store.forget(instance_id)
+        if taken:
+            log.info("took over %d job(s) of stopped server instance(s)", len(taken))
+            await settle(taken, "the server instance that had it stopped or restarted")
+        return len(taken)
+
+    async def _loop(self, settle: Settle) -> None:
+        loop = asyncio.get_running_loop()
+        every = self.lease.total_seconds() / 3
+        next_renewal = next_takeover = loop.time() + every
+        while True:
+            await asyncio.sleep(POLL_INTERVAL)
+            try:
+                await self._stop_dismissed()
+                if loop.time() >= next_renewal:
+                    await self._renew()
+                    next_renewal = loop.time() + every
+                if loop.time() >= next_takeover:
+                    await self.take_over(settle)
+                    next_takeover = loop.time() + every
+            except Exception:  # the store may be away for a while: try again at the next poll
+                log.exception("coordinating with the other server instances failed")
+
+    async def _renew(self) -> None:
+        if not await self.store.renew(self.me.id, utcnow() + self.lease):
+            # Taken for dead (the lease ran out while this process stalled): its jobs went
+            # to others. Registering again lets it go on with new work.
+            log.error("this server instance was taken for stopped; registering again")
+            await self.store.register(self.me)
+
+    async def _stop_dismissed(self) -> None:
+        """Stops the runs of jobs that another instance recorded as dismissed."""
+        following = [
+            r.job_id
+            for r in list(self.runner.running.values())
+            if r.task is not None and not r.ending and not r.detaching and not r.task.cancelling()
+        ]
+        for job_id in await self.store.ended_among(following):
+            running = self.runner.running.get(job_id)
+            if running is not None and running.task is not None and not running.ending:
+                log.info("job %s: dismissed by another server instance; stopping it", job_id)
+                running.task.cancel()

@@ -1,0 +1,116 @@
+"""Two server instances on one job store (here one SQLite file and one data directory on
+one machine): a dismiss received by either stops the job where it runs, and the jobs of an
+instance that stops are taken over by the other, each ending once and rightly."""
+
+from __future__ import annotations
+
+import re
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import Server, pid_alive, wait_status, wait_until
+
+SLEEPER_YML = """\
+info: {id: sleeper, version: '1'}
+host: {type: subprocess, command: [python3, sleeper.py]}
+inputs:
+  - {id: seconds, schema: {type: number, minimum: 0}, minOccurs: 0}
+outputs:
+  - {id: slept, schema: {type: number}}
+"""
+SLEEPER_PY = """\
+import json, os, sys, time
+seconds = json.loads(sys.argv[-1]).get("seconds", 60)
+print(json.dumps({"progress": 1, "message": f"pid {os.getpid()}"}), flush=True)
+time.sleep(seconds)
+print(json.dumps({"plugin_results": seconds}))
+"""
+#: short, so that the tests need not wait long for a takeover.
+LEASE = {"INSTANCE_LEASE": "3"}
+ASYNC = {"Prefer": "respond-async"}
+
+
+@pytest.fixture
+def plugins(tmp_path: Path) -> Path:
+    folder = tmp_path / "sleeper-plugins"
+    folder.mkdir()
+    (folder / "sleeper.yml").write_text(SLEEPER_YML)
+    (folder / "sleeper.py").write_text(SLEEPER_PY)
+    return folder
+
+
+def sleep_on(http: httpx.Client, seconds: float) -> str:
+    response = http.post(
+        "/processes/sleeper/execution", json={"inputs": {"seconds": seconds}}, headers=ASYNC
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["jobID"])
+
+
+def pid_of(http: httpx.Client, job_id: str) -> int:
+    status = wait_status(http, job_id, {"running"})
+    found = wait_until(
+        lambda: re.search(r"pid (\d+)", http.get(f"/jobs/{job_id}").json()["message"]),
+        what="the process to say its pid",
+    )
+    assert status["status"] == "running"
+    return int(found.group(1))
+
+
+def test_a_dismiss_sent_to_another_instance_stops_the_job_where_it_runs(
+    server_factory: Callable[..., Server], plugins: Path
+) -> None:
+    a = server_factory(plugins, env=LEASE)
+    b = server_factory(plugins, env=LEASE)
+    with a.client() as on_a, b.client() as on_b:
+        job_id = sleep_on(on_a, 60)
+        pid = pid_of(on_a, job_id)
+        response = on_b.delete(f"/jobs/{job_id}")
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "dismissed"
+        wait_until(lambda: not pid_alive(pid), 4, "the owner to stop the job's process")
+        assert on_a.get(f"/jobs/{job_id}").json()["status"] == "dismissed"
+        # its log was kept by the instance that ran it, and is served by both
+        assert on_b.get(f"/jobs/{job_id}/logs").status_code == 200
+
+
+def test_the_jobs_of_a_killed_instance_are_taken_over_by_another(
+    server_factory: Callable[..., Server], plugins: Path
+) -> None:
+    a = server_factory(plugins, env={**LEASE, "SUBPROCESS_MAX_JOBS": "1"})
+    b = server_factory(plugins, env=LEASE)
+    with a.client() as on_a, b.client() as on_b:
+        running = sleep_on(on_a, 60)
+        pid = pid_of(on_a, running)
+        queued = sleep_on(on_a, 0)  # waits on A for the one job A may run at once
+        assert on_a.get(f"/jobs/{queued}").json()["status"] == "accepted"
+        a.stop(signal.SIGKILL)
+        # B sees A's process gone (same machine) without waiting for the lease
+        ended = wait_status(on_b, running, {"failed", "successful", "dismissed"}, 15)
+        assert ended["status"] == "failed", ended
+        assert "the server instance that ran the job stopped" in ended["message"], ended
+        assert not pid_alive(pid)  # the orphaned process was stopped, not left running
+        done = wait_status(on_b, queued, {"failed", "successful", "dismissed"}, 15)
+        assert done["status"] == "successful", done
+        # it ran once: one process said its pid
+        logs = on_b.get(f"/jobs/{queued}/logs").json()["logs"]
+        assert len([line for line in logs if "pid " in line["text"]]) == 1, logs
+
+
+def test_a_stopping_instance_hands_its_queued_jobs_to_another(
+    server_factory: Callable[..., Server], plugins: Path
+) -> None:
+    a = server_factory(plugins, env={**LEASE, "SUBPROCESS_MAX_JOBS": "1"})
+    b = server_factory(plugins, env=LEASE)
+    with a.client() as on_a, b.client() as on_b:
+        running = sleep_on(on_a, 60)
+        pid_of(on_a, running)
+        queued = sleep_on(on_a, 0)
+        assert a.stop() == 0  # SIGTERM: its running job is dismissed, the queued one handed on
+        assert on_b.get(f"/jobs/{running}").json()["status"] == "dismissed"
+        done = wait_status(on_b, queued, {"failed", "successful", "dismissed"}, 15)
+        assert done["status"] == "successful", done

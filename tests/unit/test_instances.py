@@ -1,0 +1,92 @@
+"""Instances sharing one job store: leases, and jobs taken over exactly once (on SQLite and
+on PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from datetime import timedelta
+
+from process_api.jobs.instances import is_dead, new_instance
+from process_api.jobs.model import JobStatus, utcnow
+from process_api.store.base import Instance
+from process_api.store.sql import SqlJobStore
+from tests.unit.conftest import StoreMaker
+from tests.unit.test_job_store import make_job
+
+LEASE = timedelta(seconds=30)
+
+
+def expired(instance: Instance) -> Instance:
+    return Instance(**{**instance.__dict__, "expires": utcnow() - timedelta(seconds=1)})
+
+
+async def test_two_instances_taking_over_the_same_jobs_get_each_job_once(
+    new_store: StoreMaker,
+) -> None:
+    first, second = new_store(), new_store()
+    await first.open()
+    await second.open()
+    try:
+        dead, a, b = expired(new_instance(LEASE)), new_instance(LEASE), new_instance(LEASE)
+        for instance in (dead, a, b):
+            await first.register(instance)
+        for index in range(40):
+            await first.create(make_job(f"j{index:02}", index, owner=dead.id))
+        taken = await asyncio.gather(
+            first.take_over([dead.id], a.id), second.take_over([dead.id], b.id)
+        )
+        ids = [{job.id for job in jobs} for jobs in taken]
+        assert not ids[0] & ids[1]
+        assert ids[0] | ids[1] == {f"j{index:02}" for index in range(40)}
+        for owner, jobs in zip((a.id, b.id), taken, strict=True):
+            assert all(job.owner == owner for job in jobs)
+            assert [j.created for j in jobs] == sorted(j.created for j in jobs)
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_live_instance_keeps_its_jobs_and_ended_jobs_stay_put(store: SqlJobStore) -> None:
+    live = new_instance(LEASE)
+    await store.register(live)
+    await store.create(make_job("live", owner=live.id))
+    await store.create(make_job("unowned"))  # recorded before instances existed
+    await store.create(make_job("gone", owner="an-instance-that-left"))
+    await store.create(make_job("done", owner="an-instance-that-left", status=JobStatus.FAILED))
+    taken = await store.take_over([], "me")
+    assert {job.id for job in taken} == {"unowned", "gone"}
+    assert (await store.get("live")).owner == live.id  # type: ignore[union-attr]
+    assert (await store.get("done")).owner == "an-instance-that-left"  # type: ignore[union-attr]
+    assert await store.ended_among(["live", "done", "nope"]) == ["done"]
+
+
+async def test_a_lease_is_renewed_until_the_instance_is_forgotten(store: SqlJobStore) -> None:
+    me = new_instance(LEASE)
+    await store.register(me)
+    later = utcnow() + timedelta(minutes=5)
+    assert await store.renew(me.id, later)
+    (found,) = await store.instances()
+    assert found.id == me.id and abs((found.expires - later).total_seconds()) < 1
+    await store.forget(me.id)
+    assert not await store.renew(me.id, later)
+    assert await store.instances() == []
+
+
+def test_an_instance_is_dead_when_its_lease_ran_out_or_its_process_here_is_gone() -> None:
+    me = new_instance(LEASE)
+    assert not is_dead(me, me.machine)
+    assert is_dead(expired(me), me.machine)
+    # a process of this machine that is gone (the pid of a process that ended)
+    gone = Instance(**{**me.__dict__, "pid": _ended_pid()})
+    assert is_dead(gone, me.machine)
+    # on another machine only the lease counts
+    assert not is_dead(gone, "elsewhere/boot")
+
+
+def _ended_pid() -> int:
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    return pid
