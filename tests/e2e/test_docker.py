@@ -1288,3 +1288,27 @@ def test_a_file_a_container_writes_to_results_is_served(harness: Harness, busybo
         listed = http.get(f"/jobs/{job_id}/files").json()["files"]
         assert [(f["name"], f["size"]) for f in listed] == [("table.csv", 19)]
     harness.assert_no_container()
+
+
+# -- 15. two instances ---------------------------------------------------------------
+
+
+def test_a_container_of_a_killed_instance_is_followed_to_its_end_by_another(
+    harness: Harness, busybox: str
+) -> None:
+    """Two servers on one job store and one engine: when the one running a container is
+    killed, the other takes the job over, follows the container to its end, records the
+    right status once, and removes it."""
+    harness.add(sleeper("napper", busybox, 4))
+    first = harness.start(INSTANCE_LEASE="3")
+    second = harness.start(INSTANCE_LEASE="3")
+    with first.client() as on_first, second.client() as on_second:
+        job_id = submit(on_first, "napper")
+        wait_status(on_first, job_id, {"running"})
+        first.stop(signal.SIGKILL)
+        ended = wait_status(on_second, job_id, {"successful", "failed", "dismissed"}, 30)
+        assert ended["status"] == "successful", ended
+        assert on_second.get(f"/jobs/{job_id}/results").json() == "slept"
+        logs = [line["text"] for line in on_second.get(f"/jobs/{job_id}/logs").json()["logs"]]
+        assert logs.count("sleeping 4") == 1, logs  # one container, followed to its end
+    harness.assert_no_container()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -114,3 +115,19 @@ def test_a_stopping_instance_hands_its_queued_jobs_to_another(
         assert on_b.get(f"/jobs/{running}").json()["status"] == "dismissed"
         done = wait_status(on_b, queued, {"failed", "successful", "dismissed"}, 15)
         assert done["status"] == "successful", done
+
+
+def test_an_instance_starting_leaves_the_jobs_of_a_live_one_alone(
+    server_factory: Callable[..., Server], plugins: Path
+) -> None:
+    a = server_factory(plugins, env=LEASE)
+    with a.client() as on_a:
+        job_id = sleep_on(on_a, 60)
+        pid = pid_of(on_a, job_id)
+        b = server_factory(plugins, env=LEASE)  # takes over only what stopped instances left
+        with b.client() as on_b:
+            wait_until(lambda: on_b.get("/ready").status_code == 200, what="B to be ready")
+            time.sleep(2)  # a few of B's takeover rounds
+            assert on_b.get(f"/jobs/{job_id}").json()["status"] == "running"
+            assert pid_alive(pid)
+        assert on_a.delete(f"/jobs/{job_id}").json()["status"] == "dismissed"
