@@ -251,8 +251,8 @@ def test_db_upgrade_builds_the_schema_once_and_names_the_database_without_its_pa
         made = upgrade(tmp_path, url=url)
         assert made.returncode == 0, made.stderr
         assert "up to date" in made.stdout and ":***@" in made.stdout
-        assert "Running upgrade" in made.stderr and "0001" in made.stderr
-        assert fetch(url, "SELECT version_num FROM alembic_version") == [{"version_num": "0001"}]
+        assert "Running upgrade" in made.stderr and "0002" in made.stderr
+        assert fetch(url, "SELECT version_num FROM alembic_version") == [{"version_num": "0002"}]
         again = upgrade(tmp_path, url=url)
         assert again.returncode == 0, again.stderr
         assert "Running upgrade" not in again.stderr
