@@ -31,7 +31,7 @@ if rows > MAX_ROWS:
     sys.exit(2)
 folder = os.environ.get("PROCESS_API_RESULTS_DIR")
 if not folder:
-    print("no results directory: this example needs the server's local storage", file=sys.stderr)
+    print("no results directory: run it on the subprocess or docker host", file=sys.stderr)
     sys.exit(3)
 
 with open(os.path.join(folder, "rating.csv"), "w", newline="") as file:

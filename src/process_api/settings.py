@@ -140,6 +140,13 @@ class Settings(BaseSettings):
             raise ValueError("must name a folder")
         return value.strip("/")
 
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        # Processes run elsewhere (their file's directory, a container): the paths they are
+        # given below the data directory must not depend on where the server started.
+        return value.expanduser().absolute()
+
     @field_validator("expiry_days", mode="before")
     @classmethod
     def _no_expiry(cls, value: Any) -> Any:

@@ -250,3 +250,27 @@ def test_a_container_taking_its_inputs_as_a_file_gets_a_megabyte(
     path = inputs_file(with_containers, job_of(response))
     wait_until(gone(path), 10, "the inputs file to be removed")
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+def test_a_relative_data_dir_gives_processes_absolute_paths(
+    tmp_path: Path, docker_engine: None
+) -> None:
+    """DATA_DIR is `.data` by default: relative to where the server starts. A process runs
+    elsewhere (its file's directory, a container), so what it is given must be absolute."""
+    busybox_image()
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    for name in ("reads.yml", "reads.py", "dreads.yml"):
+        (plugins / name).write_text(FILES[name])
+    server = Server(plugins, tmp_path / "cwd", env={"DATA_DIR": "relative-data"}).start()
+    try:
+        with server.client() as http:
+            for process_id in ("reads", "dreads"):
+                response = execute(http, process_id, "x")
+                assert response.status_code == 200, response.text
+                path = response.json()["path"]
+                if process_id == "reads":
+                    assert Path(path).is_absolute()
+                    assert Path(path).parent == tmp_path / "cwd" / "relative-data" / "inputs"
+    finally:
+        server.stop()

@@ -3,12 +3,14 @@ numbers must be small (an example `delay` must not wait for its maximum)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
 
-from process_api.processes.examples import example_value
+from process_api.processes.examples import example_inputs, example_value, unexampled
+from process_api.processes.loader import load_directory
 
 SCHEMAS: list[dict[str, Any]] = [
     {"type": "integer", "minimum": 0, "maximum": 600},
@@ -38,6 +40,8 @@ SCHEMAS: list[dict[str, Any]] = [
     {"type": "string", "enum": ["red", "green"]},
     {"type": "number", "default": 7.5},
     {"type": "string", "examples": ["flood"]},
+    {"allOf": [{"type": "integer"}, {"minimum": 5}]},
+    {"type": "array", "items": {"type": "integer"}, "minItems": 3, "uniqueItems": True},
     {},
 ]
 
@@ -57,3 +61,24 @@ def test_numbers_are_small_rather_than_the_maximum() -> None:
 def test_the_schema_default_and_examples_come_first() -> None:
     assert example_value({"type": "integer", "maximum": 10, "default": 4}) == 4
     assert example_value({"type": "string", "examples": ["flood"]}) == "flood"
+
+
+def test_an_input_no_example_can_be_made_for_is_left_out_and_warned_about(
+    tmp_path: Path,
+) -> None:
+    """A `pattern` cannot be guessed: the API document's example leaves the input out rather
+    than give a value that fails, and loading the file says to give `examples`."""
+    (tmp_path / "p.yml").write_text(
+        "info: {id: p}\n"
+        "host: {type: subprocess, command: [python3, p.py]}\n"
+        "inputs:\n"
+        "  - {id: code, schema: {type: string, pattern: '^[A-Z]{3}-[0-9]{4}$'}}\n"
+        "  - {id: good, schema: {type: string, pattern: '^[a-z]+$', examples: [abc]}}\n"
+    )
+    (tmp_path / "p.py").write_text("")
+    loaded = load_directory(tmp_path, {"subprocess": lambda config, path: []})
+    (process,) = loaded.processes
+    assert example_inputs(process) == {"good": "abc"}
+    assert unexampled(process) == ["code"]
+    (warning,) = loaded.warnings
+    assert warning.field == "inputs[0].schema" and "examples" in warning.message

@@ -194,3 +194,14 @@ def test_for_process_unwraps_qualified_values_and_keeps_their_formats(process: P
     )
     assert plain == {"text": "hi", "numbers": [1, 2]}
     assert formats == {"text": {"mediaType": "text/plain"}, "numbers": [None, {}]}
+
+
+def test_an_object_with_a_value_member_and_others_is_a_value_of_its_own() -> None:
+    """Only `value` with mediaType, encoding or schema beside it is a qualified value: an
+    object such as a measure (`{"value": 3, "unit": "m"}`) reaches the process whole."""
+    measure = {"type": "object", "required": ["value", "unit"]}
+    process = make_process({"id": "depth", "schema": measure})
+    given = {"depth": {"value": 3, "unit": "m"}}
+    check_inputs(process, given)
+    assert for_process(process, given) == (given, {})
+    assert "input 'depth'" in detail_of(process, {"depth": {"value": 3}})

@@ -309,6 +309,23 @@ def test_a_conda_environment_file_is_skipped_and_named(tmp_path: Path, checks: H
     ]
 
 
+def test_yaml_that_is_no_mapping_is_skipped_and_tools_folders_are_not_searched(
+    tmp_path: Path, checks: HostChecks
+) -> None:
+    write(tmp_path, "p.yml", SUBPROCESS)
+    write(tmp_path, "ci.yml", "- name: build\n  run: make\n")  # a list: a playbook, a CI file
+    write(tmp_path, "placeholder.yaml", "")
+    openapi = "openapi: 3.0.0\ninfo: {title: x}\n"  # an info section, and no process file
+    write(tmp_path, ".venv/lib/site-packages/pkg/openapi.yaml", openapi)
+    write(tmp_path, "env/pyvenv.cfg", "home = /usr/bin\n")
+    write(tmp_path, "env/lib/openapi.yaml", openapi)
+    write(tmp_path, "web/node_modules/pkg/openapi.yml", openapi)
+    loaded = load_directory(tmp_path, checks)
+    assert [p.id for p in loaded.processes] == ["p"]
+    assert loaded.problems == []
+    assert sorted(s.file.name for s in loaded.skipped) == ["ci.yml", "placeholder.yaml"]
+
+
 @pytest.mark.parametrize("section", ["info: {id: p}\n", "host: {type: subprocess}\n", "Info: {}\n"])
 def test_a_broken_file_with_a_process_section_stays_an_error(
     tmp_path: Path, checks: HostChecks, section: str

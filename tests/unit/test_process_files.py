@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from process_api.hosts import build_hosts, host_checks
-from process_api.processes.loader import HostChecks, load_processes
+from process_api.processes.loader import HostChecks, load_directory, load_processes
 from process_api.processes.problems import LoadProblem
 from process_api.processes.registry import Process
 from process_api.settings import Settings
@@ -129,11 +129,13 @@ def test_bad_yaml(tmp_path: Path, checks: HostChecks) -> None:
 
 
 @pytest.mark.parametrize("text", ["- a\n- b\n", "just text\n", ""])
-def test_not_a_mapping(tmp_path: Path, checks: HostChecks, text: str) -> None:
+def test_not_a_mapping_is_skipped_and_named(tmp_path: Path, checks: HostChecks, text: str) -> None:
     path = write(tmp_path, "list.yml", text)
-    problem = only_problem(tmp_path, checks)
-    assert problem.file == path
-    assert "mapping" in problem.message
+    loaded = load_directory(tmp_path, checks)
+    assert loaded.problems == [] and loaded.processes == []
+    assert [str(s) for s in loaded.skipped] == [
+        f"{path}: skipped: not a process file (empty, or not a mapping)"
+    ]
 
 
 def test_missing_info_id(tmp_path: Path, checks: HostChecks) -> None:

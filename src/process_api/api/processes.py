@@ -208,7 +208,7 @@ def _not_json(constant: str) -> Any:
 
 #: what an execute body may be declared as: JSON, or curl's default for `-d` (a JSON
 #: body sent without `-H 'Content-Type: application/json'`).
-_JSON_TYPES = ("application/json", "application/x-www-form-urlencoded")
+_ACCEPTED_BODY_TYPES = ("application/json", "application/x-www-form-urlencoded")
 
 
 def _check_media_type(request: Request) -> None:
@@ -217,7 +217,9 @@ def _check_media_type(request: Request) -> None:
     if declared is None:
         return
     essence = declared.split(";")[0].strip().lower()
-    if essence in _JSON_TYPES or (essence.startswith("application/") and essence.endswith("+json")):
+    if essence in _ACCEPTED_BODY_TYPES or (
+        essence.startswith("application/") and essence.endswith("+json")
+    ):
         return
     raise UnsupportedMediaType(
         f"the execute request must be JSON (Content-Type: application/json), not {essence!r}"

@@ -182,7 +182,8 @@ class ProcessConfig(BaseModel):
     outputs: list[Output] = []
     #: seconds after which a job of the process fails and is stopped.
     timeout: float | None = Field(None, gt=0)
-    # how the process receives its inputs: as the command's last argument (and a file), or only as the file PROCESS_API_INPUTS_FILE
+    #: how the process receives its inputs: as the command's last argument (and a file), or
+    #: only as the file PROCESS_API_INPUTS_FILE.
     inputsAs: Literal["argument", "file"] = "argument"
 
     @field_validator("inputs", "outputs", mode="before")

@@ -8,6 +8,7 @@ or `host` section, such as a conda `environment.yml` beside a script.
 from __future__ import annotations
 
 import difflib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,10 +48,31 @@ def _ignore_spec(directory: Path) -> pathspec.GitIgnoreSpec | None:
     return pathspec.GitIgnoreSpec.from_lines(lines)
 
 
+#: folders never searched for process files: tools' and packages' own (their YAML files,
+#: an OpenAPI document with an `info:` section say, are not process files).
+SKIPPED_FOLDERS = frozenset({"node_modules", "__pycache__", "site-packages"})
+
+
+def _searched(folder: Path) -> bool:
+    """Not hidden (.git, .venv), not a tool's folder, not a Python environment."""
+    name = folder.name
+    return not (name.startswith(".") or name in SKIPPED_FOLDERS or (folder / "pyvenv.cfg").exists())
+
+
+def _yaml_files(directory: Path) -> list[Path]:
+    found = []
+    for folder, folders, names in os.walk(directory):
+        here = Path(folder)
+        folders[:] = [name for name in folders if _searched(here / name)]
+        found += [here / n for n in names if n.endswith((".yml", ".yaml"))]
+    return sorted(p for p in found if p.is_file())
+
+
 def process_files(directory: Path) -> tuple[list[Path], list[Skipped]]:
-    """Every *.yml / *.yaml file under the directory, recursively, in a stable order,
-    and those of them its ignore file leaves out."""
-    files = sorted(p for p in directory.rglob("*") if p.suffix in (".yml", ".yaml") and p.is_file())
+    """Every *.yml / *.yaml file under the directory, recursively, in a stable order (but
+    not in hidden folders, Python environments or node_modules), and those of them its
+    ignore file leaves out."""
+    files = _yaml_files(directory)
     spec = _ignore_spec(directory)
     if spec is None:
         return files, []

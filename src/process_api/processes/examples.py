@@ -13,6 +13,8 @@ import base64
 import math
 from typing import Any
 
+from jsonschema import Draft202012Validator
+
 from process_api.processes.registry import Process
 
 #: values of string formats a validator checks.
@@ -85,6 +87,40 @@ def _type_of(schema: dict[str, Any]) -> str | None:
     return declared if isinstance(declared, str) else None
 
 
+def _one_schema(schema: dict[str, Any]) -> dict[str, Any] | None:
+    """The schema with `allOf` merged in, or its first `oneOf`/`anyOf` option taken; None
+    when it has neither."""
+    every = schema.get("allOf")
+    if isinstance(every, list) and all(isinstance(part, dict) for part in every):
+        merged = {k: v for k, v in schema.items() if k != "allOf"}
+        for part in every:
+            merged.update(part)
+        return merged
+    for key in ("oneOf", "anyOf"):
+        options = schema.get(key)
+        if isinstance(options, list) and options and isinstance(options[0], dict):
+            return {**schema, key: None, **options[0]}
+    return None
+
+
+def _array(schema: dict[str, Any], depth: int) -> list[Any]:
+    count = schema.get("minItems") if isinstance(schema.get("minItems"), int) else 1
+    if depth >= _MAX_DEPTH or not count:
+        return []
+    item = example_value(schema.get("items", {}), depth + 1)
+    if schema.get("uniqueItems") and isinstance(item, int | float):
+        return [item + index for index in range(count)]
+    return [item] * count
+
+
+def _object(schema: dict[str, Any], depth: int) -> dict[str, Any]:
+    if depth >= _MAX_DEPTH:
+        return {}
+    properties = schema.get("properties") or {}
+    required = [name for name in schema.get("required") or [] if isinstance(name, str)]
+    return {name: example_value(properties.get(name, {}), depth + 1) for name in required}
+
+
 def example_value(schema: Any, depth: int = 0) -> Any:
     """A value valid against the schema, for the schemas process files use."""
     if not isinstance(schema, dict):
@@ -92,37 +128,47 @@ def example_value(schema: Any, depth: int = 0) -> Any:
     found, value = _given(schema)
     if found:
         return value
-    for key in ("oneOf", "anyOf", "allOf"):
-        options = schema.get(key)
-        if isinstance(options, list) and options and isinstance(options[0], dict):
-            return example_value({**schema, key: None, **options[0]}, depth)
+    single = _one_schema(schema)
+    if single is not None:
+        return example_value(single, depth)
     kind = _type_of(schema)
     if kind in ("integer", "number"):
         return _number(schema, kind == "integer")
-    if kind == "boolean":
-        return True
-    if kind == "null":
-        return None
     if kind == "array":
-        count = schema.get("minItems") if isinstance(schema.get("minItems"), int) else 1
-        if depth >= _MAX_DEPTH or not count:
-            return []
-        return [example_value(schema.get("items", {}), depth + 1)] * count
+        return _array(schema, depth)
     if kind == "object":
-        properties = schema.get("properties") or {}
-        required = [name for name in schema.get("required") or [] if isinstance(name, str)]
-        if depth >= _MAX_DEPTH:
-            return {}
-        return {name: example_value(properties.get(name, {}), depth + 1) for name in required}
-    return _string(schema)
+        return _object(schema, depth)
+    return {"boolean": True, "null": None}.get(kind or "", _string(schema))
+
+
+def _valid(schema: dict[str, Any], value: Any) -> bool:
+    checker = Draft202012Validator.FORMAT_CHECKER
+    return Draft202012Validator(schema, format_checker=checker).is_valid(value)
 
 
 def example_inputs(process: Process) -> dict[str, Any]:
-    """Inputs a user can send as they are: every required input, with a valid value."""
+    """Inputs a user can send as they are: every required input, with a valid value (an
+    input none can be made for, see unexampled, is left for the user to fill in)."""
     example: dict[str, Any] = {}
     for item in process.config.inputs:
         if item.minOccurs == 0:
             continue
-        value = example_value(process.input_schemas[item.id])
+        schema = process.input_schemas[item.id]
+        value = example_value(schema)
+        if not _valid(schema, value):
+            continue
         example[item.id] = [value] * item.minOccurs if item.minOccurs > 1 else value
     return example
+
+
+def unexampled(process: Process) -> list[str]:
+    """Required inputs whose schema no example value can be made for (a `pattern`, a
+    format beyond dates and addresses): their schema should give one in `examples`."""
+    return [
+        item.id
+        for item in process.config.inputs
+        if item.minOccurs > 0
+        and not _valid(
+            process.input_schemas[item.id], example_value(process.input_schemas[item.id])
+        )
+    ]

@@ -61,8 +61,9 @@ def is_link(item: Any) -> bool:
 
 
 def is_qualified(item: Any) -> bool:
-    """A `{"value": …, "mediaType": …}` form: its value is what the process gets."""
-    return isinstance(item, dict) and "value" in item and "href" not in item
+    """A `{"value": …, "mediaType": …}` form: its value is what the process gets. An object
+    with other members (`{"value": 3, "unit": "m"}`) is a value of its own."""
+    return isinstance(item, dict) and "value" in item and set(item) <= {"value", *FORMAT_MEMBERS}
 
 
 def _item_problem(validator: Draft202012Validator, schema: dict[str, Any], item: Any) -> str | None:

@@ -17,6 +17,7 @@ from yaml.nodes import Node
 
 from process_api.processes.config import Container, Host, ProcessConfig
 from process_api.processes.discovery import Skipped, not_a_process_file, process_files
+from process_api.processes.examples import unexampled
 from process_api.processes.problems import (
     ConfigProblem,
     LoadProblem,
@@ -61,7 +62,7 @@ class Loaded:
 
 
 @dataclass
-class FileResult:
+class ParsedFile:
     process: Process | None = None
     problems: list[LoadProblem] = field(default_factory=list)
     skipped: str | None = None
@@ -136,17 +137,16 @@ def _schema_warnings(document: dict[str, Any]) -> list[ConfigProblem]:
     return found
 
 
-def parse_process_file(path: Path, host_checks: HostChecks) -> FileResult:
+def parse_process_file(path: Path, host_checks: HostChecks) -> ParsedFile:
     """One file into a Process (with its warnings), or every problem found in it."""
     read = read_yaml(path)
     if isinstance(read, LoadProblem):
-        return FileResult(problems=[read])
+        return ParsedFile(problems=[read])
     root, document = read
-    if not isinstance(document, dict):
-        message = "expected a mapping with info, host, inputs and outputs"
-        return FileResult(problems=[LoadProblem(path, "", message, 1, 1)], root=root)
+    if not isinstance(document, dict):  # empty, or a list (a playbook, a CI file)
+        return ParsedFile(skipped="not a process file (empty, or not a mapping)", root=root)
     if not_a_process_file(document):
-        return FileResult(skipped="not a process file (no info or host section)", root=root)
+        return ParsedFile(skipped="not a process file (no info or host section)", root=root)
     found: list[ConfigProblem] = []
     config: ProcessConfig | None = None
     try:
@@ -163,8 +163,17 @@ def parse_process_file(path: Path, host_checks: HostChecks) -> FileResult:
     ]
     problems.sort(key=lambda p: (p.line or 0, p.column or 0))
     if config is None or any(not p.warning for p in problems):
-        return FileResult(problems=problems, root=root)
-    return FileResult(Process.from_config(config, path), problems, root=root)
+        return ParsedFile(problems=problems, root=root)
+    process = Process.from_config(config, path)
+    for input_id in unexampled(process):
+        index = [i.id for i in config.inputs].index(input_id)
+        place = f"inputs[{index}].schema"
+        message = (
+            "no example value can be made from this schema for the API document: "
+            "give one in its `examples`"
+        )
+        problems.append(LoadProblem(path, place, message, *position(root, place), warning=True))
+    return ParsedFile(process, problems, root=root)
 
 
 # -- directories -----------------------------------------------------------------------
