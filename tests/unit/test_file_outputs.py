@@ -3,16 +3,22 @@ record keeps files apart from values."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from process_api.api.files import byte_range
+from process_api.hosts.docker import RESULTS_MOUNT
 from process_api.jobs.files import (
+    CONTAINER_RESULTS_DIR,
     FileError,
     FileResult,
+    media_type,
     read_results,
     resolve_files,
     safe_name,
@@ -20,6 +26,7 @@ from process_api.jobs.files import (
 )
 from process_api.processes.config import ProcessConfig
 from process_api.processes.registry import Process
+from process_api.storage.base import ObjectChanged
 from process_api.storage.local import LocalStorage
 
 JOB = "job-1"
@@ -185,3 +192,186 @@ def test_stored_files_and_values_never_mix() -> None:
 )
 def test_byte_ranges(header: str | None, wanted: object) -> None:
     assert byte_range(header, 100) == wanted
+
+
+# -- media types ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "media",
+    [
+        "application/yaml",
+        "application/x-yaml",
+        "application/javascript",
+        "application/x-ndjson",
+        "application/wkt",
+        "application/sql",
+        "application/geo+json",
+        "image/svg+xml",
+        "application/x-some-text",
+    ],
+)
+async def test_a_text_of_a_type_of_no_binary_kind_may_be_returned_inline(
+    tmp_path: Path, media: str
+) -> None:
+    process = one_output_process({"type": "string", "contentMediaType": media})
+    storage = LocalStorage(tmp_path)
+    resolved, files = await resolve_files(process, {"out": "a: 1\n"}, storage, JOB)
+    assert resolved == {"out": "a: 1\n"} and not files
+
+
+@pytest.mark.parametrize(
+    "media",
+    [
+        "image/tiff; application=geotiff",
+        "application/octet-stream",
+        "application/zip",
+        "application/x-netcdf",
+        "application/x-hdf5",
+        "application/pdf",
+        "application/vnd.apache.parquet",
+        "audio/wav",
+    ],
+)
+async def test_an_output_of_a_binary_type_must_be_a_file(tmp_path: Path, media: str) -> None:
+    process = one_output_process({"type": "string", "contentMediaType": media})
+    with pytest.raises(FileError, match="output 'out' names the file"):
+        await resolve_files(process, {"out": "AAAA"}, LocalStorage(tmp_path), JOB)
+
+
+def one_output_process(schema: dict[str, Any]) -> Process:
+    config = ProcessConfig.model_validate(
+        {
+            "info": {"id": "p"},
+            "host": {"type": "subprocess", "command": ["true"]},
+            "outputs": [{"id": "out", "schema": schema}],
+        }
+    )
+    return Process.from_config(config, Path("p.yml"))
+
+
+@pytest.mark.parametrize(
+    ("linked", "served"),
+    [
+        ("text/csv; charset=utf-8", "text/csv; charset=utf-8"),
+        ("application/vnd.geo+json", "application/vnd.geo+json"),
+        ("text/csv\r\nSet-Cookie: x=1", "image/png"),
+        ("text/csv\n", "image/png"),
+        ("tëxt/csv", "image/png"),
+        ('text/csv"; rel="x', "image/png"),
+        ('text/csv; a="b"', "image/png"),
+        ("text/", "image/png"),
+        ("text/csv;", "image/png"),
+        ("a/" + "b" * 300, "image/png"),
+        (7, "image/png"),
+    ],
+)
+def test_only_a_plain_media_type_chosen_by_a_process_is_kept(linked: Any, served: str) -> None:
+    assert media_type(None, "plot.png", linked) == served
+    # a type recorded before types were checked is checked when it is read
+    stored = {"x": {"$process-api:file": {"name": "plot.png", "size": 1, "type": linked}}}
+    assert read_results(stored)["x"].type == served
+
+
+# -- absolute paths ------------------------------------------------------------------
+
+
+async def test_an_absolute_path_in_the_results_directory_names_its_file(
+    process: Process, storage: LocalStorage
+) -> None:
+    folder = str(storage.local_path(storage.layout.results_of(JOB)))
+    resolved = await resolve(process, storage, csv=f"{folder}/table.csv")
+    assert resolved["csv"] == FileResult("table.csv", 4, "text/csv")
+    linked = await resolve(process, storage, any={"href": f"{folder}//sub/plot.png"})
+    assert linked["any"] == FileResult("sub/plot.png", 4, "image/png")
+    for outside in (f"{folder}/../x.csv", f"{folder}x/table.csv", f"{folder}/link.csv"):
+        assert await resolve(process, storage, csv=outside) == {"csv": outside}
+        with pytest.raises(FileError):
+            await resolve(process, storage, any={"href": outside})
+
+
+async def test_a_containers_results_mount_names_a_file_of_a_docker_run(
+    process: Process, storage: LocalStorage
+) -> None:
+    assert CONTAINER_RESULTS_DIR == RESULTS_MOUNT
+    staged = "/srv/staging/job-1"  # a run's directory here, as with S3 storage
+    dirs = [staged, CONTAINER_RESULTS_DIR]
+    results = {"csv": "/results/table.csv", "png": f"{staged}/sub/plot.png"}
+    resolved, files = await resolve_files(process, results, storage, JOB, dirs)
+    assert resolved["csv"] == FileResult("table.csv", 4, "text/csv")
+    assert resolved["png"] == FileResult("sub/plot.png", 4, "image/png")
+    assert files == {"csv", "png"}
+    # without the mount (another host), /results/ is just an absolute path
+    assert (await resolve(process, storage, csv="/results/table.csv"))["csv"] == (
+        "/results/table.csv"
+    )
+
+
+# -- local storage ---------------------------------------------------------------------
+
+
+async def test_a_local_listing_cut_short_holds_the_first_names(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    folder = storage.local_path("results/j/")
+    for name in ("b.txt", "a/z.txt", "a.txt", "c/d/e.txt", "a-b.txt"):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text("x")
+    keys = [info.key.removeprefix("results/j/") for info in await storage.objects("results/j/", 3)]
+    assert keys == ["a-b.txt", "a.txt", "a/z.txt"]
+
+
+async def test_a_local_file_replaced_since_its_stat_is_not_streamed_as_it(
+    tmp_path: Path,
+) -> None:
+    storage = LocalStorage(tmp_path)
+    storage.local_path("results/j").mkdir(parents=True)
+    path = storage.local_path("results/j/f.txt")
+    path.write_text("old")
+    info = await storage.stat("results/j/f.txt")
+    assert info is not None
+    path.write_text("newer")
+    with pytest.raises(ObjectChanged):
+        await anext(storage.stream("results/j/f.txt", 0, info.size, info.etag))
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_a_stream_cancelled_while_opening_or_reading_leaves_no_descriptor_open(
+    tmp_path: Path,
+) -> None:
+    storage = LocalStorage(tmp_path)
+    storage.local_path("results/j").mkdir(parents=True)
+    storage.local_path("results/j/f.txt").write_bytes(b"x" * 1_000_000)
+    before = open_descriptors()
+    for _ in range(50):
+        task = asyncio.create_task(anext(storage.stream("results/j/f.txt", 0, 1_000_000)))
+        await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+            await task
+    # what the worker threads still held is closed once they end
+    for _ in range(100):
+        if open_descriptors() <= before:
+            break
+        await asyncio.sleep(0.05)
+    assert open_descriptors() <= before
+
+
+async def test_what_local_storage_cannot_remove_is_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    storage = LocalStorage(tmp_path / "storage")
+    kept = storage.local_path("results/j/f.txt")
+    kept.parent.mkdir(parents=True)
+    kept.write_text("x")
+    # an immutable file: even root cannot remove it (chattr needs ext2/3/4, xfs or btrfs)
+    if subprocess.run(["chattr", "+i", str(kept)], capture_output=True).returncode != 0:
+        pytest.skip("this file system has no immutable files (chattr +i)")
+    try:
+        await storage.delete("results/j/")
+        assert kept.exists()
+    finally:
+        subprocess.run(["chattr", "-i", str(kept)], check=True)
+    assert "f.txt could not be removed" in caplog.text

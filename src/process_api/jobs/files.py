@@ -131,7 +131,7 @@ def _own_name(value: str, own: Sequence[str]) -> str | None:
     """The file name a string gives: a relative path, or a path or URI inside the job's
     results location (see `_own_prefix`)."""
     prefix = _own_prefix(value, own)
-    return safe_name(value[len(prefix) :] if prefix else value)
+    return safe_name(value[len(prefix) :].lstrip("/") if prefix else value)
 
 
 def _link_href(value: Any, own: Sequence[str]) -> str | None:
