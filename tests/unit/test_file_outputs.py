@@ -7,12 +7,18 @@ import asyncio
 import contextlib
 import os
 import subprocess
+from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from botocore.config import Config
+from botocore.stub import Stubber
 
 from process_api.api.files import byte_range
+from process_api.errors import ServiceUnavailable
 from process_api.hosts.docker import RESULTS_MOUNT
 from process_api.jobs.files import (
     CONTAINER_RESULTS_DIR,
@@ -24,10 +30,14 @@ from process_api.jobs.files import (
     safe_name,
     stored_results,
 )
+from process_api.jobs.model import Job, JobStatus, utcnow
+from process_api.jobs.retention import Retention
 from process_api.processes.config import ProcessConfig
 from process_api.processes.registry import Process
-from process_api.storage.base import ObjectChanged
+from process_api.storage.base import Layout, ObjectChanged
 from process_api.storage.local import LocalStorage
+from process_api.storage.s3 import REFUSED_HEAD, S3Storage
+from process_api.store.sql import SqlJobStore
 
 JOB = "job-1"
 OUTPUTS = [
@@ -375,3 +385,76 @@ async def test_what_local_storage_cannot_remove_is_logged(
     finally:
         subprocess.run(["chattr", "-i", str(kept)], check=True)
     assert "f.txt could not be removed" in caplog.text
+
+
+# -- S3 errors -------------------------------------------------------------------------
+# moto answers every request it is given: a refused HEAD, throttling and a partly failed
+# delete cannot be produced with it, so these tests give the real S3Storage a real boto3
+# client whose answers come from botocore's Stubber (an in-process fake of S3's replies).
+
+
+@pytest.fixture
+def stubbed() -> Iterator[tuple[S3Storage, Stubber]]:
+    client = boto3.client(
+        "s3",
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=Config(retries={"max_attempts": 1}),
+    )
+    with Stubber(client) as stubber:
+        yield S3Storage(client, "bucket", Layout()), stubber
+
+
+async def test_a_head_the_bucket_refuses_says_which_permission_may_lack(
+    stubbed: tuple[S3Storage, Stubber],
+) -> None:
+    storage, stubber = stubbed
+    stubber.add_client_error("head_object", "403", http_status_code=403)
+    with pytest.raises(ServiceUnavailable) as refused:
+        await storage.stat("results/j/f.txt")
+    assert refused.value.detail == REFUSED_HEAD
+    assert "s3:ListBucket / s3:GetObject" in REFUSED_HEAD
+
+
+async def test_throttled_reads_and_listings_are_503s_saying_to_try_again(
+    stubbed: tuple[S3Storage, Stubber],
+) -> None:
+    storage, stubber = stubbed
+    stubber.add_client_error("get_object", "SlowDown", http_status_code=503)
+    with pytest.raises(ServiceUnavailable, match=r"refuses to read an object \(SlowDown\)"):
+        await anext(storage.stream("results/j/f.txt", 0, 10, '"tag"'))
+    stubber.add_client_error("get_object", "SlowDown", http_status_code=503)
+    with pytest.raises(ServiceUnavailable, match="try again later"):
+        await storage.get("metadata/j.json")
+    stubber.add_client_error("list_objects_v2", "AccessDenied", http_status_code=403)
+    with pytest.raises(ServiceUnavailable, match="refuses to list objects: access denied"):
+        await storage.objects("results/j/", 10)
+
+
+async def test_objects_s3_keeps_on_delete_leave_the_job_to_the_next_retention_pass(
+    stubbed: tuple[S3Storage, Stubber], sqlite_store: SqlJobStore
+) -> None:
+    storage, stubber = stubbed
+    ended = utcnow() - timedelta(hours=2)
+    job = Job(
+        id="j",
+        process_id="p",
+        process_version="1",
+        host_type="subprocess",
+        mode="async",
+        status=JobStatus.SUCCESSFUL,
+        created=ended,
+        updated=ended,
+        finished=ended,
+    )
+    await sqlite_store.create(job)
+    listed = {"Contents": [{"Key": "results/j/f.txt"}], "IsTruncated": False, "KeyCount": 1}
+    stubber.add_response("list_objects_v2", listed)
+    refused = {"Key": "results/j/f.txt", "Code": "AccessDenied", "Message": "Access Denied"}
+    stubber.add_response("delete_objects", {"Errors": [refused]})
+    retention = Retention(sqlite_store, storage, timedelta(hours=1))
+    with pytest.raises(ServiceUnavailable, match=r"did not remove 1 object.*results/j/f.txt"):
+        await retention.expire()
+    kept = await sqlite_store.get("j")
+    assert kept is not None and not kept.expired
