@@ -23,6 +23,23 @@ async def despite_cancellation(work: Awaitable[T]) -> T:
                 return future.result()
 
 
+async def owned(call: Callable[[], T], release: Callable[[T], object]) -> T:
+    """The result of a blocking call run in a worker thread. If the awaiting task is cancelled
+    meanwhile (a client went away), the thread goes on: what it returns (a descriptor, a
+    response body) is then released once it does, rather than lost open."""
+    running = asyncio.ensure_future(asyncio.to_thread(call))
+    try:
+        return await asyncio.shield(running)
+    except asyncio.CancelledError:
+
+        def done(ended: asyncio.Future[T]) -> None:
+            if not ended.cancelled() and ended.exception() is None:
+                release(ended.result())
+
+        running.add_done_callback(done)
+        raise
+
+
 async def retrying(
     operation: Callable[[], Awaitable[T]],
     what: str,

@@ -9,6 +9,7 @@ answers) and afterwards (it holds the lines).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import shutil
@@ -969,3 +970,108 @@ def test_files_a_local_process_writes_are_kept_in_s3(aws: Aws) -> None:
     # nothing of the run is left on the server's machine
     assert not (server.data_dir / "results" / job_id).exists()
     assert not (server.data_dir / "inputs" / f"{job_id}.json").exists()
+
+
+#: writes files to its results directory (with S3 storage, put in S3 when it ends), and
+#: returns them: a table under a name that says nothing of its type, and a page by a link.
+DIR_WRITER = """\
+import json, os
+folder = os.environ["PROCESS_API_RESULTS_DIR"]
+with open(os.path.join(folder, "table.dat"), "w") as file:
+    file.write("depth,flow\\n0,0\\n1,8\\n")
+with open(os.path.join(folder, "page.html"), "w") as file:
+    file.write("<script>alert(1)</script>")
+print(json.dumps({"plugin_results": {"table": "table.dat", "page": {"href": "page.html"}}}))
+"""
+DIR_TABLE = "depth,flow\n0,0\n1,8\n"
+
+
+def run_dir_writer(aws: Aws, http: httpx.Client) -> tuple[str, dict[str, Any]]:
+    response = http.post("/processes/dirwriter/execution", json={"response": "document"})
+    assert response.status_code == 200, response.text
+    return response.headers["Link"].split("/jobs/")[1].split(">")[0], response.json()
+
+
+def dir_writer(aws: Aws) -> None:
+    (aws.plugins / "dirwriter.py").write_text(DIR_WRITER)
+    aws.add(
+        {
+            "info": process_info("dirwriter"),
+            "host": {"type": "subprocess", "command": ["python3", "dirwriter.py"]},
+            "outputs": [
+                {"id": "table", "schema": {"type": "string", "contentMediaType": "text/csv"}},
+                {"id": "page", "schema": {}},
+            ],
+        }
+    )
+
+
+def test_presigned_downloads_keep_the_files_type_and_a_head_is_answered_by_the_server(
+    aws: Aws,
+) -> None:
+    dir_writer(aws)
+    server = aws.start(RESULTS_REDIRECT="presigned", RESULTS_URL_EXPIRY="120")
+    with server.client() as http:
+        job_id, document = run_dir_writer(aws, http)
+        table = document["table"]["href"]
+        # A presigned address is signed for GET: S3 refuses it to a HEAD.
+        head = http.head(table)
+        assert head.status_code == 200, head.headers
+        assert head.headers["content-type"] == "text/csv"
+        assert head.headers["content-length"] == str(len(DIR_TABLE))
+        stored = aws.moto.client("s3").head_object(
+            Bucket=aws.bucket, Key=f"results/{job_id}/table.dat"
+        )
+        assert head.headers["etag"] == stored["ETag"]
+        assert http.head(f"/jobs/{job_id}/files/missing.txt").status_code == 404
+        # The download from S3 has the output's type, not the one the file was stored with.
+        assert http.get(table).status_code == 307
+        followed = http.get(table, follow_redirects=True)
+        assert followed.status_code == 200 and followed.text == DIR_TABLE
+        assert followed.headers["content-type"] == "text/csv"
+        assert "content-disposition" not in followed.headers
+        # A type a browser could run is a download from S3 too.
+        page = http.get(document["page"]["href"], follow_redirects=True)
+        assert page.headers["content-type"] == "text/html"
+        assert page.headers["content-disposition"] == 'attachment; filename="page.html"'
+
+
+def test_a_storage_that_does_not_answer_makes_file_routes_answer_503(aws: Aws) -> None:
+    dir_writer(aws)
+    server = aws.start()
+    with server.client() as http:
+        job_id, document = run_dir_writer(aws, http)
+    server.stop()
+    # The same server (its job database), with S3 at a loopback port nothing listens on.
+    gone = aws.start(AWS_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}")
+    with gone.client() as http:
+        for path in ("results/table", "files/table.dat", "files"):
+            answer = http.get(f"/jobs/{job_id}/{path}")
+            body = assert_exception(answer, 503, "service-unavailable")
+            assert body["detail"] == "the storage does not answer (EndpointConnectionError)"
+        assert http.head(f"/jobs/{job_id}/results/table").status_code == 503
+        assert http.get(f"/jobs/{job_id}").status_code == 200
+
+
+def test_an_object_replaced_after_its_headers_were_sent_is_not_streamed_as_it(
+    aws: Aws,
+) -> None:
+    """The bytes streamed are those of the version the headers describe (size, tag)."""
+    from process_api.storage.base import Layout, ObjectChanged
+    from process_api.storage.s3 import S3Storage
+
+    storage = S3Storage(aws.moto.client("s3"), aws.bucket, Layout())
+    key = "results/j/f.txt"
+
+    async def replaced() -> None:
+        await storage.put(key, b"old", "text/plain")
+        info = await storage.stat(key)
+        assert info is not None
+        await storage.put(key, b"newer", "text/plain")
+        with pytest.raises(ObjectChanged):
+            await anext(storage.stream(key, 0, info.size, info.etag))
+        fresh = await storage.stat(key)
+        assert fresh is not None
+        assert [c async for c in storage.stream(key, 0, fresh.size, fresh.etag)] == [b"newer"]
+
+    asyncio.run(replaced())

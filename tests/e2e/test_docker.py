@@ -1290,6 +1290,24 @@ def test_a_file_a_container_writes_to_results_is_served(harness: Harness, busybo
     harness.assert_no_container()
 
 
+def test_a_file_a_container_names_by_its_path_in_results_is_served(
+    harness: Harness, busybox: str
+) -> None:
+    script = (
+        "printf 'depth,flow\\n0,0\\n' > \"$PROCESS_API_RESULTS_DIR/table.csv\" && "
+        'echo "{\\"plugin_results\\": \\"$PROCESS_API_RESULTS_DIR/table.csv\\"}"'
+    )
+    outputs = [{"id": "table", "schema": {"type": "string", "contentMediaType": "text/csv"}}]
+    harness.add(shell_process("abs-writer", busybox, script, outputs=outputs))
+    server = harness.start()
+    with server.client() as http:
+        response = http.post("/processes/abs-writer/execution", json={"inputs": {}})
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"] == "text/csv"
+        assert response.text == "depth,flow\n0,0\n"
+    harness.assert_no_container()
+
+
 # -- 15. two instances ---------------------------------------------------------------
 
 

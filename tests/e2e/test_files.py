@@ -15,16 +15,20 @@ import httpx
 import pytest
 import yaml
 
+from process_api.api.files import MAX_LISTED
 from tests.conftest import EXAMPLES, Server, wait_status, wait_until
 from tests.e2e.test_api import assert_exception
 
 RATING = {"width": 10, "slope": 0.001, "roughness": 0.035, "maxDepth": 1, "step": 0.25}
 
-#: writes the files and symbolic links its inputs name, then returns `returns`.
+#: writes the files and symbolic links its inputs name (and `many` empty files), then
+#: returns `returns`, with $RESULTS_DIR in it replaced by its results directory.
 WRITER_PY = """\
 import json, os, sys
 inputs = json.loads(sys.argv[-1])
 folder = os.environ["PROCESS_API_RESULTS_DIR"]
+for number in range(inputs.get("many", 0)):
+    open(os.path.join(folder, f"many-{number:05d}.txt"), "w").close()
 for name, text in inputs.get("files", {}).items():
     path = os.path.join(folder, name)
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -32,7 +36,8 @@ for name, text in inputs.get("files", {}).items():
         file.write(text)
 for name, target in inputs.get("links", {}).items():
     os.symlink(target, os.path.join(folder, name))
-print(json.dumps({"plugin_results": inputs["returns"]}))
+returns = json.dumps(inputs["returns"]).replace("$RESULTS_DIR", json.dumps(folder)[1:-1])
+print(json.dumps({"plugin_results": json.loads(returns)}))
 """
 
 WRITER = {
@@ -46,6 +51,7 @@ WRITER = {
     "inputs": [
         {"id": "files", "schema": {"type": "object"}, "minOccurs": 0},
         {"id": "links", "schema": {"type": "object"}, "minOccurs": 0},
+        {"id": "many", "schema": {"type": "integer"}, "minOccurs": 0},
         {"id": "returns", "schema": {"type": "object"}},
     ],
     "outputs": [
@@ -54,6 +60,7 @@ WRITER = {
         {"id": "linked", "schema": {}},
         {"id": "record", "schema": {"type": "object"}},
         {"id": "text", "schema": {"type": "string"}},
+        {"id": "config", "schema": {"type": "string", "contentMediaType": "application/yaml"}},
     ],
 }
 
@@ -300,6 +307,106 @@ def test_a_written_png_and_a_linked_file_are_served_with_their_types(http: httpx
     assert page.headers["content-security-policy"] == "sandbox"
     listed = http.get(f"/jobs/{job_id(response)}/files/data/page.html")
     assert listed.headers["content-disposition"].startswith("attachment")
+
+
+@pytest.mark.parametrize(
+    "chosen",
+    [
+        "text/csv\r\nSet-Cookie: taken=1",
+        "tëxt/csv",
+        'text/csv"; rel="evil',
+        'text/csv; x="a b"',
+        "csv",
+    ],
+)
+def test_a_link_type_that_is_no_plain_media_type_gives_way_to_the_files_own(
+    http: httpx.Client, chosen: str
+) -> None:
+    returns = {"linked": {"href": "t.csv", "type": chosen}, "text": "done"}
+    inputs = {"returns": returns, "files": {"t.csv": "a,b\n"}}
+    outputs = {"linked": {"transmissionMode": "reference"}}
+    by_reference = http.post(
+        "/processes/writer/execution", json={"inputs": inputs, "outputs": outputs}
+    )
+    assert by_reference.status_code == 204, by_reference.text
+    job = job_id(by_reference)
+    (results_link,) = [p for p in by_reference.headers["link"].split(", <") if "/results/" in p]
+    assert results_link.endswith('; type="text/csv"; title="linked"'), results_link
+    assert "set-cookie" not in by_reference.headers
+    served = http.get(f"/jobs/{job}/results/linked")
+    assert served.status_code == 200 and served.text == "a,b\n"
+    assert served.headers["content-type"] == "text/csv"
+    both = http.post("/processes/writer/execution", json={"inputs": inputs})
+    assert both.status_code == 200, both.text
+    part = both.content.split(b"Content-ID: <linked>\r\n")[1].split(b"\r\n\r\n")[0]
+    assert part.startswith(b"Content-Type: text/csv\r\nContent-Location: "), part
+
+
+def test_a_plain_media_type_a_link_chooses_is_kept(http: httpx.Client) -> None:
+    chosen = "text/plain; charset=utf-8"
+    returns = {"linked": {"href": "notes", "type": chosen}}
+    response = write(http, returns, files={"notes": "n"})
+    assert response.json()["linked"]["type"] == chosen
+    assert http.get(response.json()["linked"]["href"]).headers["content-type"] == chosen
+
+
+def test_a_yaml_output_returned_inline_is_its_text(http: httpx.Client) -> None:
+    response = write(http, {"config": "depth: 1\nslope: 0.001\n"})
+    assert response.status_code == 200, response.text
+    assert response.json()["config"] == {
+        "value": "depth: 1\nslope: 0.001\n",
+        "mediaType": "application/yaml",
+    }
+
+
+def test_a_file_named_by_its_absolute_path_in_the_results_directory_is_served(
+    http: httpx.Client, server: Server
+) -> None:
+    returns = {
+        "doc": "$RESULTS_DIR/rating.csv",
+        "linked": {"href": "$RESULTS_DIR/sub/notes.txt"},
+    }
+    files = {"rating.csv": "depth\n1\n", "sub/notes.txt": "notes"}
+    response = write(http, returns, files=files)
+    assert response.status_code == 200, response.text
+    document = response.json()
+    assert http.get(document["doc"]["href"]).text == "depth\n1\n"
+    assert http.get(document["linked"]["href"]).text == "notes"
+    assert str(server.data_dir) not in response.text
+    # the path must stay inside the results directory
+    secret = server.data_dir / "secret.txt"
+    secret.write_text("not for clients")
+    for returned in ("$RESULTS_DIR/../../secret.txt", "$RESULTS_DIR/../other-job/x.png"):
+        failed = write(http, {"picture": returned})
+        assert failed.status_code == 500, failed.text
+        assert "'picture'" in failed.json()["detail"]
+        assert "not for clients" not in failed.text
+
+
+def test_a_files_listing_cut_at_its_limit_says_so_and_holds_the_first_names(
+    http: httpx.Client,
+) -> None:
+    files = {"a.txt": "a", "zz/last.txt": "z"}
+    response = write(http, {"text": "many"}, files=files, many=MAX_LISTED)
+    assert response.status_code == 200, response.text
+    listing = http.get(f"/jobs/{job_id(response)}/files").json()
+    names = [item["name"] for item in listing["files"]]
+    assert listing["truncated"] is True
+    assert listing["numberReturned"] == len(names) == MAX_LISTED
+    assert names == sorted(names) and names[0] == "a.txt" and "zz/last.txt" not in names
+    small = write(http, {"text": "few"}, files=files)
+    assert "truncated" not in http.get(f"/jobs/{job_id(small)}/files").json()
+
+
+def test_a_file_output_is_listed_and_served_with_its_outputs_type(http: httpx.Client) -> None:
+    response = write(http, {"doc": "table.dat"}, files={"table.dat": "x,y\n"})
+    assert response.status_code == 200, response.text
+    job = job_id(response)
+    assert response.json()["doc"]["type"] == "text/csv"
+    served = http.get(f"/jobs/{job}/files/table.dat")
+    assert served.headers["content-type"] == "text/csv"
+    listed = http.get(f"/jobs/{job}/files").json()["files"]
+    assert [(f["name"], f["type"]) for f in listed] == [("table.dat", "text/csv")]
 
 
 def test_a_value_shaped_like_a_stored_file_stays_a_value_beside_a_real_file(

@@ -2,14 +2,17 @@
 
 A file is streamed from the storage a chunk at a time, with its entity tag and time, and
 answers range requests (one range: 206; several: the whole file, 200), `If-None-Match`
-(304) and `If-Range`. With `RESULTS_REDIRECT=presigned` and S3 storage, a GET or HEAD is
-answered by a 307 to a presigned address of the object instead (valid `RESULTS_URL_EXPIRY`
-seconds); the server's own address stays the stable one in every document and link.
+(304) and `If-Range`. With `RESULTS_REDIRECT=presigned` and S3 storage, a GET is answered
+by a 307 to a presigned address of the object instead (valid `RESULTS_URL_EXPIRY` seconds),
+which gives the file's media type and, for a type a browser could run, makes it a download;
+a HEAD is answered here (a presigned address is signed for one method). The server's own
+address stays the stable one in every document and link.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -22,10 +25,10 @@ from fastapi.responses import Response, StreamingResponse
 from process_api.api.errors import exception_response
 from process_api.api.links import Base, link, url
 from process_api.api.safety import raw_headers
-from process_api.errors import OGC, NoSuchFile
-from process_api.jobs.files import media_type, safe_name
-from process_api.jobs.model import Job, timestamp
-from process_api.storage.base import Storage
+from process_api.errors import OGC, NoSuchFile, ServiceUnavailable
+from process_api.jobs.files import FileResult, media_type, read_results, safe_name
+from process_api.jobs.model import Job, JobStatus, timestamp
+from process_api.storage.base import ObjectChanged, ObjectRefused, Storage
 
 #: the most files a listing of a job's results location gives.
 MAX_LISTED = 10_000
@@ -96,8 +99,10 @@ async def serve_file(
     if info is None:
         raise NoSuchFile(f"{name!r} is not a file of the job's results location")
     policy = file_policy(request)
-    if conditional and policy.redirect:
-        location = await storage.presigned_url(key, policy.expiry)
+    safety = raw_headers(media, name.rsplit("/", 1)[-1])
+    if conditional and policy.redirect and request.method != "HEAD":
+        disposition = safety.get("Content-Disposition")
+        location = await storage.presigned_url(key, policy.expiry, media, disposition)
         if location is not None:
             return Response(
                 status_code=307, headers={"Location": location, "Cache-Control": "no-store"}
@@ -106,7 +111,7 @@ async def serve_file(
         "ETag": info.etag,
         "Last-Modified": http_date(info.modified),
         "Accept-Ranges": "bytes",
-        **raw_headers(media, name.rsplit("/", 1)[-1]),
+        **safety,
     }
     if_none_match = request.headers.get("if-none-match")
     if conditional and if_none_match and _none_match(if_none_match, info.etag):
@@ -133,19 +138,56 @@ async def serve_file(
     headers.update({"Content-Type": media, "Content-Length": str(length)})
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers)
-    return StreamingResponse(storage.stream(key, start, length), status, headers)
+    body = await _started(storage.stream(key, start, length, info.etag), name)
+    return StreamingResponse(body, status, headers)
+
+
+async def _started(chunks: AsyncGenerator[bytes, None], name: str) -> AsyncIterator[bytes]:
+    """The stream with its first chunk read already: a file gone or changed since its stat
+    is an error answer, not a body cut short after the headers."""
+    try:
+        first = await anext(chunks, b"")
+    except ObjectChanged:
+        raise ServiceUnavailable(
+            f"{name!r} changed while it was being sent; ask again for its new content"
+        ) from None
+    except ObjectRefused:
+        raise NoSuchFile(f"{name!r} is no longer a file of the job's results location") from None
+
+    async def rest() -> AsyncIterator[bytes]:
+        try:
+            if first:
+                yield first
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            await chunks.aclose()
+
+    return rest()
 
 
 def file_href(base: Base, job_id: str, name: str) -> str:
     return url(base, f"/jobs/{job_id}/files/{quote(name)}")
 
 
+def _output_types(job: Job) -> dict[str, str]:
+    """The media type of each file that is an output of the job, by its name: the one its
+    output is served with."""
+    if job.status is not JobStatus.SUCCESSFUL:
+        return {}
+    results = read_results(job.results).values()
+    return {value.name: value.type for value in results if isinstance(value, FileResult)}
+
+
 async def file_list(request: Request, storage: Storage, job: Job) -> dict[str, Any]:
-    """The files of the job's results location, at any depth, by name."""
+    """The files of the job's results location, at any depth, by name: the first MAX_LISTED
+    (`truncated` says when there are more)."""
     prefix = storage.layout.results_of(job.id)
-    found = await storage.objects(prefix, MAX_LISTED)
+    found = await storage.objects(prefix, MAX_LISTED + 1)
+    truncated = len(found) > MAX_LISTED
+    types = _output_types(job)
     files = []
-    for info in found:
+    for info in found[:MAX_LISTED]:
         name = info.key.removeprefix(prefix)
         if safe_name(name) != name:
             continue  # an S3 key no path of the routes could name
@@ -153,21 +195,20 @@ async def file_list(request: Request, storage: Storage, job: Job) -> dict[str, A
             {
                 "name": name,
                 "size": info.size,
-                "type": media_type(None, name),
+                "type": types.get(name) or media_type(None, name),
                 "modified": timestamp(info.modified.astimezone(UTC)),
                 "href": file_href(request, job.id, name),
             }
         )
     path = f"/jobs/{job.id}/files"
-    return {
-        "jobID": job.id,
-        "files": files,
-        "numberReturned": len(files),
-        "links": [
-            link(url(request, path), "self", title="Files of the job"),
-            link(url(request, f"/jobs/{job.id}"), "up", title="Job status"),
-        ],
-    }
+    listing: dict[str, Any] = {"jobID": job.id, "files": files, "numberReturned": len(files)}
+    if truncated:
+        listing["truncated"] = True
+    listing["links"] = [
+        link(url(request, path), "self", title="Files of the job"),
+        link(url(request, f"/jobs/{job.id}"), "up", title="Job status"),
+    ]
+    return listing
 
 
 async def job_file(request: Request, storage: Storage, job: Job, path: str) -> Response:
@@ -176,4 +217,5 @@ async def job_file(request: Request, storage: Storage, job: Job, path: str) -> R
     if name is None or name != path:
         raise NoSuchFile(f"{path[:200]!r} is not a file of the results of job {job.id}")
     key = storage.layout.results_of(job.id) + name
-    return await serve_file(request, storage, key, media_type(None, name), name)
+    media = _output_types(job).get(name) or media_type(None, name)
+    return await serve_file(request, storage, key, media, name)

@@ -150,8 +150,17 @@ def results_document(
     return document
 
 
+def _quoted(text: str) -> str:
+    """An RFC 9110 quoted string (output ids and file types are plain already: this keeps
+    a Link header whole if that ever changes)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def _link_header(href: str, form: OutputForm, output_id: str) -> str:
-    return f'<{href}>; rel="{REL_RESULTS}"; type="{form.media_type}"; title="{output_id}"'
+    return (
+        f'<{href}>; rel="{REL_RESULTS}"; type={_quoted(form.media_type)}; '
+        f"title={_quoted(output_id)}"
+    )
 
 
 def raw_response(

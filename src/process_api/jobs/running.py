@@ -29,7 +29,7 @@ from process_api.jobs.contract import (
     parse_progress,
     returned_value,
 )
-from process_api.jobs.files import FileError, resolve_files, stored_results
+from process_api.jobs.files import CONTAINER_RESULTS_DIR, FileError, resolve_files, stored_results
 from process_api.jobs.log import FLUSH_INTERVAL, JobLog
 from process_api.jobs.metadata import job_metadata
 from process_api.jobs.model import ACTIVE, Job, JobStatus, utcnow
@@ -66,6 +66,15 @@ class RunningJob:
     #: the run is over and the job's end is being recorded: it is not to be stopped.
     ending: bool = False
     run: JobRun | None = None
+
+
+def _results_dirs(running: RunningJob, run: JobRun) -> list[str]:
+    """The paths the run's process was given as its results directory: the one here, and
+    inside a container the mount of it."""
+    if run.results_dir is None:
+        return []
+    inside = [CONTAINER_RESULTS_DIR] if running.host_type == "docker" else []
+    return [str(run.results_dir), *inside]
 
 
 def _time_left(process: Process, job: Job) -> float | None:
@@ -195,7 +204,7 @@ class JobRunner:
                         outcome = await host.reattach(run, handle, events)
                     await self.workspace.publish(run)
                     status, message, results = await self._conclude(
-                        process, job.id, outcome, running.log
+                        process, job.id, outcome, running.log, _results_dirs(running, run)
                     )
         except asyncio.CancelledError:
             if running.detaching:
@@ -241,9 +250,15 @@ class JobRunner:
             budget.release(need)
 
     async def _conclude(
-        self, process: Process, job_id: str, outcome: HostOutcome, job_log: JobLog
+        self,
+        process: Process,
+        job_id: str,
+        outcome: HostOutcome,
+        job_log: JobLog,
+        results_dirs: list[str],
     ) -> tuple[JobStatus, str, dict[str, Any] | None]:
-        """The job's end from its run's: its status, message and results."""
+        """The job's end from its run's: its status, message and results. `results_dirs`:
+        the paths the process was given as its results directory."""
         if outcome.error is not None:
             return JobStatus.FAILED, outcome.error, None
         code = outcome.exit_code
@@ -257,7 +272,9 @@ class JobRunner:
         try:
             value = await returned_value(self.storage, job_id, job_log.results_line)
             results = keyed_results(process, value)
-            results, files = await resolve_files(process, results, self.storage, job_id)
+            results, files = await resolve_files(
+                process, results, self.storage, job_id, results_dirs
+            )
             check_outputs(process, {k: v for k, v in results.items() if k not in files})
             return JobStatus.SUCCESSFUL, "finished", stored_results(results)
         except (ResultsError, FileError) as exc:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import mimetypes
 import os
 import shutil
 import stat
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from process_api.asyncs import despite_cancellation, retrying
 from process_api.hosts.base import JobRun
+from process_api.jobs.files import media_type
 from process_api.storage.base import Storage
 
 log = logging.getLogger(__name__)
@@ -102,8 +102,7 @@ class Workspace:
 
     async def _put(self, job_id: str, folder: Path, name: str) -> None:
         key = self.storage.layout.results_of(job_id) + name
-        media = mimetypes.guess_type(name)[0] or "application/octet-stream"
-        await self.storage.put_file(key, folder / name, media)
+        await self.storage.put_file(key, folder / name, media_type(None, name))
 
     async def clear(self, run: JobRun) -> None:
         """Removes the run's files here once its end is recorded; an object in storage stays

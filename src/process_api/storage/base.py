@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -48,6 +48,10 @@ class ObjectRefused(Exception):
     """An object the server will not read: not a regular file (a link, a FIFO), or too large."""
 
 
+class ObjectChanged(Exception):
+    """An object that is no longer the version its entity tag named (replaced meanwhile)."""
+
+
 class Storage(Protocol):
     layout: Layout
 
@@ -74,18 +78,28 @@ class Storage(Protocol):
         """The object's size, entity tag and time; None if there is none or, in a directory,
         if it is anything but a regular file reached without a symbolic link."""
 
-    def stream(self, key: str, start: int, length: int) -> AsyncIterator[bytes]:
+    def stream(
+        self, key: str, start: int, length: int, etag: str | None = None
+    ) -> AsyncGenerator[bytes, None]:
         """`length` bytes of the object from `start`, a chunk at a time (never read whole);
-        ObjectRefused (or, on S3, its error) if it is no longer there or no longer a file."""
+        ObjectRefused if it is no longer there or no longer a file, ObjectChanged if it is
+        no longer the version `etag` names (its stat's): the bytes would not be that one's."""
         ...
 
     async def objects(self, prefix: str, limit: int) -> list[ObjectInfo]:
-        """At most `limit` objects under the prefix, sorted by key, at any depth; in a
+        """The first `limit` objects under the prefix by key, at any depth, sorted; in a
         directory, regular files only (symbolic links are neither listed nor followed)."""
 
-    async def presigned_url(self, key: str, expiry: int) -> str | None:
-        """An address that serves the object for `expiry` seconds without credentials, when
-        the storage has such addresses (S3); None otherwise."""
+    async def presigned_url(
+        self,
+        key: str,
+        expiry: int,
+        media_type: str | None = None,
+        disposition: str | None = None,
+    ) -> str | None:
+        """An address that serves the object for `expiry` seconds without credentials, with
+        that Content-Type and Content-Disposition, when the storage has such addresses (S3);
+        None otherwise. It is signed for GET only."""
 
     async def problems(self) -> list[str]:
         """What keeps the storage from being written (for /ready); empty when it can be."""

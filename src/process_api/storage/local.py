@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
+import heapq
+import logging
 import os
 import shutil
 import stat
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import IO
 
+from process_api.asyncs import owned
 from process_api.disk import reason, write_problem
 from process_api.errors import ApiError, InsufficientStorage, ServiceUnavailable
-from process_api.storage.base import Layout, ObjectInfo, ObjectRefused
+from process_api.storage.base import Layout, ObjectChanged, ObjectInfo, ObjectRefused
+
+log = logging.getLogger(__name__)
 
 #: errors of a write that say the storage cannot be written, rather than a fault of the server.
 _FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -72,12 +78,17 @@ class LocalStorage:
         for key in keys:
             path = self.local_path(key)
             if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
+                # What cannot be removed is left (a later pass does not retry a job marked
+                # expired): the log names it, for an operator to remove.
+                shutil.rmtree(path, onerror=_not_removed)
             else:
                 path.unlink(missing_ok=True)
 
     async def stat(self, key: str) -> ObjectInfo | None:
-        fd = await asyncio.to_thread(self._open, key)
+        return await asyncio.to_thread(self._stat, key)
+
+    def _stat(self, key: str) -> ObjectInfo | None:
+        fd = self._open(key)
         if fd is None:
             return None
         try:
@@ -85,21 +96,32 @@ class LocalStorage:
         finally:
             os.close(fd)
 
-    async def stream(self, key: str, start: int, length: int) -> AsyncIterator[bytes]:
-        fd = await asyncio.to_thread(self._open, key)
+    async def stream(
+        self, key: str, start: int, length: int, etag: str | None = None
+    ) -> AsyncGenerator[bytes, None]:
+        fd = await owned(functools.partial(self._open, key), _close)
         if fd is None:
             raise ObjectRefused(f"{key} is no longer a regular file")
+        reading: asyncio.Future[bytes] | None = None
         try:
+            if etag is not None and _info(key, os.fstat(fd)).etag != etag:
+                raise ObjectChanged(f"{key} changed since its entity tag {etag}")
             left = length
             while left > 0:
-                chunk = await asyncio.to_thread(os.pread, fd, min(CHUNK, left), start)
+                reading = asyncio.ensure_future(
+                    asyncio.to_thread(os.pread, fd, min(CHUNK, left), start)
+                )
+                chunk = await asyncio.shield(reading)
                 if not chunk:
                     break
                 start += len(chunk)
                 left -= len(chunk)
                 yield chunk
         finally:
-            os.close(fd)
+            if reading is None or reading.done():
+                os.close(fd)
+            else:  # cancelled while a thread reads it: closed once the read ends
+                reading.add_done_callback(lambda _: os.close(fd))
 
     def _open(self, key: str) -> int | None:
         """A descriptor of the regular file at the key, reached from the root without following
@@ -132,24 +154,30 @@ class LocalStorage:
         return await asyncio.to_thread(self._objects, prefix, limit)
 
     def _objects(self, prefix: str, limit: int) -> list[ObjectInfo]:
+        # The first by key of all (a walk's order is not the keys'), holding `limit` at most.
+        return heapq.nsmallest(limit, self._walk(prefix), key=lambda item: item.key)
+
+    def _walk(self, prefix: str) -> Iterator[ObjectInfo]:
         top = self.local_path(prefix)
-        found: list[ObjectInfo] = []
         # fwalk follows no symbolic link, neither the top's nor any inside.
         for folder, _, names, directory in os.fwalk(top, follow_symlinks=False):
             relative = Path(folder).relative_to(top).as_posix()
-            for name in sorted(names):
+            for name in names:
                 try:
                     info = os.stat(name, dir_fd=directory, follow_symlinks=False)
                 except FileNotFoundError:
                     continue
                 if stat.S_ISREG(info.st_mode):
                     path = name if relative == "." else f"{relative}/{name}"
-                    found.append(_info(prefix.rstrip("/") + "/" + path, info))
-                if len(found) >= limit:
-                    return sorted(found, key=lambda item: item.key)
-        return sorted(found, key=lambda item: item.key)
+                    yield _info(prefix.rstrip("/") + "/" + path, info)
 
-    async def presigned_url(self, key: str, expiry: int) -> str | None:
+    async def presigned_url(
+        self,
+        key: str,
+        expiry: int,
+        media_type: str | None = None,
+        disposition: str | None = None,
+    ) -> str | None:
         return None
 
     async def problems(self) -> list[str]:
@@ -162,6 +190,15 @@ class LocalStorage:
 
 _FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def _close(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)
+
+
+def _not_removed(function: object, path: str, error: tuple[type, BaseException, object]) -> None:
+    log.error("%s could not be removed: %s", path, error[1])
 
 
 def _info(key: str, info: os.stat_result) -> ObjectInfo:
