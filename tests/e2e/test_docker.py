@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -1150,7 +1151,9 @@ def test_finding_9_network_capabilities_user_and_pids_are_checked_at_validation(
     assert set(problems) == set(wrong), result.stderr
     for name, (_, field, words) in wrong.items():
         line = problems[name]
-        assert f"/{name}.yml: {field}: " in line and words.lower() in line.lower(), line
+        # file:line:column: field: message
+        assert re.search(rf"/{name}\.yml:\d+:\d+: {re.escape(field)}: ", line), line
+        assert words.lower() in line.lower(), line
     assert f"{len(fine)} valid process file(s)" in result.stdout
 
     # what the server's settings allow

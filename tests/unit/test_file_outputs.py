@@ -458,3 +458,9 @@ async def test_objects_s3_keeps_on_delete_leave_the_job_to_the_next_retention_pa
         await retention.expire()
     kept = await sqlite_store.get("j")
     assert kept is not None and not kept.expired
+
+
+@pytest.mark.parametrize("name", ["a" * 256, "x/" * 2100 + "y", "é" * 200])
+def test_a_string_too_long_to_name_a_file_is_no_name(name: str) -> None:
+    """A long text output (an HTML page) is a value; looking it up as a file failed the job."""
+    assert safe_name(name) is None

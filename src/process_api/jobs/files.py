@@ -111,12 +111,20 @@ class FileResult:
         return {FILE_MARK: {"name": self.name, "size": self.size, "type": self.type}}
 
 
+#: the longest name of a file and of a path (Linux's NAME_MAX and PATH_MAX): a longer
+#: string is a value, never a file.
+MAX_NAME, MAX_PATH = 255, 4096
+
+
 def safe_name(name: str) -> str | None:
-    """The name as a path under the results location, or None if it could leave it."""
-    if not name or name.startswith("/") or _UNSAFE.search(name) or ":" in name.split("/")[0]:
+    """The name as a path under the results location, or None if it could leave it (or is
+    too long to be a path at all)."""
+    if not name or len(name.encode()) > MAX_PATH:
+        return None
+    if name.startswith("/") or _UNSAFE.search(name) or ":" in name.split("/")[0]:
         return None
     parts = [p for p in name.split("/") if p not in ("", ".")]
-    if not parts or ".." in parts:
+    if not parts or ".." in parts or any(len(p.encode()) > MAX_NAME for p in parts):
         return None
     return "/".join(parts)
 
