@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -10,6 +11,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from process_api.hosts import build_hosts, host_checks
+from process_api.processes.loader import HostChecks
+from process_api.settings import Settings
 from process_api.store.postgres import PostgresJobStore
 from process_api.store.sql import SqlJobStore
 from tests.postgres import Postgres, execute
@@ -81,3 +85,18 @@ async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqlJobStore]:
     await store.open()
     yield store
     await store.close()
+
+
+@pytest.fixture
+def checks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> HostChecks:
+    """The host checks of a server with default settings, run from the test's directory."""
+    monkeypatch.chdir(tmp_path)
+    return host_checks(build_hosts(Settings()))
+
+
+def write(directory: Path, name: str, text: str) -> Path:
+    """Writes a (process) file below the directory, its text dedented."""
+    path = directory / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from process_api.hosts import build_hosts, host_checks
 from process_api.processes.loader import HostChecks, Loaded, load_directory, load_paths
-from process_api.settings import Settings
+from tests.unit.conftest import write
 
 ROOT = Path(__file__).resolve().parents[2]
 DEWBERRY = ROOT / "tests" / "data" / "dewberry-plugins"
@@ -23,19 +22,6 @@ host:
   type: subprocess
   command: [python3, run.py]
 """
-
-
-@pytest.fixture
-def checks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> HostChecks:
-    monkeypatch.chdir(tmp_path)
-    return host_checks(build_hosts(Settings()))
-
-
-def write(directory: Path, name: str, text: str) -> Path:
-    path = directory / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text), encoding="utf-8")
-    return path
 
 
 def lines(loaded: Loaded, directory: Path) -> list[str]:

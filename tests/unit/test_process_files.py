@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from process_api.hosts import build_hosts, host_checks
 from process_api.processes.loader import HostChecks, load_directory, load_processes
 from process_api.processes.problems import LoadProblem
 from process_api.processes.registry import Process
-from process_api.settings import Settings
+from tests.unit.conftest import write
 
 ROOT = Path(__file__).resolve().parents[2]
 DEWBERRY = ROOT / "tests" / "data" / "dewberry-plugins"
@@ -24,19 +22,6 @@ host:
   type: subprocess
   command: [python3, run.py]
 """
-
-
-@pytest.fixture
-def checks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> HostChecks:
-    monkeypatch.chdir(tmp_path)
-    return host_checks(build_hosts(Settings()))
-
-
-def write(directory: Path, name: str, text: str) -> Path:
-    path = directory / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text), encoding="utf-8")
-    return path
 
 
 def load(directory: Path, checks: HostChecks) -> tuple[dict[str, Process], list[LoadProblem]]:
