@@ -85,7 +85,7 @@ class Coordinator:
         """Registers this instance and takes over what dead instances left; then keeps the
         lease, stops jobs dismissed elsewhere and takes over from instances that die."""
         await self.store.register(self.me)
-        await self.take_over(settle)
+        await self.take_over(settle, at_start=True)
         self._task = asyncio.create_task(self._loop(settle))
 
     async def leave(self) -> None:
@@ -96,8 +96,10 @@ class Coordinator:
             await asyncio.gather(self._task, return_exceptions=True)
         await self.store.forget(self.me.id)
 
-    async def take_over(self, settle: Settle) -> int:
-        """Takes the active jobs of dead instances (and of none, from before instances)."""
+    async def take_over(self, settle: Settle, at_start: bool = False) -> int:
+        """Takes the active jobs of dead instances (and of none, from before instances). At
+        start they are settled even when there are none: what earlier runs left (stopped
+        containers, inputs files) is removed then."""
         machine = self.me.machine
         others = [i for i in await self.store.instances() if i.id != self.me.id]
         dead = [i.id for i in others if is_dead(i, machine)]
@@ -106,6 +108,7 @@ class Coordinator:
             await self.store.forget(instance_id)
         if taken:
             log.info("took over %d job(s) of stopped server instance(s)", len(taken))
+        if taken or at_start:
             await settle(taken, "the server instance that had it stopped or restarted")
         return len(taken)
 
