@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
+from process_api.errors import ApiError
 from process_api.jobs.model import Job, utcnow
 from process_api.jobs.running import JobRunner
 from process_api.store.base import Instance, JobStore
@@ -116,6 +117,7 @@ class Coordinator:
         loop = asyncio.get_running_loop()
         every = self.lease.total_seconds() / 3
         next_renewal = next_takeover = loop.time() + every
+        failing = False
         while True:
             await asyncio.sleep(POLL_INTERVAL)
             try:
@@ -126,8 +128,18 @@ class Coordinator:
                 if loop.time() >= next_takeover:
                     await self.take_over(settle)
                     next_takeover = loop.time() + every
-            except Exception:  # the store may be away for a while: try again at the next poll
-                log.exception("coordinating with the other server instances failed")
+            except ApiError as exc:  # the store may be away a while: try at the next poll
+                if not failing:  # said once, not twice a second while it lasts
+                    log.warning("coordinating with the other server instances: %s", exc.detail)
+                failing = True
+            except Exception:
+                if not failing:
+                    log.exception("coordinating with the other server instances failed")
+                failing = True
+            else:
+                if failing:
+                    log.info("coordinating with the other server instances works again")
+                failing = False
 
     async def _renew(self) -> None:
         if not await self.store.renew(self.me.id, utcnow() + self.lease):
