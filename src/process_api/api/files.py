@@ -45,7 +45,7 @@ class FilePolicy:
 
 
 def file_policy(request: Request) -> FilePolicy:
-    policy: FilePolicy = getattr(request.app.state, "file_policy", FilePolicy())
+    policy: FilePolicy = request.app.state.file_policy  # set by create_app, never absent
     return policy
 
 
