@@ -55,6 +55,8 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir / f"server-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        #: what the server's command runs under (e.g. `unshare` for another machine's name).
+        self.prefix: list[str] = []
 
     def start(self, wait: bool = True) -> Server:
         env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
@@ -72,7 +74,7 @@ class Server:
         ]
         self.log_file = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [*command, *self.args],
+            [*self.prefix, *command, *self.args],
             env=env,
             cwd=self.data_dir,
             stdout=self.log_file,

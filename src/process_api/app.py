@@ -92,7 +92,7 @@ def create_app(
 
     lease = timedelta(seconds=settings.instance_lease)
     service = JobService(store, storage, hosts, settings.data_dir / "spool", changed, expiry, lease)
-    metrics = Metrics(service.runner.states)
+    metrics = Metrics(service.states)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -7,6 +7,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from process_api.errors import ApiError
+
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
@@ -66,3 +68,26 @@ async def retrying(
 def _short(exc: Exception) -> str:
     """The kind of failure, for the log: an exception's type, not its text (it may hold SQL)."""
     return type(exc).__name__
+
+
+class Outage:
+    """Says once that a step repeated every fraction of a second fails, and once that it works
+    again, not twice a second while it lasts (a store away for a minute)."""
+
+    def __init__(self, what: str, logger: logging.Logger) -> None:
+        self._what = what
+        self._log = logger
+        self._failing = False
+
+    def failed(self, exc: Exception) -> None:
+        if not self._failing:
+            if isinstance(exc, ApiError):  # says what is wrong in plain words already
+                self._log.warning("%s: %s", self._what, exc.detail)
+            else:
+                self._log.error("%s failed", self._what, exc_info=exc)
+        self._failing = True
+
+    def passed(self) -> None:
+        if self._failing:
+            self._log.info("%s works again", self._what)
+        self._failing = False

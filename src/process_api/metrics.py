@@ -32,7 +32,7 @@ class _Active(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily(
             "process_api_jobs_active",
-            "Jobs this server runs: queued (waiting for their host's budget) or running",
+            "Jobs queued for their host's budget (by any instance) or running on this server",
             labels=["host", "state"],
         )
         counts = Tally(self._active())

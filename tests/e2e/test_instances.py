@@ -24,9 +24,10 @@ outputs:
   - {id: slept, schema: {type: number}}
 """
 SLEEPER_PY = """\
-import json, os, sys, time
+import json, os, socket, sys, time
 seconds = json.loads(sys.argv[-1]).get("seconds", 60)
-print(json.dumps({"progress": 1, "message": f"pid {os.getpid()}"}), flush=True)
+message = f"pid {os.getpid()} on {socket.gethostname()}"
+print(json.dumps({"progress": 1, "message": message}), flush=True)
 time.sleep(seconds)
 print(json.dumps({"plugin_results": seconds}))
 """
@@ -82,13 +83,16 @@ def test_a_dismiss_sent_to_another_instance_stops_the_job_where_it_runs(
 def test_the_jobs_of_a_killed_instance_are_taken_over_by_another(
     server_factory: Callable[..., Server], plugins: Path
 ) -> None:
-    a = server_factory(plugins, env={**LEASE, "SUBPROCESS_MAX_JOBS": "1"})
-    b = server_factory(plugins, env=LEASE)
+    # One job at a time on this machine, whichever instance runs it.
+    one = {**LEASE, "SUBPROCESS_MAX_JOBS": "1"}
+    a = server_factory(plugins, env=one)
+    b = server_factory(plugins, env=one)
     with a.client() as on_a, b.client() as on_b:
         running = sleep_on(on_a, 60)
         pid = pid_of(on_a, running)
-        queued = sleep_on(on_a, 0)  # waits on A for the one job A may run at once
-        assert on_a.get(f"/jobs/{queued}").json()["status"] == "accepted"
+        queued = sleep_on(on_a, 0)  # waits for the one job this machine may run at once
+        time.sleep(1)  # a few of B's claims: it has no room either
+        assert on_b.get(f"/jobs/{queued}").json()["status"] == "accepted"
         a.stop(signal.SIGKILL)
         # B sees A's process gone (same machine) without waiting for the lease
         ended = wait_status(on_b, running, {"failed", "successful", "dismissed"}, 15)
@@ -105,8 +109,9 @@ def test_the_jobs_of_a_killed_instance_are_taken_over_by_another(
 def test_a_stopping_instance_hands_its_queued_jobs_to_another(
     server_factory: Callable[..., Server], plugins: Path
 ) -> None:
-    a = server_factory(plugins, env={**LEASE, "SUBPROCESS_MAX_JOBS": "1"})
-    b = server_factory(plugins, env=LEASE)
+    one = {**LEASE, "SUBPROCESS_MAX_JOBS": "1"}
+    a = server_factory(plugins, env=one)
+    b = server_factory(plugins, env=one)
     with a.client() as on_a, b.client() as on_b:
         running = sleep_on(on_a, 60)
         pid_of(on_a, running)

@@ -32,7 +32,7 @@ async def test_two_instances_taking_over_the_same_jobs_get_each_job_once(
         for instance in (dead, a, b):
             await first.register(instance)
         for index in range(40):
-            await first.create(make_job(f"j{index:02}", index, owner=dead.id))
+            await first.create(make_job(f"j{index:02}", index, owner=dead.id, slot="s"))
         taken = await asyncio.gather(
             first.take_over([dead.id], a.id), second.take_over([dead.id], b.id)
         )
@@ -50,12 +50,17 @@ async def test_two_instances_taking_over_the_same_jobs_get_each_job_once(
 async def test_a_live_instance_keeps_its_jobs_and_ended_jobs_stay_put(store: SqlJobStore) -> None:
     live = new_instance(LEASE)
     await store.register(live)
-    await store.create(make_job("live", owner=live.id))
-    await store.create(make_job("unowned"))  # recorded before instances existed
-    await store.create(make_job("gone", owner="an-instance-that-left"))
-    await store.create(make_job("done", owner="an-instance-that-left", status=JobStatus.FAILED))
+    await store.create(make_job("live", owner=live.id, slot="s"))
+    # Recorded before instances existed: the migration puts it in no budget ("").
+    await store.create(make_job("unowned", slot=""))
+    await store.create(make_job("gone", owner="an-instance-that-left", slot="s"))
+    await store.create(make_job("asked", owner="an-instance-that-left", mode="sync"))
+    await store.create(make_job("queued"))  # no one's: it waits for any instance to claim it
+    done = make_job("done", owner="an-instance-that-left", slot="s", status=JobStatus.FAILED)
+    await store.create(done)
     taken = await store.take_over([], "me")
-    assert {job.id for job in taken} == {"unowned", "gone"}
+    assert {job.id for job in taken} == {"unowned", "gone", "asked"}
+    assert (await store.get("queued")).owner is None  # type: ignore[union-attr]
     assert (await store.get("live")).owner == live.id  # type: ignore[union-attr]
     assert (await store.get("done")).owner == "an-instance-that-left"  # type: ignore[union-attr]
     assert await store.ended_among(["live", "done", "nope"]) == ["done"]

@@ -6,14 +6,18 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
 
-from process_api.store.sql import jobs, metadata
+from process_api.jobs.model import JobStatus
+from process_api.store.sql import MIGRATIONS, jobs, metadata
 from tests.unit.conftest import StoreMaker
+from tests.unit.test_job_store import make_job
 
 #: the newest migration.
-HEAD = "0002"
+HEAD = "0003"
 
 
 def _revision_and_differences(connection: sa.Connection) -> tuple[str | None, list[Any]]:
@@ -34,7 +38,8 @@ async def test_migrations_match_the_tables(new_store: StoreMaker) -> None:
 def _first_schema(connection: sa.Connection) -> None:
     """How the first version made its schema: the jobs table of that time, no migrations."""
     first = sa.MetaData()
-    sa.Table("jobs", first, *(c._copy() for c in jobs.columns if c.name != "owner"))
+    later = ("owner", "slot", "cpus", "memory")
+    sa.Table("jobs", first, *(c._copy() for c in jobs.columns if c.name not in later))
     first.create_all(connection)
 
 
@@ -47,3 +52,41 @@ async def test_a_database_made_before_migrations_is_taken_over(new_store: StoreM
     revision, differences = await new_store.run(_revision_and_differences)
     assert revision == HEAD
     assert differences == []
+
+
+def _at_0002_with_active_jobs(connection: sa.Connection) -> None:
+    """A database of the version before the shared queue, with jobs its server had taken."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "0002")
+    new = ("slot", "cpus", "memory")
+    table = sa.Table("jobs", sa.MetaData(), *(c._copy() for c in jobs.columns if c.name not in new))
+    for job_id, status, handle in (
+        ("waiting", "accepted", None),
+        ("running", "running", {"pid": 1}),
+        ("ended", "successful", None),
+    ):
+        row = {
+            c.name: getattr(make_job(job_id, status=JobStatus(status)), c.name)
+            for c in jobs.columns
+        }
+        row = {k: v for k, v in row.items() if k not in new}
+        connection.execute(table.insert().values(**{**row, "status": status, "handle": handle}))
+
+
+async def test_jobs_taken_before_the_shared_queue_are_taken_over_and_the_waiting_one_requeued(
+    new_store: StoreMaker,
+) -> None:
+    await new_store.run(_at_0002_with_active_jobs)
+    store = new_store()
+    await store.open()
+    try:
+        taken = await store.take_over([], "me")
+        assert {job.id for job in taken} == {"waiting", "running"}
+        assert all(job.slot == "" for job in taken)  # counted in no budget
+        await store.requeue(["waiting"])  # what settle does with a job that had not started
+        claimed = await store.claim("me", "docker:x", None, ["subprocess"], ["echo"])
+        assert claimed is not None and claimed.id == "waiting"
+    finally:
+        await store.close()

@@ -205,6 +205,9 @@ class BatchHost(HostBase):
     def capacity(self) -> Resources:
         return self._capacity
 
+    async def budget_name(self) -> str:
+        return "aws-batch"  # the Batch jobs of every instance: BATCH_MAX_JOBS holds for all
+
     def resources(self, process: Process) -> Resources:
         return Resources(0.0, 0.0)  # Batch's compute environment limits CPUs and memory
 

@@ -99,6 +99,11 @@ class Host(Protocol):
     def resources(self, process: Process) -> Resources | None:
         """What one job of the process counts for against the capacity."""
 
+    async def budget_name(self) -> str | None:
+        """The name of the budget the capacity is kept in, the same for every server
+        instance whose jobs use the same resources (one Docker Engine, one machine); None
+        while it cannot be known (an engine that does not answer): no job is claimed."""
+
     async def run(self, run: JobRun, events: HostEvents) -> HostOutcome:
         """Runs the job to its end; on cancellation stops it, then re-raises."""
 
@@ -134,6 +139,9 @@ class HostBase:
 
     def resources(self, process: Process) -> Resources | None:
         return None
+
+    async def budget_name(self) -> str | None:
+        return ""  # without a capacity, a job counts in no budget
 
     async def release(self, job_id: str) -> None:
         return None

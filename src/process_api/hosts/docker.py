@@ -177,6 +177,7 @@ class DockerHost(HostBase):
         self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="docker")
         self._client: docker.DockerClient | None = None
         self._ready_until = 0.0
+        self._engine_id: str | None = None
         self._secret_files = SecretFiles(options.secrets_dir, options.instance)
         #: the engine did not answer a check of a process file: no more checks ask it.
         self._engine_down_at_check = False
@@ -269,6 +270,18 @@ class DockerHost(HostBase):
 
     def admit(self, run: JobRun) -> None:
         admit_argument(run, "docker")
+
+    async def budget_name(self) -> str | None:
+        """The engine's own id: instances that reach one engine (by whatever address) share
+        its budget."""
+        if self._engine_id is None:
+            try:
+                client = await self._engine()
+                info = await self._call(client.info)
+            except (DockerException, *_UNREACHABLE):
+                return None
+            self._engine_id = str(info.get("ID") or "")
+        return f"docker:{self._engine_id}"
 
     # -- engine ----------------------------------------------------------------
 

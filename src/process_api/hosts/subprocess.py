@@ -28,6 +28,7 @@ from process_api.hosts.base import (
     admit_argument,
 )
 from process_api.jobs.budget import Resources, jobs_only
+from process_api.machine import process_started, this_machine
 from process_api.processes.config import ProcessConfig
 from process_api.processes.problems import ConfigProblem, pydantic_problems
 from process_api.processes.registry import Process
@@ -54,15 +55,6 @@ class SubprocessHostConfig(BaseModel):
     envVars: list[str] = []
 
 
-def _start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot: tells a pid from its reuse."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
 def _kill_group(pid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
@@ -83,6 +75,9 @@ class SubprocessHost(HostBase):
 
     def capacity(self) -> Resources:
         return self._capacity
+
+    async def budget_name(self) -> str:
+        return f"subprocess:{this_machine()}"
 
     def resources(self, process: Process) -> Resources:
         return Resources(0.0, 0.0)
@@ -138,7 +133,11 @@ class SubprocessHost(HostBase):
             return HostOutcome(None, f"cannot start {config.command[0]!r}: {exc.strerror or exc}")
         output = _Output(proc, events)
         try:
-            handle = {"pid": proc.pid, "start": _start_time(proc.pid), "command": config.command}
+            handle = {
+                "pid": proc.pid,
+                "start": process_started(proc.pid),
+                "command": config.command,
+            }
             await events.started(handle)
             code = await proc.wait()
         except BaseException:  # dismissed, timed out, shut down, or the job store failed
@@ -153,7 +152,7 @@ class SubprocessHost(HostBase):
     ) -> HostOutcome:
         # A process whose parent died cannot be followed (its pipes are gone): stop it.
         pid = handle.get("pid")
-        if isinstance(pid, int) and handle.get("start") == _start_time(pid):
+        if isinstance(pid, int) and handle.get("start") == process_started(pid):
             _kill_group(pid, signal.SIGKILL)
         raise RunLost(
             "the server instance that ran the job stopped or restarted while it was running; "

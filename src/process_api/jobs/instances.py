@@ -15,15 +15,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from pathlib import Path
 
-from process_api.errors import ApiError
+from process_api.asyncs import Outage
 from process_api.jobs.model import Job, utcnow
 from process_api.jobs.running import JobRunner
+from process_api.machine import process_started, this_machine
 from process_api.store.base import Instance, JobStore
 
 log = logging.getLogger(__name__)
@@ -37,28 +36,10 @@ DEFAULT_LEASE = timedelta(seconds=30)
 Settle = Callable[[list[Job], str], Awaitable[None]]
 
 
-def _machine() -> str:
-    """This machine: its name, and its boot (a pid means nothing across reboots)."""
-    try:
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        boot = ""
-    return f"{socket.gethostname()}/{boot}"[:300]
-
-
-def _process_started(pid: int) -> str | None:
-    """When the process started (in clock ticks since boot): with the pid, names it."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return fields[19] if len(fields) > 19 else None
-
-
 def new_instance(lease: timedelta) -> Instance:
     pid = os.getpid()
     now = utcnow()
-    return Instance(str(uuid.uuid4()), _machine(), pid, _process_started(pid), now, now + lease)
+    return Instance(str(uuid.uuid4()), this_machine(), pid, process_started(pid), now, now + lease)
 
 
 def is_dead(other: Instance, machine: str) -> bool:
@@ -67,7 +48,7 @@ def is_dead(other: Instance, machine: str) -> bool:
         return True
     if other.machine != machine or other.pid_started is None:
         return False
-    return _process_started(other.pid) != other.pid_started
+    return process_started(other.pid) != other.pid_started
 
 
 class Coordinator:
@@ -117,7 +98,7 @@ class Coordinator:
         loop = asyncio.get_running_loop()
         every = self.lease.total_seconds() / 3
         next_renewal = next_takeover = loop.time() + every
-        failing = False
+        outage = Outage("coordinating with the other server instances", log)
         while True:
             await asyncio.sleep(POLL_INTERVAL)
             try:
@@ -128,18 +109,10 @@ class Coordinator:
                 if loop.time() >= next_takeover:
                     await self.take_over(settle)
                     next_takeover = loop.time() + every
-            except ApiError as exc:  # the store may be away a while: try at the next poll
-                if not failing:  # said once, not twice a second while it lasts
-                    log.warning("coordinating with the other server instances: %s", exc.detail)
-                failing = True
-            except Exception:
-                if not failing:
-                    log.exception("coordinating with the other server instances failed")
-                failing = True
+            except Exception as exc:  # the store may be away a while: try at the next poll
+                outage.failed(exc)
             else:
-                if failing:
-                    log.info("coordinating with the other server instances works again")
-                failing = False
+                outage.passed()
 
     async def _renew(self) -> None:
         if not await self.store.renew(self.me.id, utcnow() + self.lease):

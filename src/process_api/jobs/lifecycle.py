@@ -2,10 +2,11 @@
 
 Jobs an instance takes over (at its start, or when another instance dies; see
 instances.py) are settled: a run that was started is followed again (or failed,
-if its host cannot find it), a job still waiting its turn waits again, and each
+if its host cannot find it), a job that had not started goes back to the queue, and each
 host removes what was left behind for jobs that no instance follows. At shutdown,
-running jobs are dismissed, while jobs that have not started and runs that go on
-without the server (Batch jobs) are left to the other instances or the next start.
+running jobs are dismissed, while async jobs that have not started go back to
+the queue and runs that go on without the server (Batch jobs) are left to the other
+instances or the next start.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from process_api.errors import JobNotDismissable
 from process_api.jobs.model import Job, JobStatus
 from process_api.jobs.running import JobRunner, RunningJob
-from process_api.processes.registry import Process, ProcessRegistry
+from process_api.processes.registry import ProcessRegistry
 from process_api.server_log import job_context
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ async def settle(
 ) -> None:
     """Follows, runs again or fails each job taken over; `reason` says what happened to the
     instance that had it ("the server instance that ran it stopped")."""
-    queued: list[tuple[Process, Job]] = []
+    queued: list[str] = []
     for job in jobs:
         process = registry.get(job.process_id)
         host = runner.hosts.get(job.host_type)
@@ -41,7 +42,7 @@ async def settle(
             log.info("job %s: following its run again (%s)", job.id, reason)
             runner.start(process, job, job.handle)
         elif job.mode == "async":
-            queued.append((process, job))
+            queued.append(job.id)
         else:
             await fail(runner, job, f"{reason} before the job started")
     # Leftovers go first: a queued job's new container must not be taken for one. What a
@@ -52,9 +53,9 @@ async def settle(
         await host.prune(followed)
     # Inputs files of jobs that ended go; those of active jobs stay, whoever runs them.
     await runner.workspace.prune({job.id for job in active})
-    for process, job in queued:
-        log.info("job %s: waiting again for its turn (%s)", job.id, reason)
-        runner.start(process, job, None)
+    if queued:
+        log.info("%d job(s) that had not started went back to the queue (%s)", len(queued), reason)
+        await runner.store.requeue(queued)
 
 
 async def fail(runner: JobRunner, job: Job, reason: str) -> None:
@@ -71,15 +72,22 @@ def _left_to_next_start(running: RunningJob) -> bool:
     return running.host.detachable or (not running.launched and running.mode == "async")
 
 
-async def shutdown(runner: JobRunner, dismiss: Callable[[str, str], Awaitable[Job]]) -> None:
-    """Hands on what the next start takes up, dismisses the rest and waits until each
-    dismissed job is recorded."""
+async def shutdown(
+    runner: JobRunner, dismiss: Callable[[str, str], Awaitable[Job]], owner: str
+) -> None:
+    """Hands on what others or the next start take up, dismisses the rest (and the sync jobs
+    of `owner`, this instance, still in the queue) and waits until each dismissed job is
+    recorded."""
     handed = await runner.detach(_left_to_next_start)
     if handed:
-        log.info("shutdown: %d job(s) left to the next start", handed)
+        log.info("shutdown: %d job(s) left to the other instances or the next start", len(handed))
+        await runner.store.requeue([r.job_id for r in handed if not r.launched])
+    waiting = [j.id for j in await runner.store.active() if j.owner == owner and j.slot is None]
     # Again while any is left: a request may have been between its check and its record.
     for _ in range(3):
         pending = [job_id for job_id, r in runner.running.items() if not r.detaching]
+        pending += [job_id for job_id in waiting if job_id not in runner.running]
+        waiting = []
         if not pending:
             break
         log.info("shutdown: dismissing %d active job(s)", len(pending))

@@ -71,5 +71,12 @@ class Job:
     submitter: str | None = None
     #: its results, logs and metadata were removed after the retention period.
     expired: bool = False
-    #: the server instance that runs or follows it (see jobs/instances.py).
+    #: the server instance that runs or follows it (see jobs/instances.py); None while an
+    #: async job waits in the queue for any instance to claim it (see jobs/queue.py).
     owner: str | None = None
+    #: the budget its run counts in, named alike by every instance that shares it (a
+    #: Docker Engine, a machine); None while it waits in the queue.
+    slot: str | None = None
+    #: CPUs and megabytes of memory its run counts for in that budget.
+    cpus: float = 0.0
+    memory: float = 0.0

@@ -9,10 +9,9 @@ log, metadata and callbacks follow as separate steps that may fail on their own.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -20,7 +19,6 @@ from typing import Any
 
 from process_api.asyncs import despite_cancellation, retrying
 from process_api.hosts.base import Host, HostOutcome, JobRun, RunLost, Stream
-from process_api.jobs.budget import ResourceBudget
 from process_api.jobs.contract import (
     ResultsError,
     check_outputs,
@@ -59,7 +57,7 @@ class RunningJob:
     task: asyncio.Task[None] | None = None
     progress: tuple[int | None, str | None] | None = None
     progress_writer: asyncio.Task[None] | None = None
-    #: the host was asked to run it: it holds resources (a job still queued holds none).
+    #: the host was asked to run it (before, it can go back to the queue untouched).
     launched: bool = False
     #: the server stops following the run without ending the job (see JobRunner.detach).
     detaching: bool = False
@@ -140,15 +138,17 @@ class JobRunner:
         self._on_change = on_change
         self.running: dict[str, RunningJob] = {}
         self._flusher: asyncio.Task[None] | None = None
-        #: one budget per host (docker and local share one).
-        self._budgets: dict[int, ResourceBudget] = {}
-        for host in hosts.values():
-            capacity = host.capacity()
-            if capacity is not None and id(host) not in self._budgets:
-                self._budgets[id(host)] = ResourceBudget(capacity)
+        #: hears that a job ended here, leaving room in its budget (the queue claims then).
+        self.on_end: Callable[[], None] = lambda: None
+        self._started = asyncio.Event()
 
-    def budget(self, host: Host) -> ResourceBudget | None:
-        return self._budgets.get(id(host))
+    def next_start(self) -> asyncio.Event:
+        """Set when a job starts here next, or a waiting job is dismissed (see JobService.wait)."""
+        return self._started
+
+    def pulse(self) -> None:
+        self._started.set()
+        self._started = asyncio.Event()
 
     def job_run(self, host: Host, process: Process, job_id: str, inputs: dict[str, Any]) -> JobRun:
         """What the host is given to run the job (see the job contract)."""
@@ -157,10 +157,10 @@ class JobRunner:
         inputs_file = self.workspace.inputs_file(job_id) if here else None
         return job_run(process, job_id, inputs, self.storage, results_dir, inputs_file)
 
-    def states(self) -> Iterator[tuple[str, str]]:
-        """(host type, queued or running) of each job this server runs or follows."""
+    def host_types(self) -> Iterator[str]:
+        """The host type of each job this instance runs or follows."""
         for running in list(self.running.values()):
-            yield running.host_type, "running" if running.launched else "queued"
+            yield running.host_type
 
     def start(self, process: Process, job: Job, handle: dict[str, Any] | None) -> RunningJob:
         """Runs a new job (handle None), or follows again one started before a restart."""
@@ -171,6 +171,7 @@ class JobRunner:
         running.task = asyncio.create_task(self._run(process, job, running, handle))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_logs())
+        self.pulse()
         return running
 
     async def _flush_logs(self) -> None:
@@ -193,19 +194,18 @@ class JobRunner:
         limit = process.config.timeout if handle is None else _time_left(process, job)
         scope: asyncio.Timeout | None = None
         try:
-            async with self._reserved(host, process, queue=handle is None):
-                running.launched = True
+            if handle is None:
+                await self.workspace.prepare(run)
+            running.launched = True
+            async with asyncio.timeout(limit) as scope:
                 if handle is None:
-                    await self.workspace.prepare(run)
-                async with asyncio.timeout(limit) as scope:
-                    if handle is None:
-                        outcome = await host.run(run, events)
-                    else:
-                        outcome = await host.reattach(run, handle, events)
-                    await self.workspace.publish(run)
-                    status, message, results = await self._conclude(
-                        process, job.id, outcome, running.log, _results_dirs(running, run)
-                    )
+                    outcome = await host.run(run, events)
+                else:
+                    outcome = await host.reattach(run, handle, events)
+                await self.workspace.publish(run)
+                status, message, results = await self._conclude(
+                    process, job.id, outcome, running.log, _results_dirs(running, run)
+                )
         except asyncio.CancelledError:
             if running.detaching:
                 running.log.close()
@@ -228,26 +228,9 @@ class JobRunner:
             status, message = JobStatus.FAILED, "the job could not be run: an internal error"
         running.ending = True
         await despite_cancellation(self._finish(running, status, message, results))
+        self.on_end()
         await despite_cancellation(self._release(host, job.id))
         await despite_cancellation(self.workspace.clear(run))
-
-    @contextlib.asynccontextmanager
-    async def _reserved(self, host: Host, process: Process, queue: bool) -> AsyncIterator[None]:
-        """Holds the job's share of its host's budget while it runs; a new job waits its turn
-        (still accepted), a run found again after a restart takes its share at once."""
-        need = host.resources(process)
-        budget = self.budget(host)
-        if need is None or budget is None:
-            yield
-            return
-        if queue:
-            await budget.acquire(need)
-        else:
-            budget.take(need)
-        try:
-            yield
-        finally:
-            budget.release(need)
 
     async def _conclude(
         self,
@@ -389,9 +372,9 @@ class JobRunner:
             except Exception:  # a progress report is worth no failure: the next one may pass
                 log.warning("job %s: its progress could not be recorded", running.job_id)
 
-    async def detach(self, which: Callable[[RunningJob], bool]) -> int:
-        """Stops following the chosen runs without ending their jobs: the next start follows
-        them again (Batch jobs) or runs them (jobs still waiting their turn)."""
+    async def detach(self, which: Callable[[RunningJob], bool]) -> list[RunningJob]:
+        """Stops following the chosen runs without ending their jobs: another instance or the
+        next start follows them again (Batch jobs) or runs them (jobs not launched yet)."""
         detached = []
         for running in list(self.running.values()):
             if running.detaching or running.task is None or not which(running):
@@ -400,11 +383,11 @@ class JobRunner:
             if running.run is not None:
                 running.run.detach.set()
             running.task.cancel()
-            detached.append(running.task)
+            detached.append(running)
         if detached:
-            await asyncio.gather(*detached, return_exceptions=True)
+            await asyncio.gather(*(r.task for r in detached if r.task), return_exceptions=True)
         for running in list(self.running.values()):
             if running.detaching and not running.done.is_set():  # cancelled before it ran
                 self.running.pop(running.job_id, None)
                 running.done.set()
-        return len(detached)
+        return detached

@@ -2,9 +2,9 @@
 
 Every job is written to the store before anything else happens to it, and each
 later change goes through a status guard, so a terminal status is final even
-when a dismiss races the job's own end. Running a job is `running.py`'s, the
-server's start and stop `lifecycle.py`'s, its place among other instances
-`instances.py`'s, retention `retention.py`'s.
+when a dismiss races the job's own end. Which instance runs a job is `queue.py`'s,
+running it `running.py`'s, the server's start and stop `lifecycle.py`'s, its place
+among other instances `instances.py`'s, retention `retention.py`'s.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import contextlib
 import functools
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
@@ -26,6 +26,7 @@ from process_api.jobs import lifecycle
 from process_api.jobs.instances import DEFAULT_LEASE, Coordinator
 from process_api.jobs.log import LogPage, file_page, page_of, stream_page
 from process_api.jobs.model import ACTIVE, Job, JobStatus, Mode, utcnow
+from process_api.jobs.queue import POLL_INTERVAL, JobQueue
 from process_api.jobs.retention import Retention
 from process_api.jobs.running import JobRunner
 from process_api.processes.registry import Process, ProcessRegistry
@@ -66,6 +67,7 @@ class JobService:
         self.runner = JobRunner(store, storage, hosts, spool, on_change)
         self.retention = Retention(store, storage, expiry)
         self.instance = Coordinator(store, self.runner, lease)
+        self.queue = JobQueue(store, self.runner, self.instance.id)
         self._joined = False
         self._closing = False
 
@@ -79,16 +81,16 @@ class JobService:
         mode: Mode,
         submitter: str | None = None,
     ) -> Job:
-        """Records the job (durably) and starts it; returns the accepted job."""
+        """Records the job (durably) in the queue; returns the accepted job."""
         if self._closing:
             raise ServiceUnavailable("the server is shutting down and accepts no new jobs")
         host = self.hosts[process.host_type]
         need = host.resources(process)
-        budget = self.runner.budget(host)
-        if budget is not None and need is not None and not budget.fits_ever(need):
+        capacity = host.capacity()
+        if capacity is not None and need is not None and not capacity.holds(need):
             raise InvalidInput(
                 f"process {process.id!r} needs {need}, more than its jobs may ever use "
-                f"together on this server ({budget.total})"
+                f"together on this server ({capacity})"
             )
         await host.ready()
         job_id = str(uuid.uuid4())
@@ -104,10 +106,13 @@ class JobService:
             inputs=inputs,
             request=request,
             submitter=submitter,
-            owner=self.instance.id,
+            # A sync job is run by the instance its client waits on; an async one by any.
+            owner=self.instance.id if mode == "sync" else None,
+            cpus=need.cpus if need else 0.0,
+            memory=need.memory if need else 0.0,
         )
         await self.store.create(job)
-        self.runner.start(process, job, handle=None)
+        self.queue.wake()
         return job
 
     # -- queries -------------------------------------------------------------------
@@ -170,12 +175,25 @@ class JobService:
         return await stream_page(chunks, after, limit, MAX_LOG_PAGE_BYTES)
 
     async def wait(self, job_id: str, timeout: float | None = None) -> Job:
-        """The job once it has ended, or as it is when the timeout passes."""
-        running = self.runner.running.get(job_id)
-        if running is not None:
+        """The job once it has ended, or as it is when the timeout passes. A job running here
+        is awaited; one still queued or running elsewhere is looked up at each start here
+        and at least every POLL_INTERVAL."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            next_start = self.runner.next_start()
+            left = None if deadline is None else max(deadline - loop.time(), 0.0)
+            running = self.runner.running.get(job_id)
+            if running is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(running.done.wait(), left)
+                return await self.get(job_id)
+            job = await self.get(job_id)
+            if job.status.terminal or left == 0.0:
+                return job
+            pause = POLL_INTERVAL if left is None else min(POLL_INTERVAL, left)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(running.done.wait(), timeout)
-        return await self.get(job_id)
+                await asyncio.wait_for(next_start.wait(), pause)
 
     # -- stopping ------------------------------------------------------------------
 
@@ -189,6 +207,7 @@ class JobService:
             job = await self.get(job_id)
             raise JobNotDismissable(f"job {job_id!r} has already ended: it is {job.status.value}")
         self.runner.notify(dismissed)
+        self.runner.pulse()  # a sync request waiting for the job's turn answers now
         running = self.runner.running.get(job_id)
         if running is not None and running.task is not None:
             running.task.cancel()
@@ -207,7 +226,8 @@ class JobService:
         not started, and runs that go on without the server (Batch jobs), are left to the
         other instances or the next start."""
         self._closing = True
-        await lifecycle.shutdown(self.runner, self.dismiss)
+        await self.queue.stop()
+        await lifecycle.shutdown(self.runner, self.dismiss, self.instance.id)
         if self._joined:
             await self.instance.leave()
 
@@ -215,7 +235,16 @@ class JobService:
         """Takes part among the instances of the job store: takes over the jobs of stopped
         instances (an earlier run of this server, too) and keeps doing so."""
         await self.instance.join(functools.partial(lifecycle.settle, self.runner, registry))
+        self.queue.start(registry)
         self._joined = True
+
+    def states(self) -> Iterator[tuple[str, str]]:
+        """(host type, queued or running) of each job queued anywhere or running here."""
+        for host_type in self.runner.host_types():
+            yield host_type, "running"
+        for host_type, length in self.queue.lengths.items():
+            for _ in range(length):
+                yield host_type, "queued"
 
     async def expire(self) -> int:
         return await self.retention.expire()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from process_api.jobs.budget import Resources
 from process_api.jobs.model import Job, JobStatus, Mode
 
 #: a position in the job list: (created, id), the order key.
@@ -111,8 +112,25 @@ class JobStore(Protocol):
     async def forget(self, instance_id: str) -> None: ...
 
     async def take_over(self, dead: Sequence[str], new_owner: str) -> list[Job]:
-        """The active jobs of dead or unregistered instances (or of none), each given to
-        `new_owner` by one conditional update, oldest first."""
+        """The active jobs taken by dead or unregistered instances (or by none), each given
+        to `new_owner` by one conditional update, oldest first; queued jobs stay queued."""
+
+    async def claim(
+        self,
+        owner: str,
+        slot: str,
+        capacity: Resources | None,
+        host_types: Sequence[str],
+        process_ids: Sequence[str],
+    ) -> Job | None:
+        """The oldest queued job `owner` may run, counted in `slot` if it fits in what
+        `capacity` leaves there; None if none waits or the oldest does not fit."""
+
+    async def requeue(self, job_ids: Sequence[str]) -> None:
+        """Puts claimed jobs that never started back in the queue, at their place."""
+
+    async def queued(self) -> dict[str, int]:
+        """How many jobs wait in the queue, by host type."""
 
     async def ended_among(self, job_ids: Sequence[str]) -> list[str]:
         """Those of the jobs that have a final status."""

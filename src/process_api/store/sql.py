@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from process_api.errors import ApiError, StoreUnavailable
+from process_api.jobs.budget import Resources
 from process_api.jobs.model import ACTIVE, TERMINAL, Job, JobStatus
 from process_api.store.base import Instance, JobQuery, JobSummary, Position
 
@@ -55,6 +57,9 @@ jobs = sa.Table(
     sa.Column("submitter", sa.String(256), nullable=True),
     sa.Column("expired", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
     sa.Column("owner", sa.String(64), nullable=True, index=True),
+    sa.Column("slot", sa.String(200), nullable=True, index=True),
+    sa.Column("cpus", sa.Float, nullable=False, default=0.0, server_default="0"),
+    sa.Column("memory", sa.Float, nullable=False, default=0.0, server_default="0"),
 )
 
 instances = sa.Table(
@@ -80,7 +85,9 @@ def _aware(value: datetime | None) -> datetime | None:
 
 #: what the job list and a job's status read: never inputs, request, results or handle.
 SUMMARY = [
-    c for c in jobs.columns if c.name not in ("inputs", "request", "results", "handle", "owner")
+    c
+    for c in jobs.columns
+    if c.name not in ("inputs", "request", "results", "handle", "owner", "slot", "cpus", "memory")
 ]
 
 #: how long a write is retried while the database is busy, and the longest pause between tries.
@@ -122,6 +129,25 @@ def migrate(connection: sa.Connection) -> None:
 def _position(position: Position) -> Any:
     created, job_id = position
     return sa.tuple_(sa.literal(created.astimezone(UTC), sa.DateTime(timezone=True)), job_id)
+
+
+def _fits(slot: str, capacity: Resources) -> list[Any]:
+    """Conditions on a claimed job: it fits beside the active jobs already in the slot."""
+    held = jobs.alias("held")
+    in_slot = sa.and_(held.c.slot == slot, held.c.status.in_([s.value for s in ACTIVE]))
+
+    def used(column: Any) -> Any:
+        return sa.select(sa.func.coalesce(sa.func.sum(column), 0.0)).where(in_slot)
+
+    conditions = [sa.select(sa.func.count()).where(in_slot).scalar_subquery() < capacity.jobs]
+    # A small tolerance: fractions such as 0.1 CPU must add up to the total exactly.
+    if math.isfinite(capacity.cpus):
+        conditions.append(used(held.c.cpus).scalar_subquery() + jobs.c.cpus <= capacity.cpus + 1e-9)
+    if math.isfinite(capacity.memory):
+        conditions.append(
+            used(held.c.memory).scalar_subquery() + jobs.c.memory <= capacity.memory + 1e-9
+        )
+    return conditions
 
 
 def _to_row(job: Job) -> dict[str, Any]:
@@ -184,10 +210,15 @@ class SqlJobStore:
         async with self._engine.connect() as conn:
             return (await conn.execute(statement)).all()
 
-    async def _write_once(self, statement: Any) -> Sequence[Row[Any]]:
-        """One statement in a transaction of its own."""
+    async def _write_once(self, statement: Any, lock: str | None = None) -> Sequence[Row[Any]]:
+        """One statement in a transaction of its own; `lock` names what no other writer may
+        change meanwhile (a budget: see claim)."""
         assert self._engine is not None
         async with self._engine.begin() as conn:
+            if lock is not None and self._dialect == "postgresql":
+                # Held until the transaction ends; taken before the statement reads anything.
+                hashed = sa.func.hashtext(sa.literal(lock, sa.Text))
+                await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(hashed)))
             result = await conn.execute(statement)
             return result.all() if result.returns_rows else []
 
@@ -209,18 +240,18 @@ class SqlJobStore:
         except self.FAILURES as exc:
             raise self._failed(exc) from exc
 
-    async def _write(self, statement: Any) -> Sequence[Row[Any]]:
+    async def _write(self, statement: Any, lock: str | None = None) -> Sequence[Row[Any]]:
         """Runs one statement in a transaction of its own, retried while the database is
         busy; once started it completes even if the caller is cancelled."""
-        return await asyncio.shield(self._write_retrying(statement))
+        return await asyncio.shield(self._write_retrying(statement, lock))
 
-    async def _write_retrying(self, statement: Any) -> Sequence[Row[Any]]:
+    async def _write_retrying(self, statement: Any, lock: str | None) -> Sequence[Row[Any]]:
         deadline = time.monotonic() + BUSY_RETRY_SECONDS
         pause = 0.01
         while True:
             self._check()
             try:
-                return await self._write_once(statement)
+                return await self._write_once(statement, lock)
             except sa.exc.IntegrityError:
                 raise
             except self.FAILURES as exc:
@@ -364,23 +395,89 @@ class SqlJobStore:
         await self._write(instances.delete().where(instances.c.id == instance_id))
 
     async def take_over(self, dead: Sequence[str], new_owner: str) -> list[Job]:
-        """The active jobs of the dead instances, of instances no longer registered and of
-        none (recorded before instances existed), now owned by `new_owner`. One conditional
-        update: of two instances taking over at once each job goes to exactly one, and an
-        instance registered meanwhile keeps its jobs."""
+        """The jobs the dead instances had taken (claimed from the queue, or sync jobs they
+        were asked for), and those of instances no longer registered or of none (recorded
+        before instances existed), now owned by `new_owner`. Jobs waiting in the queue are
+        no one's and stay there. One conditional update: of two instances taking over at
+        once each job goes to exactly one, and an instance registered meanwhile keeps its
+        jobs."""
         orphaned = sa.or_(
             jobs.c.owner.is_(None),
             jobs.c.owner.in_(list(dead)),
             jobs.c.owner.not_in(sa.select(instances.c.id)),
         )
+        taken = sa.or_(jobs.c.slot.is_not(None), jobs.c.mode == "sync")
         statement = (
             jobs.update()
-            .where(orphaned, jobs.c.status.in_([s.value for s in ACTIVE]))
+            .where(orphaned, taken, jobs.c.status.in_([s.value for s in ACTIVE]))
             .values(owner=new_owner)
             .returning(*jobs.c)
         )
-        taken = [_to_job(r) for r in await self._write(statement)]
-        return sorted(taken, key=lambda job: job.created)
+        taken_over = [_to_job(r) for r in await self._write(statement)]
+        return sorted(taken_over, key=lambda job: job.created)
+
+    # -- the queue ---------------------------------------------------------------------
+
+    async def claim(
+        self,
+        owner: str,
+        slot: str,
+        capacity: Resources | None,
+        host_types: Sequence[str],
+        process_ids: Sequence[str],
+    ) -> Job | None:
+        """The oldest job in the queue that `owner` may run (of its hosts and processes, not
+        a sync job another instance was asked for), now counted in `slot`, if it fits in
+        what `capacity` leaves of the slot; None when none is waiting or the oldest does
+        not fit (it is not overtaken). One statement, under the slot's lock: of instances
+        claiming at once, each job goes to one, and a budget is never exceeded."""
+        queued = jobs.alias("queued")
+        head = (
+            sa.select(queued.c.id)
+            .where(
+                queued.c.status == JobStatus.ACCEPTED.value,
+                queued.c.slot.is_(None),
+                queued.c.host_type.in_(list(host_types)),
+                queued.c.process_id.in_(list(process_ids)),
+                sa.or_(queued.c.owner.is_(None), queued.c.owner == owner),
+            )
+            .order_by(queued.c.created, queued.c.id)
+            .limit(1)
+            .scalar_subquery()
+        )
+        conditions = [
+            jobs.c.id == head,
+            jobs.c.slot.is_(None),
+            jobs.c.status == JobStatus.ACCEPTED.value,
+        ]
+        if capacity is not None:
+            conditions.extend(_fits(slot, capacity))
+        statement = (
+            jobs.update().where(*conditions).values(owner=owner, slot=slot).returning(*jobs.c)
+        )
+        rows = await self._write(statement, lock=slot)
+        return _to_job(rows[0]) if rows else None
+
+    async def requeue(self, job_ids: Sequence[str]) -> None:
+        """Puts jobs that were claimed but never launched (no handle) back in the queue, at
+        their place."""
+        if not job_ids:
+            return
+        statement = (
+            jobs.update()
+            .where(jobs.c.id.in_(list(job_ids)), jobs.c.status == JobStatus.ACCEPTED.value)
+            .values(owner=None, slot=None)
+        )
+        await self._write(statement)
+
+    async def queued(self) -> dict[str, int]:
+        """How many jobs wait in the queue, by host type."""
+        statement = (
+            sa.select(jobs.c.host_type, sa.func.count().label("count"))
+            .where(jobs.c.status == JobStatus.ACCEPTED.value, jobs.c.slot.is_(None))
+            .group_by(jobs.c.host_type)
+        )
+        return {row.host_type: int(row._mapping["count"]) for row in await self._read(statement)}
 
     async def ended_among(self, job_ids: Sequence[str]) -> list[str]:
         """Those of the jobs that have a final status (dismissed by another instance)."""

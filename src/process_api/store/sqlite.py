@@ -158,7 +158,8 @@ class SqliteJobStore(SqlJobStore):
     async def _in_writer(self, work: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._writer_thread, work, *args)
 
-    async def _write_once(self, statement: Any) -> Sequence[Row[Any]]:
+    async def _write_once(self, statement: Any, lock: str | None = None) -> Sequence[Row[Any]]:
+        # Every write transaction begins IMMEDIATE: it holds the database's one write lock.
         rows: Sequence[Row[Any]] = await self._in_writer(self._write_now, statement)
         return rows
 

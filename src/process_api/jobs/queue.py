@@ -1,0 +1,115 @@
+"""The queue of jobs waiting for their host's budget, shared by the instances of a job store.
+
+A job is recorded in the queue: without a slot, and without an owner for an async
+job (a sync job belongs to the instance that holds its client's request). Each
+instance claims from it the oldest job it may run whose resources fit what is left
+of its host's budget, a budget counted in the store across every instance that
+shares it (one Docker Engine, one machine, AWS Batch: see store.claim), and runs
+it. The oldest job is never overtaken by later ones of its budget, so a large job
+is not starved by small ones. An instance claims as soon as it accepts a job or one
+of its jobs ends, and otherwise every POLL_INTERVAL: that is how a job accepted by
+a full instance reaches one with room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from process_api.asyncs import Outage
+from process_api.hosts.base import Host
+from process_api.jobs.budget import Resources
+from process_api.jobs.running import JobRunner
+from process_api.processes.registry import ProcessRegistry
+from process_api.store.base import JobStore
+
+log = logging.getLogger(__name__)
+
+#: how often an instance looks for queued jobs it has not been woken for.
+POLL_INTERVAL = 0.5
+#: how often the queue's length is counted, for the metrics.
+COUNT_INTERVAL = 5.0
+
+
+@dataclass(frozen=True)
+class Budget:
+    name: str
+    capacity: Resources | None
+    #: the host types whose jobs count in it (docker and local are one host).
+    host_types: tuple[str, ...]
+
+
+async def budgets(hosts: dict[str, Host]) -> list[Budget]:
+    """The budgets of this instance's hosts, leaving out those not known now."""
+    by_host: dict[int, tuple[Host, list[str]]] = {}
+    for host_type, host in hosts.items():
+        by_host.setdefault(id(host), (host, []))[1].append(host_type)
+    found = []
+    for host, host_types in by_host.values():
+        name = await host.budget_name()
+        if name is not None:
+            found.append(Budget(name, host.capacity(), tuple(host_types)))
+    return found
+
+
+class JobQueue:
+    def __init__(self, store: JobStore, runner: JobRunner, owner: str) -> None:
+        self.store = store
+        self.runner = runner
+        self.owner = owner
+        #: jobs waiting in the queue, by host type, as last counted (for the metrics).
+        self.lengths: dict[str, int] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        runner.on_end = self.wake
+
+    def wake(self) -> None:
+        """Claims at once rather than at the next poll (a job was accepted or has ended)."""
+        self._wake.set()
+
+    def start(self, registry: ProcessRegistry) -> None:
+        self._task = asyncio.create_task(self._loop(registry))
+
+    async def stop(self) -> None:
+        """Claims no more: jobs still queued are left to the other instances."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def claim(self, registry: ProcessRegistry) -> int:
+        """Claims and starts queued jobs while the oldest of a budget fits; how many."""
+        process_ids = list(registry)
+        claimed = 0
+        for budget in await budgets(dict(self.runner.hosts)):
+            while True:
+                job = await self.store.claim(
+                    self.owner, budget.name, budget.capacity, budget.host_types, process_ids
+                )
+                if job is None:
+                    break
+                if job.process_id not in registry:  # removed since the claim began
+                    await self.store.requeue([job.id])
+                    break
+                self.runner.start(registry[job.process_id], job, None)
+                claimed += 1
+        return claimed
+
+    async def _loop(self, registry: ProcessRegistry) -> None:
+        loop = asyncio.get_running_loop()
+        outage = Outage("claiming queued jobs", log)
+        next_count = loop.time()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL)
+            self._wake.clear()
+            try:
+                await self.claim(registry)
+                if loop.time() >= next_count:
+                    self.lengths = await self.store.queued()
+                    next_count = loop.time() + COUNT_INTERVAL
+            except Exception as exc:  # the store may be away a while: try at the next poll
+                outage.failed(exc)
+            else:
+                outage.passed()

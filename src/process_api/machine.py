@@ -1,0 +1,24 @@
+"""This machine and its processes, named so that other server instances can tell them apart."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+
+def this_machine() -> str:
+    """This machine: its name, and its boot (a pid means nothing across reboots)."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = ""
+    return f"{socket.gethostname()}/{boot}"[:300]
+
+
+def process_started(pid: int) -> str | None:
+    """When the process started (in clock ticks since boot): with the pid, names it."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[19] if len(fields) > 19 else None

@@ -1,0 +1,170 @@
+"""The queue shared by instances: claims in order, within a budget, each job once (on SQLite
+and on PostgreSQL, with several connections claiming at once)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from process_api.jobs.budget import Resources, jobs_only
+from process_api.jobs.model import JobStatus
+from process_api.store.sql import SqlJobStore
+from tests.unit.conftest import StoreMaker
+from tests.unit.test_job_store import make_job
+
+HOSTS = ["docker", "local"]
+PROCESSES = ["echo"]
+
+
+async def claim(store: SqlJobStore, owner: str, capacity: Resources | None, slot: str = "engine"):
+    return await store.claim(owner, slot, capacity, HOSTS, PROCESSES)
+
+
+async def test_jobs_are_claimed_oldest_first_and_only_while_the_budget_has_room(
+    store: SqlJobStore,
+) -> None:
+    for index in range(3):
+        await store.create(make_job(f"j{index}", 10 - index, host_type="docker"))
+    two = jobs_only(2)
+    first, second = await claim(store, "a", two), await claim(store, "b", two)
+    assert (first.id, second.id) == ("j2", "j1")  # type: ignore[union-attr]
+    assert (first.owner, first.slot) == ("a", "engine")  # type: ignore[union-attr]
+    assert await claim(store, "a", two) is None  # full
+    assert await claim(store, "a", two, slot="another-engine") is not None  # its own budget
+    await store.update("j2", {"status": JobStatus.SUCCESSFUL}, frozenset({JobStatus.ACCEPTED}))
+    assert await store.queued() == {}
+
+
+async def test_a_large_job_at_the_head_is_not_overtaken_by_smaller_ones(store: SqlJobStore) -> None:
+    capacity = Resources(4, 4096, 10)
+    await store.create(make_job("small", 0, host_type="docker", cpus=3, memory=100))
+    await store.create(make_job("large", 1, host_type="docker", cpus=2, memory=100))
+    await store.create(make_job("later", 2, host_type="docker", cpus=1, memory=100))
+    assert (await claim(store, "a", capacity)).id == "small"  # type: ignore[union-attr]
+    # 1 CPU is left: "later" would fit, but "large" came first and waits for room.
+    assert await claim(store, "a", capacity) is None
+    assert await store.queued() == {"docker": 2}
+    await store.update("small", {"status": JobStatus.FAILED}, frozenset({JobStatus.ACCEPTED}))
+    assert (await claim(store, "a", capacity)).id == "large"  # type: ignore[union-attr]
+    assert (await claim(store, "a", capacity)).id == "later"  # type: ignore[union-attr]
+
+
+async def test_memory_counts_as_cpus_do(store: SqlJobStore) -> None:
+    capacity = Resources(math.inf, 1000, 10)
+    await store.create(make_job("a", 0, host_type="docker", memory=600))
+    await store.create(make_job("b", 1, host_type="docker", memory=600))
+    assert await claim(store, "x", capacity) is not None
+    assert await claim(store, "x", capacity) is None
+
+
+async def test_a_sync_job_is_claimed_only_by_the_instance_its_client_waits_on(
+    store: SqlJobStore,
+) -> None:
+    await store.create(make_job("asked-of-b", 0, host_type="docker", mode="sync", owner="b"))
+    await store.create(make_job("anyone", 1, host_type="docker"))
+    assert (await claim(store, "a", None)).id == "anyone"  # type: ignore[union-attr]
+    assert await claim(store, "a", None) is None
+    assert (await claim(store, "b", None)).id == "asked-of-b"  # type: ignore[union-attr]
+
+
+async def test_only_jobs_of_the_claimers_hosts_and_processes_are_claimed(
+    store: SqlJobStore,
+) -> None:
+    await store.create(make_job("batch", 0, host_type="aws-batch"))
+    await store.create(make_job("unknown", 1, host_type="docker", process_id="deployed-later"))
+    assert await claim(store, "a", None) is None
+    assert await store.queued() == {"aws-batch": 1, "docker": 1}
+
+
+async def test_a_requeued_job_keeps_its_place(store: SqlJobStore) -> None:
+    await store.create(make_job("first", 0, host_type="docker"))
+    await store.create(make_job("second", 1, host_type="docker"))
+    assert (await claim(store, "a", None)).id == "first"  # type: ignore[union-attr]
+    await store.requeue(["first"])
+    job = await store.get("first")
+    assert (job.owner, job.slot) == (None, None)  # type: ignore[union-attr]
+    assert (await claim(store, "b", None)).id == "first"  # type: ignore[union-attr]
+
+
+async def test_instances_claiming_at_once_get_each_job_once_and_never_exceed_the_budget(
+    new_store: StoreMaker,
+) -> None:
+    stores = [new_store() for _ in range(3)]
+    for each in stores:
+        await each.open()
+    try:
+        for index in range(30):
+            await stores[0].create(make_job(f"j{index:02}", index, host_type="docker", cpus=1))
+        budget = Resources(7, math.inf, 100)
+
+        async def claim_all(each: SqlJobStore, owner: str) -> list[str]:
+            claimed = []
+            while (job := await claim(each, owner, budget)) is not None:
+                claimed.append(job.id)
+            return claimed
+
+        results = await asyncio.gather(
+            *(claim_all(each, f"owner-{n}") for n, each in enumerate(stores) for _ in range(2))
+        )
+        claimed = [job_id for result in results for job_id in result]
+        assert sorted(claimed) == [f"j{index:02}" for index in range(7)]  # oldest first, once
+        # Another engine's instance claims from the same queue, the next jobs in order.
+        others = await asyncio.gather(
+            *(claim(each, "elsewhere", jobs_only(2), "other-engine") for each in stores)
+        )
+        assert sorted(j.id for j in others if j is not None) == ["j07", "j08"]
+    finally:
+        for each in stores:
+            await each.close()
+
+
+async def test_instances_claiming_different_jobs_at_once_never_exceed_the_budget(
+    new_store: StoreMaker,
+) -> None:
+    """Each instance claims its own sync jobs, so no two claims wait on one job's row: only the
+    budget's lock keeps them from each counting the same room."""
+    stores = [new_store() for _ in range(4)]
+    for each in stores:
+        await each.open()
+    try:
+        for index in range(40):
+            owner = f"owner-{index % 4}"
+            job = make_job(f"j{index:02}", index, host_type="docker", cpus=1, mode="sync")
+            job.owner = owner
+            await stores[0].create(job)
+        budget = Resources(5, math.inf, 100)
+
+        async def claim_all(each: SqlJobStore, owner: str) -> list[str]:
+            claimed = []
+            while (job := await claim(each, owner, budget)) is not None:
+                claimed.append(job.id)
+            return claimed
+
+        results = await asyncio.gather(*(claim_all(s, f"owner-{n}") for n, s in enumerate(stores)))
+        assert sum(len(result) for result in results) == 5
+    finally:
+        for each in stores:
+            await each.close()
+
+
+@pytest.mark.parametrize("new_store", ["postgres"], indirect=True)
+async def test_on_postgresql_a_claim_waits_for_a_claim_of_the_same_budget_in_progress(
+    store: SqlJobStore, new_store: StoreMaker
+) -> None:
+    """What keeps two claims from counting the same room: the budget's lock, held by a claim's
+    transaction (here by hand) until it commits. SQLite's one writer serialises claims."""
+    await store.create(make_job("j", 0, host_type="docker"))
+    engine = create_async_engine(new_store.url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('engine'))"))
+            claiming = asyncio.ensure_future(claim(store, "a", jobs_only(1)))
+            await asyncio.sleep(0.5)
+            assert not claiming.done()
+        assert (await asyncio.wait_for(claiming, 10)).id == "j"  # type: ignore[union-attr]
+    finally:
+        await engine.dispose()
