@@ -641,7 +641,12 @@ def test_sigterm_dismisses_a_running_container(harness: Harness, busybox: str) -
 # -- 10. the resource budget ---------------------------------------------------------
 
 
-def test_jobs_queue_for_the_budget_in_fifo_order(harness: Harness, busybox: str) -> None:
+@pytest.mark.parametrize("instances", [1, 2])
+def test_jobs_queue_for_the_budget_in_fifo_order(
+    harness: Harness, busybox: str, instances: int
+) -> None:
+    """With two instances on the engine (jobs submitted to each in turn), the budget holds
+    for both together: one job at a time still, in the order they came."""
     slot = shell_process(
         "slot",
         busybox,
@@ -650,15 +655,17 @@ def test_jobs_queue_for_the_budget_in_fifo_order(harness: Harness, busybox: str)
     )
     harness.add(slot)
     harness.add(sleeper("too-big", busybox, 1, maxResources={"cpus": 2, "memory": 100}))
-    server = harness.start(LOCAL_CPUS="1", LOCAL_MEMORY="1024")
-    with server.client() as http:
+    servers = [harness.start(LOCAL_CPUS="1", LOCAL_MEMORY="1024") for _ in range(instances)]
+    clients = [server.client() for server in servers]
+    with contextlib.ExitStack() as stack:
+        http = [stack.enter_context(client) for client in clients][0]
         too_big = http.post("/processes/too-big/execution", json={"inputs": {}}, headers=ASYNC)
         detail = assert_exception(too_big, 400, "invalid-parameter-value")["detail"]
         assert "2 CPU(s) and 100 MB" in detail and "1 CPU(s) and 1024 MB" in detail, detail
         assert job_count(http) == 0
 
         since = time.time() - 1
-        ids = [submit(http, "slot") for _ in range(4)]
+        ids = [submit(clients[n % instances], "slot") for n in range(4)]
         statuses = {job_id: http.get(f"/jobs/{job_id}").json()["status"] for job_id in ids}
         assert statuses[ids[2]] == "accepted", statuses
         dismissed = http.delete(f"/jobs/{ids[2]}")

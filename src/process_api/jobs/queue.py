@@ -29,8 +29,6 @@ log = logging.getLogger(__name__)
 
 #: how often an instance looks for queued jobs it has not been woken for.
 POLL_INTERVAL = 0.5
-#: how often the queue's length is counted, for the metrics.
-COUNT_INTERVAL = 5.0
 
 
 @dataclass(frozen=True)
@@ -59,7 +57,7 @@ class JobQueue:
         self.store = store
         self.runner = runner
         self.owner = owner
-        #: jobs waiting in the queue, by host type, as last counted (for the metrics).
+        #: jobs waiting in the queue, by host type, as last counted (also for the metrics).
         self.lengths: dict[str, int] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -79,10 +77,14 @@ class JobQueue:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def claim(self, registry: ProcessRegistry) -> int:
-        """Claims and starts queued jobs while the oldest of a budget fits; how many."""
+        """Claims and starts queued jobs while the oldest of a budget fits; how many. Looks
+        first (a read) which hosts have jobs waiting, so that an idle queue costs no write."""
+        self.lengths = await self.store.queued()
         process_ids = list(registry)
         claimed = 0
         for budget in await budgets(dict(self.runner.hosts)):
+            if not any(self.lengths.get(host_type) for host_type in budget.host_types):
+                continue
             while True:
                 job = await self.store.claim(
                     self.owner, budget.name, budget.capacity, budget.host_types, process_ids
@@ -97,18 +99,13 @@ class JobQueue:
         return claimed
 
     async def _loop(self, registry: ProcessRegistry) -> None:
-        loop = asyncio.get_running_loop()
         outage = Outage("claiming queued jobs", log)
-        next_count = loop.time()
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL)
             self._wake.clear()
             try:
                 await self.claim(registry)
-                if loop.time() >= next_count:
-                    self.lengths = await self.store.queued()
-                    next_count = loop.time() + COUNT_INTERVAL
             except Exception as exc:  # the store may be away a while: try at the next poll
                 outage.failed(exc)
             else:
