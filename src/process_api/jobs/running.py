@@ -143,12 +143,8 @@ class JobRunner:
         self._started = asyncio.Event()
 
     def next_start(self) -> asyncio.Event:
-        """Set when a job starts here next, or a waiting job is dismissed (see JobService.wait)."""
+        """Set when a job starts here next (see JobService.wait)."""
         return self._started
-
-    def pulse(self) -> None:
-        self._started.set()
-        self._started = asyncio.Event()
 
     def job_run(self, host: Host, process: Process, job_id: str, inputs: dict[str, Any]) -> JobRun:
         """What the host is given to run the job (see the job contract)."""
@@ -171,7 +167,8 @@ class JobRunner:
         running.task = asyncio.create_task(self._run(process, job, running, handle))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_logs())
-        self.pulse()
+        self._started.set()
+        self._started = asyncio.Event()
         return running
 
     async def _flush_logs(self) -> None:

@@ -176,10 +176,11 @@ class JobService:
 
     async def wait(self, job_id: str, timeout: float | None = None) -> Job:
         """The job once it has ended, or as it is when the timeout passes. A job running here
-        is awaited; one still queued or running elsewhere is looked up at each start here
-        and at least every POLL_INTERVAL."""
+        is awaited; one still queued or running elsewhere is looked for among the jobs
+        starting here, and looked up in the store every POLL_INTERVAL."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
+        look_up = True
         while True:
             next_start = self.runner.next_start()
             left = None if deadline is None else max(deadline - loop.time(), 0.0)
@@ -188,12 +189,16 @@ class JobService:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(running.done.wait(), left)
                 return await self.get(job_id)
-            job = await self.get(job_id)
-            if job.status.terminal or left == 0.0:
-                return job
+            if look_up or left == 0.0:
+                job = await self.get(job_id)
+                if job.status.terminal or left == 0.0:
+                    return job
             pause = POLL_INTERVAL if left is None else min(POLL_INTERVAL, left)
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(next_start.wait(), pause)
+                look_up = False  # some job started here: is it this one?
+            except TimeoutError:
+                look_up = True
 
     # -- stopping ------------------------------------------------------------------
 
@@ -207,7 +212,6 @@ class JobService:
             job = await self.get(job_id)
             raise JobNotDismissable(f"job {job_id!r} has already ended: it is {job.status.value}")
         self.runner.notify(dismissed)
-        self.runner.pulse()  # a sync request waiting for the job's turn answers now
         running = self.runner.running.get(job_id)
         if running is not None and running.task is not None:
             running.task.cancel()
