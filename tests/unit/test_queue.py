@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import math
+import subprocess
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from process_api.hosts import build_hosts
 from process_api.jobs.budget import Resources, jobs_only
 from process_api.jobs.model import JobStatus
+from process_api.jobs.queue import budgets
+from process_api.machine import this_machine
+from process_api.settings import Settings
 from process_api.store.sql import SqlJobStore
 from tests.unit.conftest import StoreMaker
 from tests.unit.test_job_store import make_job
@@ -168,3 +174,29 @@ async def test_on_postgresql_a_claim_waits_for_a_claim_of_the_same_budget_in_pro
         assert (await asyncio.wait_for(claiming, 10)).id == "j"  # type: ignore[union-attr]
     finally:
         await engine.dispose()
+
+
+async def test_an_instance_claims_only_for_the_hosts_it_can_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, docker_engine: None
+) -> None:
+    """Without AWS settings an instance claims no Batch job (another instance runs them). The
+    subprocess budget is this machine's and the docker one the engine's, named alike by every
+    instance on them."""
+    for name in ("AWS_DEFAULT_REGION", "AWS_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    engine = subprocess.run(
+        ["docker", "info", "--format", "{{.ID}}"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    expected = {
+        f"subprocess:{this_machine()}": ("subprocess",),
+        f"docker:{engine}": ("docker", "local"),
+    }
+    for region, batch in ((None, {}), ("us-east-1", {"aws-batch": ("aws-batch",)})):
+        if region:
+            monkeypatch.setenv("AWS_DEFAULT_REGION", region)
+        hosts = build_hosts(Settings(DATA_DIR=str(tmp_path)))
+        try:
+            found = {budget.name: budget.host_types for budget in await budgets(hosts)}
+        finally:
+            await hosts["docker"].close()
+        assert found == {**expected, **batch}

@@ -205,8 +205,10 @@ class BatchHost(HostBase):
     def capacity(self) -> Resources:
         return self._capacity
 
-    async def budget_name(self) -> str:
-        return "aws-batch"  # the Batch jobs of every instance: BATCH_MAX_JOBS holds for all
+    async def budget_name(self) -> str | None:
+        # The Batch jobs of every instance: BATCH_MAX_JOBS holds for all. An instance without
+        # AWS settings claims none: another one runs them.
+        return "aws-batch" if self.configured else None
 
     def resources(self, process: Process) -> Resources:
         return Resources(0.0, 0.0)  # Batch's compute environment limits CPUs and memory

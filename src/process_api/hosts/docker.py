@@ -178,6 +178,7 @@ class DockerHost(HostBase):
         self._client: docker.DockerClient | None = None
         self._ready_until = 0.0
         self._engine_id: str | None = None
+        self._engine_id_asked = -READY_TTL
         self._secret_files = SecretFiles(options.secrets_dir, options.instance)
         #: the engine did not answer a check of a process file: no more checks ask it.
         self._engine_down_at_check = False
@@ -273,8 +274,11 @@ class DockerHost(HostBase):
 
     async def budget_name(self) -> str | None:
         """The engine's own id: instances that reach one engine (by whatever address) share
-        its budget."""
+        its budget. While the engine does not answer, it is asked again every READY_TTL."""
         if self._engine_id is None:
+            if time.monotonic() < self._engine_id_asked + READY_TTL:
+                return None
+            self._engine_id_asked = time.monotonic()
             try:
                 client = await self._engine()
                 info = await self._call(client.info)
