@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from process_api.errors import JobNotDismissable
+from process_api.errors import ApiError, JobNotDismissable
 from process_api.jobs.model import Job, JobStatus
 from process_api.jobs.running import JobRunner, RunningJob
 from process_api.processes.registry import ProcessRegistry
@@ -81,8 +81,12 @@ async def shutdown(
     handed = await runner.detach(_left_to_next_start)
     if handed:
         log.info("shutdown: %d job(s) left to the other instances or the next start", len(handed))
+    waiting: list[str] = []
+    try:
         await runner.store.requeue([r.job_id for r in handed if not r.launched])
-    waiting = [j.id for j in await runner.store.active() if j.owner == owner and j.slot is None]
+        waiting = [j.id for j in await runner.store.active() if j.owner == owner and j.slot is None]
+    except ApiError as exc:  # whoever takes this instance's jobs over requeues or ends them
+        log.warning("shutdown: the queue could not be updated: %s", exc.detail)
     # Again while any is left: a request may have been between its check and its record.
     for _ in range(3):
         pending = [job_id for job_id, r in runner.running.items() if not r.detaching]
