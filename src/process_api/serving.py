@@ -37,6 +37,10 @@ from process_api.settings import Settings
 
 log = logging.getLogger("process_api")
 
+#: seconds a worker has to answer the supervisor's check that it lives, else it is killed and
+#: replaced. It answers from a thread of its own, so only a process stuck as a whole fails;
+#: uvicorn's 5 s is too short for a worker still importing the app on a loaded machine.
+WORKER_HEALTHCHECK = 30
 #: the environment variable prometheus-client reads, at import, for multi-process mode.
 METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -202,6 +206,7 @@ def run_workers(config: uvicorn.Config, settings: Settings, processes: list[Proc
     config.app = WorkerApp(settings, processes, shared)
     config.factory = True
     config.workers = settings.workers
+    config.timeout_worker_healthcheck = WORKER_HEALTHCHECK
     sock = config.bind_socket()
     supervisor = _Supervisor(config, [sock], shared)
     try:
