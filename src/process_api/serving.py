@@ -13,6 +13,7 @@ checked once, by the supervisor, and are handed to each worker as they were load
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import os
 import shutil
@@ -41,6 +42,8 @@ log = logging.getLogger("process_api")
 #: replaced. It answers from a thread of its own, so only a process stuck as a whole fails;
 #: uvicorn's 5 s is too short for a worker still importing the app on a loaded machine.
 WORKER_HEALTHCHECK = 30
+#: prctl's option for the signal a process gets when its parent dies (linux/prctl.h).
+PR_SET_PDEATHSIG = 1
 #: the environment variable prometheus-client reads, at import, for multi-process mode.
 METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -107,7 +110,27 @@ class _WorkerServer(JobsServer):
         super().handle_exit(signal.SIGTERM, frame)
 
 
+def _stop_with_supervisor(supervisor: int) -> None:
+    """Asks Linux for a SIGTERM when the supervisor dies (it was killed): a worker stops
+    then, as at a stop signal, instead of serving on without anyone to replace it."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the worker outlives a killed supervisor
+        return
+    if os.getppid() != supervisor:  # it died before the request
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 class _Worker(UvicornWorker):
+    def __init__(self, config: uvicorn.Config, sockets: list[socket.socket]) -> None:
+        super().__init__(config, sockets)
+        self.supervisor = os.getpid()
+
+    def target(self, sockets: list[socket.socket] | None = None) -> None:
+        _stop_with_supervisor(self.supervisor)
+        super().target(sockets)
+
     @property
     def server(self) -> uvicorn.Server:
         if self._server is None:

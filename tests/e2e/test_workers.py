@@ -169,7 +169,8 @@ def test_jobs_submitted_and_read_on_many_connections_are_answered_by_either_work
         documents = list(pool.map(ended, job_ids))
         results = list(pool.map(lambda j: fresh(server, "GET", f"/jobs/{j}/results"), job_ids))
         listed = list(pool.map(lambda _: fresh(server, "GET", "/jobs?limit=100"), range(16)))
-    assert [d["status"] for d in documents] == ["successful"] * 48, documents
+    failed = [d for d in documents if d["status"] != "successful"]
+    assert not failed, failed
     ran_on = {r.json() for r in results}
     assert ran_on == workers, f"jobs ran on {ran_on}, the workers are {workers}"
     for response in listed:
