@@ -35,6 +35,15 @@ SCRUBBED = (
 )
 
 
+#: TEST_SERVER_WORKERS=N: every test server runs with `--workers N` unless its test says
+#: how many. TEST_SERVER_STORE=postgres: every test server whose environment names no job
+#: store (DB_URL, DB_PATH) uses a database of its own on the session's PostgreSQL, one per
+#: data directory (a server started again on the same directory finds its jobs). Either
+#: runs the whole suite in that configuration.
+SERVER_WORKERS = os.environ.get("TEST_SERVER_WORKERS", "")
+SERVER_STORE = os.environ.get("TEST_SERVER_STORE", "sqlite")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -43,6 +52,11 @@ def free_port() -> int:
 
 class Server:
     """A `process-api` process on a free loopback port, with its own data directory."""
+
+    #: the session's PostgreSQL, when TEST_SERVER_STORE=postgres; and the database of
+    #: each data directory on it.
+    postgres: Any = None
+    databases: dict[Path, str] = {}
 
     def __init__(
         self, plugins: Path, data_dir: Path, *args: str, env: dict[str, str] | None = None
@@ -62,6 +76,7 @@ class Server:
         env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
         env.update({"DATA_DIR": str(self.data_dir), "AWS_EC2_METADATA_DISABLED": "true"})
         env.update(self.extra_env)
+        env.update(self._switched_store(env))
         self.data_dir.mkdir(parents=True, exist_ok=True)
         command = [
             sys.executable,
@@ -74,7 +89,7 @@ class Server:
         ]
         self.log_file = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [*self.prefix, *command, *self.args],
+            [*self.prefix, *command, *self.args, *self._switched_workers()],
             env=env,
             cwd=self.data_dir,
             stdout=self.log_file,
@@ -83,6 +98,20 @@ class Server:
         if wait:
             self.wait_ready()
         return self
+
+    def _switched_workers(self) -> list[str]:
+        if not SERVER_WORKERS or "--workers" in self.args or "WORKERS" in self.extra_env:
+            return []
+        return ["--workers", SERVER_WORKERS]
+
+    def _switched_store(self, env: dict[str, str]) -> dict[str, str]:
+        if SERVER_STORE != "postgres" or "DB_URL" in env or "DB_PATH" in env:
+            return {}
+        assert Server.postgres is not None, "TEST_SERVER_STORE=postgres without PostgreSQL"
+        key = self.data_dir.resolve()
+        if key not in Server.databases:
+            Server.databases[key] = Server.postgres.new_database()
+        return {"DB_URL": Server.databases[key]}
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -238,6 +267,19 @@ def process_info(process_id: str) -> dict[str, Any]:
         "jobControlOptions": ["sync-execute", "async-execute"],
         "outputTransmission": ["value"],
     }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def switched_store(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The PostgreSQL of TEST_SERVER_STORE=postgres; its databases are dropped at the end."""
+    if SERVER_STORE != "postgres":
+        yield
+        return
+    Server.postgres = request.getfixturevalue("postgres")
+    yield
+    for url in Server.databases.values():
+        Server.postgres.drop_database(url)
+    Server.databases.clear()
 
 
 @pytest.fixture(scope="session")

@@ -53,6 +53,20 @@ async def _expire_periodically(service: JobService) -> None:
         await asyncio.sleep(interval)
 
 
+#: seconds between the writes of a worker's active jobs for the other workers' scrapes.
+METRICS_REFRESH = 1.0
+
+
+async def _refresh_periodically(metrics: Metrics) -> None:
+    """Keeps this worker's active jobs fresh in the values all workers' scrapes add up."""
+    while True:
+        await asyncio.sleep(METRICS_REFRESH)
+        try:
+            metrics.refresh()
+        except Exception:
+            log.exception("writing the metrics of the active jobs failed; trying again")
+
+
 def history_without_database(settings: Settings) -> str | None:
     """Why not to start: the job database is missing while the local storage holds the logs
     or metadata of earlier jobs. It was most likely deleted, or DB_PATH names another file;
@@ -74,9 +88,14 @@ def history_without_database(settings: Settings) -> str | None:
 
 
 def create_app(
-    settings: Settings, registry: ProcessRegistry, hosts: dict[str, Host] | None = None
+    settings: Settings,
+    registry: ProcessRegistry,
+    hosts: dict[str, Host] | None = None,
+    metrics_dir: Path | None = None,
 ) -> FastAPI:
-    """The ASGI app; its lifespan opens the store, settles old jobs and stops jobs at exit."""
+    """The ASGI app; its lifespan opens the store, settles old jobs and stops jobs at exit.
+    `metrics_dir`: where the worker processes of one server share their metrics (with
+    `--workers N`), None for one process."""
     hosts = hosts if hosts is not None else build_hosts(settings)
     store = build_store(settings)
     policy = CallbackPolicy(
@@ -92,7 +111,7 @@ def create_app(
 
     lease = timedelta(seconds=settings.instance_lease)
     service = JobService(store, storage, hosts, settings.data_dir / "spool", changed, expiry, lease)
-    metrics = Metrics(service.states)
+    metrics = Metrics(service.runner.host_types, lambda: service.queue.lengths, metrics_dir)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -109,11 +128,13 @@ def create_app(
         await service.join(registry)
         log.info("serving %d process(es)", len(registry))
         cleaner = asyncio.create_task(_expire_periodically(service)) if expiry else None
+        refresher = asyncio.create_task(_refresh_periodically(metrics)) if metrics.shared else None
         try:
             yield
         finally:
-            if cleaner is not None:
-                cleaner.cancel()
+            for task in (cleaner, refresher):
+                if task is not None:
+                    task.cancel()
             await service.shutdown()
             await notifier.aclose()
             for host in set(hosts.values()):

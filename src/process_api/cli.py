@@ -10,19 +10,18 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import uvicorn
 
 from process_api import __version__, server_log
-from process_api.app import create_app
+from process_api.app import create_app, history_without_database
 from process_api.errors import ApiError
 from process_api.hosts import build_hosts, host_checks
-from process_api.jobs.service import JobService
 from process_api.processes.discovery import IGNORE_FILE
 from process_api.processes.loader import Loaded, load_directory, load_paths
 from process_api.processes.registry import ProcessRegistry
+from process_api.serving import JobsServer, run_workers
 from process_api.settings import Settings, SettingsError, load_settings
 from process_api.store import build_store
 
@@ -57,6 +56,12 @@ def _serve_parser() -> argparse.ArgumentParser:
         action="store_true",
         default=None,
         help="start with the valid process files and log the others (SKIP_INVALID)",
+    )
+    parser.add_argument(
+        "--workers",
+        dest="workers",
+        type=int,
+        help="server processes answering on the port, sharing the job store (WORKERS, default 1)",
     )
     parser.add_argument("--version", action="version", version=f"process-api {__version__}")
     return parser
@@ -152,31 +157,6 @@ async def _upgrade(settings: Settings) -> int:
     return 0
 
 
-class _Server(uvicorn.Server):
-    """Dismisses the running jobs as soon as a stop signal arrives.
-
-    Without this, uvicorn would first wait for open synchronous requests, which
-    wait for their jobs, before the app's shutdown could stop those jobs.
-    """
-
-    def __init__(self, config: uvicorn.Config, jobs: JobService) -> None:
-        super().__init__(config)
-        self._jobs = jobs
-        self._stopping: asyncio.Task[None] | None = None
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        self._jobs.begin_shutdown()
-        loop = asyncio.get_event_loop()
-        loop.call_soon_threadsafe(self._stop_jobs)
-        super().handle_exit(sig, frame)
-        # uvicorn would raise the signal again once stopped; a clean stop exits with 0.
-        self._captured_signals.clear()
-
-    def _stop_jobs(self) -> None:
-        if self._stopping is None:
-            self._stopping = asyncio.get_running_loop().create_task(self._jobs.shutdown())
-
-
 def serve(argv: Sequence[str]) -> int:
     args = _serve_parser().parse_args(argv)
     overrides: dict[str, Any] = {
@@ -185,6 +165,7 @@ def serve(argv: Sequence[str]) -> int:
         "API_HOST": args.host,
         "LOG_LEVEL": args.log_level,
         "SKIP_INVALID": args.skip_invalid,
+        "WORKERS": args.workers,
     }
     try:
         settings = load_settings(args.env_file, overrides)
@@ -204,12 +185,17 @@ def serve(argv: Sequence[str]) -> int:
             files,
         )
         return EXIT_INVALID_FILES
+    if settings.workers > 1:
+        code = asyncio.run(_prepare_store(settings))
+        if code:
+            return code
+        return _run(settings, None, loaded)
     try:
         app = create_app(settings, ProcessRegistry(loaded.processes), hosts)
     except ApiError as exc:
         log.error("not starting: %s", exc.detail)
         return EXIT_BAD_SETTINGS
-    return _run(settings, app)
+    return _run(settings, app, loaded)
 
 
 def _log_loaded(loaded: Loaded) -> None:
@@ -225,11 +211,36 @@ def _log_loaded(loaded: Loaded) -> None:
             log.error("invalid process file: %s", problem)
 
 
+async def _prepare_store(settings: Settings) -> int:
+    """Before the workers start: refuses to start as each of them would, saying it once, and
+    brings the job database to the current schema. The exit code is the one a single
+    process gives when its app cannot start."""
+    refusal = await asyncio.to_thread(history_without_database, settings)
+    if refusal is not None:
+        log.error("%s", refusal)
+        return EXIT_BAD_SETTINGS
+    try:
+        store = build_store(settings)
+    except ApiError as exc:
+        log.error("not starting: %s", exc.detail)
+        return EXIT_BAD_SETTINGS
+    try:
+        await store.open()
+    except ApiError as exc:
+        log.error("not starting: %s", exc.detail)
+        return EXIT_BAD_SETTINGS
+    finally:
+        await store.close()
+    return 0
+
+
 #: seconds an idle keep-alive connection is kept open.
 KEEP_ALIVE = 75
 
 
-def _run(settings: Settings, app: Any) -> int:
+def _run(settings: Settings, app: Any, loaded: Loaded) -> int:
+    """Serves `app` in this process, or with several workers (app None) each building its
+    own from the loaded process files."""
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -241,13 +252,16 @@ def _run(settings: Settings, app: Any) -> int:
         # most): a connection closed by the server just as a client reuses it fails a request.
         timeout_keep_alive=KEEP_ALIVE,
     )
-    server = _Server(config, app.state.jobs)
-    log.info("process-api %s on http://%s:%d", __version__, settings.host, settings.port)
+    workers = f" with {settings.workers} worker processes" if app is None else ""
+    log.info("process-api %s on http://%s:%d%s", __version__, settings.host, settings.port, workers)
     if not (settings.public_url or settings.trusted_hosts or _loopback(settings.host)):
         log.warning(
             "links follow the Host header of each request: set PUBLIC_URL or TRUSTED_HOSTS "
             "so that a client cannot make the server hand out links to another site"
         )
+    if app is None:
+        return run_workers(config, settings, loaded.processes)
+    server = JobsServer(config, app.state.jobs)
     server.run()
     return 0 if server.started else 1
 

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", alias="API_HOST")
     port: int = Field(5050, alias="API_PORT", ge=0, le=65535)
     log_level: LogLevel = Field("INFO", alias="LOG_LEVEL")
+    #: server processes answering on the port, sharing the job store (1: no supervisor).
+    workers: int = Field(1, alias="WORKERS", ge=1, le=256)
     #: `json`: one JSON object per line, with job_id and process_id on lines about a job.
     log_format: LogFormat = Field("text", alias="LOG_FORMAT")
     data_dir: Path = Field(Path(".data"), alias="DATA_DIR")

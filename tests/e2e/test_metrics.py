@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -49,10 +50,10 @@ def test_job_and_request_counters_follow_the_jobs_run(server: Server) -> None:
 
         def running() -> dict:
             found = samples(http)
-            active = value(found, "process_api_jobs_active", host="subprocess", state="running")
+            active = value(found, "process_api_jobs_running", host="subprocess")
             return found if active == 1 else {}
 
-        wait_until(running, what="the running job in process_api_jobs_active")
+        wait_until(running, what="the running job in process_api_jobs_running")
         assert http.delete(f"/jobs/{slow}").status_code == 200
         found = samples(http)
 
@@ -66,7 +67,7 @@ def test_job_and_request_counters_follow_the_jobs_run(server: Server) -> None:
     assert value(found, finished, process="fail", host="subprocess", status="failed") == 1
     duration = "process_api_job_duration_seconds_count"
     assert value(found, duration, **echo, status="successful") == 2
-    assert value(found, "process_api_jobs_active", host="subprocess", state="running") == 0
+    assert value(found, "process_api_jobs_running", host="subprocess") == 0
     requests = "process_api_http_requests_total"
     route = "/processes/{processID}/execution"
     assert value(found, requests, method="POST", route=route, code="200") == 2
@@ -83,3 +84,33 @@ def test_metrics_are_in_the_api_document_but_not_the_landing_links(server: Serve
         assert "/metrics" in http.get("/api").json()["paths"]
         landing = http.get("/").json()
         assert not [link for link in landing["links"] if "/metrics" in link["href"]]
+
+
+def test_the_queue_length_counts_the_jobs_waiting_for_room(tmp_path: Path) -> None:
+    server = Server(EXAMPLES, tmp_path / "data", env={"SUBPROCESS_MAX_JOBS": "1"}).start()
+    try:
+        with server.client() as http:
+            jobs = [echo_async(http, 60) for _ in range(4)]
+            wait_until(
+                lambda: value(samples(http), "process_api_jobs_queued", host="subprocess") == 3,
+                what="three jobs counted in the queue",
+            )
+            assert value(samples(http), "process_api_jobs_running", host="subprocess") == 1
+            for job_id in jobs:
+                assert http.delete(f"/jobs/{job_id}").status_code == 200
+            wait_until(
+                lambda: value(samples(http), "process_api_jobs_queued", host="subprocess") == 0,
+                what="the queue to be counted empty",
+            )
+    finally:
+        server.stop()
+
+
+def echo_async(http: httpx.Client, pause: int) -> str:
+    response = http.post(
+        "/processes/echo/execution",
+        json={"inputs": {"stringInput": "x", "pause": pause}},
+        headers={"Prefer": "respond-async"},
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["jobID"])

@@ -9,7 +9,7 @@ Batch job) before re-raising.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Set
+from collections.abc import Awaitable, Callable, Set
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +22,8 @@ from process_api.processes.problems import ConfigProblem
 from process_api.processes.registry import Process
 
 Stream = Literal["stdout", "stderr"]
+#: the ids of the jobs whose leftovers stay (those of active jobs), read when called.
+Keep = Callable[[], Awaitable[Set[str]]]
 
 
 @dataclass(frozen=True)
@@ -116,8 +118,11 @@ class Host(Protocol):
         """Removes what the job's run left (its stopped container) once its end is recorded:
         a crash before the record finds the run again and concludes it rightly."""
 
-    async def prune(self, keep: Set[str]) -> None:
-        """Removes what earlier runs of this server left behind, except for the jobs in `keep`."""
+    async def prune(self, keep: Keep) -> None:
+        """Removes what earlier runs of this server left behind, except for the jobs `keep`
+        gives. It is asked after the leftovers are listed: a job is recorded before its run
+        leaves anything, so that a run another instance begins meanwhile is never taken
+        for a leftover."""
 
     async def close(self) -> None: ...
 
@@ -146,7 +151,7 @@ class HostBase:
     async def release(self, job_id: str) -> None:
         return None
 
-    async def prune(self, keep: Set[str]) -> None:
+    async def prune(self, keep: Keep) -> None:
         return None
 
     async def close(self) -> None:

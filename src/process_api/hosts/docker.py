@@ -22,7 +22,7 @@ import logging
 import re
 import tarfile
 import time
-from collections.abc import Callable, Set
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,6 +44,7 @@ from process_api.hosts.base import (
     HostEvents,
     HostOutcome,
     JobRun,
+    Keep,
     RunLost,
     Stream,
     admit_argument,
@@ -604,10 +605,8 @@ class DockerHost(HostBase):
             await self._call(client.api.remove_container, container_name(job_id), force=True)
         await self._remove_secrets(job_id)
 
-    async def prune(self, keep: Set[str]) -> None:
-        for job_id in await self._call(self._secret_files.jobs):
-            if job_id not in keep:
-                await self._remove_secrets(job_id)
+    async def prune(self, keep: Keep) -> None:
+        secrets = await self._call(self._secret_files.jobs)
         try:
             client = await self._engine()
             found = await self._call(
@@ -617,9 +616,13 @@ class DockerHost(HostBase):
             )
         except (DockerException, *_UNREACHABLE) as exc:
             log.warning("the Docker Engine is unreachable: %s", _reason(exc))
-            return
-        for container in found:
-            if container.labels.get(LABEL_JOB) not in keep:
+            found = None
+        kept = await keep()
+        for job_id in secrets:
+            if job_id not in kept:
+                await self._remove_secrets(job_id)
+        for container in found or []:
+            if container.labels.get(LABEL_JOB) not in kept:
                 log.info("removing container %s left by an earlier run", container.name)
                 await self._remove(container)
 

@@ -45,14 +45,21 @@ async def settle(
             queued.append(job.id)
         else:
             await fail(runner, job, f"{reason} before the job started")
-    # Leftovers go first: a queued job's new container must not be taken for one. What a
-    # run of any instance is followed by (a recorded handle) stays.
-    active = await runner.store.active()
-    followed = {job.id for job in active if job.handle is not None}
+    # Leftovers go first: a queued job's new container must not be taken for one. What an
+    # active job has stays, whoever runs it (another instance may have just begun a run
+    # whose handle is not recorded yet), except what the earlier run of a job run again
+    # here left. Inputs files of jobs that ended go.
+    again = set(queued)
+
+    async def active() -> set[str]:
+        return {job.id for job in await runner.store.active()}
+
+    async def not_run_again() -> set[str]:
+        return await active() - again
+
     for host in {id(h): h for h in runner.hosts.values()}.values():
-        await host.prune(followed)
-    # Inputs files of jobs that ended go; those of active jobs stay, whoever runs them.
-    await runner.workspace.prune({job.id for job in active})
+        await host.prune(not_run_again)
+    await runner.workspace.prune(active)
     if queued:
         log.info("%d job(s) that had not started went back to the queue (%s)", len(queued), reason)
         await runner.store.requeue(queued)

@@ -14,7 +14,7 @@ import contextlib
 import functools
 import logging
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
@@ -241,14 +241,6 @@ class JobService:
         await self.instance.join(functools.partial(lifecycle.settle, self.runner, registry))
         self.queue.start(registry)
         self._joined = True
-
-    def states(self) -> Iterator[tuple[str, str]]:
-        """(host type, queued or running) of each job queued anywhere or running here."""
-        for host_type in self.runner.host_types():
-            yield host_type, "running"
-        for host_type, length in self.queue.lengths.items():
-            for _ in range(length):
-                yield host_type, "queued"
 
     async def expire(self) -> int:
         return await self.retention.expire()

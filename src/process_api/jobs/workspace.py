@@ -16,11 +16,10 @@ import logging
 import os
 import shutil
 import stat
-from collections.abc import Set
 from pathlib import Path
 
 from process_api.asyncs import despite_cancellation, retrying
-from process_api.hosts.base import JobRun
+from process_api.hosts.base import JobRun, Keep
 from process_api.jobs.files import media_type
 from process_api.storage.base import Storage
 
@@ -116,22 +115,32 @@ class Workspace:
         except OSError:
             log.exception("job %s: removing its files failed", run.job_id)
 
-    async def prune(self, keep: Set[str]) -> None:
-        """Removes what runs of an earlier start left (it crashed), except for the jobs in
-        `keep`, which are still active."""
+    async def prune(self, keep: Keep) -> None:
+        """Removes what runs of an earlier start left (it crashed), except for the jobs
+        `keep` gives, which are still active. It is asked once the files are listed: a job
+        is recorded before its files are written, so those of a run that another instance
+        begins meanwhile stay."""
 
-        def prune() -> None:
+        def listed() -> list[Path]:
+            found: list[Path] = []
             if self.inputs_dir.is_dir():
-                for path in self.inputs_dir.iterdir():
-                    if path.suffix == ".json" and path.stem not in keep:
-                        path.unlink(missing_ok=True)
+                found += [p for p in self.inputs_dir.iterdir() if p.suffix == ".json"]
             if self.staging_dir.is_dir():
-                for path in self.staging_dir.iterdir():
-                    if path.name not in keep:
-                        shutil.rmtree(path, ignore_errors=True)
+                found += list(self.staging_dir.iterdir())
+            return found
+
+        def remove(paths: list[Path]) -> None:
+            for path in paths:
+                if path.parent == self.staging_dir:
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
 
         try:
-            await asyncio.to_thread(prune)
+            paths = await asyncio.to_thread(listed)
+            kept = await keep()
+            job_of = {p: p.stem if p.parent == self.inputs_dir else p.name for p in paths}
+            await asyncio.to_thread(remove, [p for p in paths if job_of[p] not in kept])
         except OSError:
             log.exception("removing the files of runs of an earlier start failed")
 
