@@ -114,6 +114,10 @@ class Host(Protocol):
     async def prune(self, keep: Set[str]) -> None:
         """Removes what earlier runs of this server left behind, except for the jobs in `keep`."""
 
+    async def stop(self, job_id: str, handle: dict[str, Any]) -> None:
+        """Stops a run nobody follows, found by its handle (a job dismissed while the
+        instance that ran it was dead); it may have ended already."""
+
     async def close(self) -> None: ...
 
 
@@ -139,6 +143,9 @@ class HostBase:
         return None
 
     async def prune(self, keep: Set[str]) -> None:
+        return None
+
+    async def stop(self, job_id: str, handle: dict[str, Any]) -> None:
         return None
 
     async def close(self) -> None:

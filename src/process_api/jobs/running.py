@@ -139,6 +139,8 @@ class JobRunner:
         self.workspace = workspace or Workspace(spool.parent, storage)
         self._on_change = on_change
         self.running: dict[str, RunningJob] = {}
+        #: the instance whose jobs these are (set when it joins the others).
+        self.owner: str | None = None
         self._flusher: asyncio.Task[None] | None = None
         #: one budget per host (docker and local share one).
         self._budgets: dict[int, ResourceBudget] = {}
@@ -196,6 +198,9 @@ class JobRunner:
             async with self._reserved(host, process, queue=handle is None):
                 running.launched = True
                 if handle is None:
+                    if not await self._still_ours(job.id):
+                        self._let_go(running)
+                        return
                     await self.workspace.prepare(run)
                 async with asyncio.timeout(limit) as scope:
                     if handle is None:
@@ -208,9 +213,7 @@ class JobRunner:
                     )
         except asyncio.CancelledError:
             if running.detaching:
-                running.log.close()
-                self.running.pop(job.id, None)
-                running.done.set()
+                self._let_go(running)
                 return
             status, message = JobStatus.DISMISSED, "dismissed"
         except TimeoutError:
@@ -230,6 +233,24 @@ class JobRunner:
         await despite_cancellation(self._finish(running, status, message, results))
         await despite_cancellation(self._release(host, job.id))
         await despite_cancellation(self.workspace.clear(run))
+
+    def _let_go(self, running: RunningJob) -> None:
+        """Stops following a job without ending it: another instance (or the next start)
+        follows or runs it."""
+        running.log.close()
+        self.running.pop(running.job_id, None)
+        running.done.set()
+
+    async def _still_ours(self, job_id: str) -> bool:
+        """Whether a job that waited its turn is still this instance's to start: one taken
+        for dead while it waited finds it taken over, and must not run it a second time."""
+        if self.owner is None:
+            return True
+        job = await self.store.get(job_id)
+        if job is not None and job.status is JobStatus.ACCEPTED and job.owner == self.owner:
+            return True
+        log.warning("job %s: taken over by another server instance; not starting it", job_id)
+        return False
 
     @contextlib.asynccontextmanager
     async def _reserved(self, host: Host, process: Process, queue: bool) -> AsyncIterator[None]:
