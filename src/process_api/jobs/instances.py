@@ -21,6 +21,7 @@ import os
 import socket
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -163,6 +164,8 @@ class Coordinator:
             # lets it go on with new work.
             log.error("this server instance was taken for stopped; registering again")
             await self._let_go_of_taken()
+            # With a lease from now: its first one ran out long ago.
+            self.me = replace(self.me, expires=utcnow() + self.lease)
             await self.store.register(self.me)
 
     async def _let_go_of_taken(self) -> None:
