@@ -229,3 +229,33 @@ def test_an_instance_back_from_a_stall_leaves_the_jobs_taken_from_it_to_their_ne
             assert [now[k] for k in STATE] == [recorded[k] for k in STATE], (now, recorded)
         # A goes on with new work
         assert wait_status(on_a, sleep_on(on_a, 0), {"successful"}, 15)
+
+
+def test_a_dismiss_on_one_instance_racing_the_end_on_another_gives_one_final_status(
+    server_factory: Callable[..., Server], plugins: Path
+) -> None:
+    """Jobs on A are dismissed through B about when they end: each ends once, dismissed
+    if B's answer said so and successful (with its results) if B refused, and stays so."""
+    a = server_factory(plugins, env=LEASE)
+    b = server_factory(plugins, env=LEASE)
+    answers: dict[str, int] = {}
+    with a.client() as on_a, b.client() as on_b:
+        for delay in (0.6, 0.8, 0.9, 1.0, 1.1, 1.2):
+            job_id = sleep_on(on_a, 1)
+            pid_of(on_a, job_id)
+            time.sleep(delay)
+            answers[job_id] = on_b.delete(f"/jobs/{job_id}").status_code
+        ended = {
+            job_id: wait_status(on_a, job_id, {"successful", "failed", "dismissed"})
+            for job_id in answers
+        }
+        time.sleep(2)  # room for a second record, had there been one
+        for job_id, code in answers.items():
+            expected = "dismissed" if code == 200 else "successful"
+            assert code in (200, 400, 409, 410), code
+            for http in (on_a, on_b):
+                now = http.get(f"/jobs/{job_id}").json()
+                assert [now[k] for k in STATE] == [ended[job_id][k] for k in STATE], now
+                assert now["status"] == expected, (code, now)
+            results = on_b.get(f"/jobs/{job_id}/results")
+            assert (results.status_code == 200) == (expected == "successful"), results.text
