@@ -41,6 +41,7 @@ from tests.aws import (
     setup_aws,
 )
 from tests.conftest import DATA, EXAMPLES, Server, free_port, process_info, wait_status, wait_until
+from tests.e2e.test_callbacks import Receiver
 from tests.images import BUSYBOX, PYTHON, python_image
 from tests.ogc import assert_valid
 
@@ -1075,3 +1076,124 @@ def test_an_object_replaced_after_its_headers_were_sent_is_not_streamed_as_it(
         assert [c async for c in storage.stream(key, 0, fresh.size, fresh.etag)] == [b"newer"]
 
     asyncio.run(replaced())
+
+
+# -- several instances on one PostgreSQL job store ---------------------------------
+
+#: lease of the instances of these tests: takeover rounds every 2 s; an instance whose
+#: process is gone (both run on this machine) is taken for dead at the next round.
+SHARED_LEASE = "6"
+
+
+@pytest.fixture
+def shared_db(postgres: Any) -> Iterator[str]:
+    """A PostgreSQL database of the test's own, for its server instances to share."""
+    url = postgres.new_database()
+    yield url
+    postgres.drop_database(url)
+
+
+def callbacks_to(receiver: Receiver, tag: str) -> dict[str, Any]:
+    base = f"{receiver.url}/{tag}"
+    return {
+        "subscriber": {
+            "successUri": f"{base}/success",
+            "inProgressUri": f"{base}/progress",
+            "failedUri": f"{base}/failed",
+        }
+    }
+
+
+def test_batch_jobs_of_a_killed_instance_end_rightly_on_another(
+    aws: Aws, shared_db: str, receiver: Receiver
+) -> None:
+    """Instance A runs three Batch jobs and is killed; B, on the same PostgreSQL job store,
+    follows each to its end: the successful one with its results, the failing one failed
+    with Batch's reason, and the one dismissed through B while A could not act (stalled,
+    then killed) dismissed with its Batch job terminated. Each Batch job is submitted once,
+    and each callback is sent once."""
+    aws.add(sleeper("bwok", 12))
+    aws.add(batch_process("bwbad", 'echo "working"; sleep 12; echo "about to fail" >&2; exit 3'))
+    aws.add(sleeper("bwlong", 120))
+    env = {"DB_URL": shared_db, "INSTANCE_LEASE": SHARED_LEASE, "CALLBACK_ALLOW_PRIVATE": "true"}
+    a, b = aws.start(**env), aws.start(**env)
+    with a.client() as on_a, b.client() as on_b:
+        jobs = {name: submit_with(on_a, name, callbacks_to(receiver, name)) for name in PROCESSES}
+        for name, job_id in jobs.items():
+            wait_status(on_a, job_id, {"running"}, JOB_TIMEOUT)
+            receiver.wait_for(f"/{name}/progress")  # A said it runs
+        batch_ids = {name: handle(on_a, job_id)["batchJobId"] for name, job_id in jobs.items()}
+        assert a.proc is not None
+        a.proc.send_signal(signal.SIGSTOP)  # alive, but sees no dismiss any more
+        try:
+            response = on_b.delete(f"/jobs/{jobs['bwlong']}")
+            assert response.status_code == 200, response.text
+        finally:
+            a.stop(signal.SIGKILL)
+        dismissed = wait_batch(aws.moto, batch_ids["bwlong"], {"FAILED", "SUCCEEDED"})
+        assert dismissed["statusReason"] == "dismissed through process-api", dismissed
+        ok = wait_status(on_b, jobs["bwok"], {"successful", "failed", "dismissed"}, JOB_TIMEOUT)
+        assert ok["status"] == "successful", (ok, b.output())
+        assert on_b.get(f"/jobs/{jobs['bwok']}/results").json() == "slept"
+        assert "sleeping 12" in log_texts(on_b, jobs["bwok"])
+        bad = wait_status(on_b, jobs["bwbad"], {"successful", "failed", "dismissed"}, JOB_TIMEOUT)
+        assert bad["status"] == "failed", bad
+        assert bad["message"].startswith("the AWS Batch job failed ("), bad
+        assert "about to fail" in log_texts(on_b, jobs["bwbad"])
+        long = on_b.get(f"/jobs/{jobs['bwlong']}").json()
+        assert (long["status"], long["message"]) == ("dismissed", "dismissed by the client")
+    for name, job_id in jobs.items():
+        assert len(jobs_named(aws.moto, f"{name}-{job_id}")) == 1, name  # submitted once
+    receiver.wait_for("/bwok/success")
+    receiver.wait_for("/bwbad/failed")
+    time.sleep(2)  # room for a callback sent twice
+    for name in PROCESSES:
+        assert len(receiver.at(f"/{name}/progress")) == 1, receiver.received
+    assert len(receiver.at("/bwok/success")) == 1, receiver.received
+    assert len(receiver.at("/bwbad/failed")) == 1, receiver.received
+    assert not receiver.at("/bwlong/failed") and not receiver.at("/bwlong/success")
+
+
+PROCESSES = ("bwok", "bwbad", "bwlong")
+
+
+def submit_with(http: httpx.Client, process_id: str, body: dict[str, Any]) -> str:
+    response = http.post(
+        f"/processes/{process_id}/execution", json={"inputs": {}, **body}, headers=ASYNC
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["jobID"])
+
+
+def test_a_stopping_instance_leaves_its_batch_jobs_running_for_another_to_follow(
+    aws: Aws, shared_db: str
+) -> None:
+    """SIGTERM of A: its Batch job goes on in Batch and B follows it to its end at once
+    (A's lease ends as it stops); the job A ran on this machine is dismissed."""
+    aws.add(sleeper("bwon", 8))
+    aws.add(
+        {
+            "info": process_info("localnap"),
+            "host": {"type": "subprocess", "command": ["sh", "-c", "sleep 60", "sh"]},
+            "inputs": [],
+            "outputs": [{"id": "result", "schema": {}}],
+        }
+    )
+    env = {"DB_URL": shared_db, "INSTANCE_LEASE": SHARED_LEASE}
+    a, b = aws.start(**env), aws.start(**env)
+    with a.client() as on_a, b.client() as on_b:
+        batch = submit(on_a, "bwon")
+        local = submit(on_a, "localnap")
+        wait_status(on_a, batch, {"running"}, JOB_TIMEOUT)
+        wait_status(on_a, local, {"running"})
+        batch_id = handle(on_a, batch)["batchJobId"]
+        assert a.stop(signal.SIGTERM) == 0, a.output()
+        going_on = batch_job(aws.moto, batch_id)
+        assert going_on["status"] in ("RUNNING", "SUCCEEDED"), going_on
+        assert "statusReason" not in going_on, going_on
+        assert on_b.get(f"/jobs/{local}").json()["status"] == "dismissed"
+        done = wait_status(on_b, batch, {"successful", "failed", "dismissed"}, JOB_TIMEOUT)
+        assert done["status"] == "successful", (done, b.output())
+        assert on_b.get(f"/jobs/{batch}/results").json() == "slept"
+    assert batch_job(aws.moto, batch_id)["status"] == "SUCCEEDED"
+    assert len(jobs_named(aws.moto, f"bwon-{batch}")) == 1

@@ -1340,3 +1340,30 @@ def test_a_container_of_a_killed_instance_is_followed_to_its_end_by_another(
         logs = [line["text"] for line in on_second.get(f"/jobs/{job_id}/logs").json()["logs"]]
         assert logs.count("sleeping 4") == 1, logs  # one container, followed to its end
     harness.assert_no_container()
+
+
+def test_a_container_dismissed_while_its_instance_is_dead_is_stopped_by_the_one_taking_over(
+    harness: Harness, busybox: str
+) -> None:
+    """A dismiss recorded while the job's instance cannot act (stalled, then killed) is
+    carried out by the instance that takes its jobs over: the container goes, the job
+    stays dismissed."""
+    harness.add(sleeper("stuck", busybox, 120))
+    first = harness.start(INSTANCE_LEASE="30")
+    second = harness.start(INSTANCE_LEASE="30")
+    with first.client() as on_first, second.client() as on_second:
+        job_id = submit(on_first, "stuck")
+        running_container(on_first, job_id)
+        assert first.proc is not None
+        first.proc.send_signal(signal.SIGSTOP)  # alive, but sees no dismiss any more
+        try:
+            response = on_second.delete(f"/jobs/{job_id}")
+            assert response.status_code == 200, response.text
+            time.sleep(1.5)  # a few of the owner's polls, had it been able to poll
+            assert job_containers(job_id), "the container should still run"
+        finally:
+            first.stop(signal.SIGKILL)  # now dead: the second takes over at once
+        wait_until(lambda: not job_containers(job_id), 20, "the dismissed job's container to go")
+        job = on_second.get(f"/jobs/{job_id}").json()
+        assert job["status"] == "dismissed", job
+        assert job["message"] == "dismissed by the client", job

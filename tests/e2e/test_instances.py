@@ -31,9 +31,25 @@ print(json.dumps({"progress": 1, "message": message}), flush=True)
 time.sleep(seconds)
 print(json.dumps({"plugin_results": seconds}))
 """
+#: appends the job's id to runs.txt beside it: how many times each job ran.
+RECORDER_YML = """\
+info: {id: recorder, version: '1'}
+host: {type: subprocess, command: [python3, recorder.py]}
+outputs:
+  - {id: runs, schema: {type: number}}
+"""
+RECORDER_PY = """\
+import json, os, time
+with open("runs.txt", "a") as runs:
+    runs.write(os.environ["PROCESS_API_JOB_ID"] + "\\n")
+time.sleep(4)
+print(json.dumps({"plugin_results": 1}))
+"""
 #: short, so that the tests need not wait long for a takeover.
 LEASE = {"INSTANCE_LEASE": "3"}
 ASYNC = {"Prefer": "respond-async"}
+#: what a job's status says of its end.
+STATE = ("status", "message", "finished", "updated")
 
 
 @pytest.fixture
@@ -42,6 +58,8 @@ def plugins(tmp_path: Path) -> Path:
     folder.mkdir()
     (folder / "sleeper.yml").write_text(SLEEPER_YML)
     (folder / "sleeper.py").write_text(SLEEPER_PY)
+    (folder / "recorder.yml").write_text(RECORDER_YML)
+    (folder / "recorder.py").write_text(RECORDER_PY)
     return folder
 
 
@@ -136,3 +154,113 @@ def test_an_instance_starting_leaves_the_jobs_of_a_live_one_alone(
             assert on_b.get(f"/jobs/{job_id}").json()["status"] == "running"
             assert pid_alive(pid)
         assert on_a.delete(f"/jobs/{job_id}").json()["status"] == "dismissed"
+
+
+def test_the_log_of_a_job_running_on_another_instance_is_served_as_it_grows(
+    server_factory: Callable[..., Server], plugins: Path
+) -> None:
+    """Instances on one machine and one data directory: any of them serves what the job
+    has printed so far, not only the one running it."""
+    a = server_factory(plugins, env=LEASE)
+    b = server_factory(plugins, env=LEASE)
+    with a.client() as on_a, b.client() as on_b:
+        job_id = sleep_on(on_a, 60)
+        pid = pid_of(on_a, job_id)
+        response = wait_until(
+            lambda: (r := on_b.get(f"/jobs/{job_id}/logs")).json()["logs"] and r,
+            10,
+            "B to serve the lines the job printed",
+        )
+        assert response.status_code == 200, response.text
+        assert f"pid {pid}" in response.json()["logs"][0]["text"], response.json()
+        assert on_a.delete(f"/jobs/{job_id}").json()["status"] == "dismissed"
+
+
+def test_the_log_of_a_job_running_on_another_machine_answers_until_it_ends(
+    server_factory: Callable[..., Server], plugins: Path, tmp_path: Path
+) -> None:
+    """An instance with a data directory of its own (as on another machine) cannot read
+    the running job's log: it answers an empty page, not an error, and the whole log
+    once the job has ended."""
+    database = {"DB_PATH": str(tmp_path / "shared.db"), **LEASE}
+    a = server_factory(plugins, env=database)
+    b = Server(plugins, tmp_path / "elsewhere", env=database).start()
+    try:
+        with a.client() as on_a, b.client() as on_b:
+            job_id = sleep_on(on_a, 3)
+            pid_of(on_a, job_id)
+            response = on_b.get(f"/jobs/{job_id}/logs")
+            assert response.status_code == 200, response.text
+            assert response.json()["logs"] == [], response.json()
+            wait_status(on_b, job_id, {"successful"}, 15)
+            # the local storage of each instance is its own: the log is where A ran it
+            assert any(
+                "pid " in line["text"] for line in on_a.get(f"/jobs/{job_id}/logs").json()["logs"]
+            )
+            assert on_b.get(f"/jobs/{job_id}/logs").status_code == 200
+    finally:
+        b.stop()
+
+
+def test_an_instance_back_from_a_stall_leaves_the_jobs_taken_from_it_to_their_new_owner(
+    server_factory: Callable[..., Server], plugins: Path
+) -> None:
+    """A stalls past its lease (SIGSTOP): B takes its jobs over, fails the running one and
+    runs the queued one. When A comes back it lets go of both: the statuses B recorded
+    stay, and the queued job ran once, not again on A."""
+    a = server_factory(plugins, env={**LEASE, "SUBPROCESS_MAX_JOBS": "1"})
+    b = server_factory(plugins, env=LEASE)
+    runs = plugins / "runs.txt"
+    with a.client() as on_a, b.client() as on_b:
+        running = sleep_on(on_a, 60)
+        pid_of(on_a, running)
+        response = on_a.post("/processes/recorder/execution", json={"inputs": {}}, headers=ASYNC)
+        queued = str(response.json()["jobID"])
+        assert on_a.get(f"/jobs/{queued}").json()["status"] == "accepted"
+        assert a.proc is not None
+        a.proc.send_signal(signal.SIGSTOP)
+        try:
+            failed = wait_status(on_b, running, {"failed", "successful", "dismissed"}, 20)
+            wait_status(on_b, queued, {"running"}, 20)  # on B, and still running
+        finally:
+            a.proc.send_signal(signal.SIGCONT)
+        assert failed["status"] == "failed", failed
+        done = wait_status(on_b, queued, {"failed", "successful", "dismissed"}, 20)
+        assert done["status"] == "successful", done
+        time.sleep(2)  # room for A to run the queued job again, or to record an end
+        assert runs.read_text().split() == [queued]
+        for job_id, recorded in ((running, failed), (queued, done)):
+            now = on_a.get(f"/jobs/{job_id}").json()
+            assert [now[k] for k in STATE] == [recorded[k] for k in STATE], (now, recorded)
+        # A goes on with new work
+        assert wait_status(on_a, sleep_on(on_a, 0), {"successful"}, 15)
+
+
+def test_a_dismiss_on_one_instance_racing_the_end_on_another_gives_one_final_status(
+    server_factory: Callable[..., Server], plugins: Path
+) -> None:
+    """Jobs on A are dismissed through B about when they end: each ends once, dismissed
+    if B's answer said so and successful (with its results) if B refused, and stays so."""
+    a = server_factory(plugins, env=LEASE)
+    b = server_factory(plugins, env=LEASE)
+    answers: dict[str, int] = {}
+    with a.client() as on_a, b.client() as on_b:
+        for delay in (0.6, 0.8, 0.9, 1.0, 1.1, 1.2):
+            job_id = sleep_on(on_a, 1)
+            pid_of(on_a, job_id)
+            time.sleep(delay)
+            answers[job_id] = on_b.delete(f"/jobs/{job_id}").status_code
+        ended = {
+            job_id: wait_status(on_a, job_id, {"successful", "failed", "dismissed"})
+            for job_id in answers
+        }
+        time.sleep(2)  # room for a second record, had there been one
+        for job_id, code in answers.items():
+            expected = "dismissed" if code == 200 else "successful"
+            assert code in (200, 400, 409, 410), code
+            for http in (on_a, on_b):
+                now = http.get(f"/jobs/{job_id}").json()
+                assert [now[k] for k in STATE] == [ended[job_id][k] for k in STATE], now
+                assert now["status"] == expected, (code, now)
+            results = on_b.get(f"/jobs/{job_id}/results")
+            assert (results.status_code == 200) == (expected == "successful"), results.text

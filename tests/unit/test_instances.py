@@ -95,3 +95,42 @@ def _ended_pid() -> int:
         os._exit(0)
     os.waitpid(pid, 0)
     return pid
+
+
+async def test_jobs_dismissed_while_their_instance_was_dead_are_taken_once_and_stay_dismissed(
+    new_store: StoreMaker,
+) -> None:
+    """Their runs are for one instance to stop: the one whose update took them."""
+    first, second = new_store(), new_store()
+    await first.open()
+    await second.open()
+    try:
+        now = utcnow()
+        dismissed = {"status": JobStatus.DISMISSED, "handle": {"pid": 1}}
+        await first.create(make_job("late", owner="dead", finished=now, **dismissed))
+        long_ago = now - timedelta(hours=1)
+        await first.create(make_job("early", owner="dead", finished=long_ago, **dismissed))
+        await first.create(make_job("failed", owner="dead", finished=now, status=JobStatus.FAILED))
+        await first.create(make_job("other", owner="alive", finished=now, **dismissed))
+        since = now - timedelta(minutes=1)
+        taken = await asyncio.gather(
+            first.take_over_dismissed("dead", since, "a"),
+            second.take_over_dismissed("dead", since, "b"),
+        )
+        assert sorted(job.id for jobs in taken for job in jobs) == ["late"]
+        late = await first.get("late")
+        assert late is not None and late.status is JobStatus.DISMISSED
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_jobs_taken_from_an_instance_are_told_apart_from_its_own(store: SqlJobStore) -> None:
+    await store.create(make_job("mine", owner="me"))
+    await store.create(make_job("taken", owner="other"))
+    await store.create(make_job("unowned"))
+    assert sorted(await store.taken_among(["mine", "taken", "unowned", "nope"], "me")) == [
+        "taken",
+        "unowned",
+    ]
+    assert await store.taken_among([], "me") == []

@@ -358,6 +358,11 @@ class BatchHost(HostBase):
         finally:
             self._followed.pop(batch_id, None)
 
+    async def stop(self, job_id: str, handle: dict[str, Any]) -> None:
+        batch_id = handle.get("batchJobId")
+        if isinstance(batch_id, str) and self.configured:
+            await self._stop(batch_id)
+
     async def _stop(self, batch_id: str) -> None:
         """Cancels a job still waiting in its queue; terminates one that started.
 

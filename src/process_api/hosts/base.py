@@ -124,6 +124,10 @@ class Host(Protocol):
         leaves anything, so that a run another instance begins meanwhile is never taken
         for a leftover."""
 
+    async def stop(self, job_id: str, handle: dict[str, Any]) -> None:
+        """Stops a run nobody follows, found by its handle (a job dismissed while the
+        instance that ran it was dead); it may have ended already."""
+
     async def close(self) -> None: ...
 
 
@@ -152,6 +156,9 @@ class HostBase:
         return None
 
     async def prune(self, keep: Keep) -> None:
+        return None
+
+    async def stop(self, job_id: str, handle: dict[str, Any]) -> None:
         return None
 
     async def close(self) -> None:

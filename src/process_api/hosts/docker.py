@@ -481,7 +481,7 @@ class DockerHost(HostBase):
         except OSError as exc:  # the results directory, inputs or secrets could not be handed over
             return HostOutcome(None, f"cannot prepare the container's files: {exc}")
         finally:  # also on cancellation (dismissed, timed out, shut down), not after its end
-            if not ended:
+            if not ended and not run.detach.is_set():  # detached: another instance follows it
                 await despite_cancellation(self._discard(run.job_id, container))
 
     async def reattach(
@@ -519,7 +519,7 @@ class DockerHost(HostBase):
         except (DockerException, *_UNREACHABLE) as exc:
             return HostOutcome(None, f"lost contact with the Docker Engine: {_reason(exc)}")
         finally:
-            if not ended:
+            if not ended and not run.detach.is_set():
                 await despite_cancellation(self._discard(run.job_id, container))
 
     async def _follow(self, container: Container, run: JobRun, events: HostEvents) -> HostOutcome:
@@ -604,6 +604,10 @@ class DockerHost(HostBase):
             client = await self._engine()
             await self._call(client.api.remove_container, container_name(job_id), force=True)
         await self._remove_secrets(job_id)
+
+    async def stop(self, job_id: str, handle: dict[str, Any]) -> None:
+        """Removes the job's container (found by its name, as `release` does) and secrets."""
+        await self.release(job_id)
 
     async def prune(self, keep: Keep) -> None:
         secrets = await self._call(self._secret_files.jobs)

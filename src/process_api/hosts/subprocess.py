@@ -151,13 +151,18 @@ class SubprocessHost(HostBase):
         self, run: JobRun, handle: dict[str, Any], events: HostEvents
     ) -> HostOutcome:
         # A process whose parent died cannot be followed (its pipes are gone): stop it.
-        pid = handle.get("pid")
-        if isinstance(pid, int) and handle.get("start") == process_started(pid):
-            _kill_group(pid, signal.SIGKILL)
+        await self.stop(run.job_id, handle)
         raise RunLost(
             "the server instance that ran the job stopped or restarted while it was running; "
             "its process was stopped"
         )
+
+    async def stop(self, job_id: str, handle: dict[str, Any]) -> None:
+        """Kills the process group, if the pid still names the job's process (its start
+        time tells it apart from a later process given the same pid)."""
+        pid = handle.get("pid")
+        if isinstance(pid, int) and handle.get("start") == process_started(pid):
+            _kill_group(pid, signal.SIGKILL)
 
 
 class _Output:

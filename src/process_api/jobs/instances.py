@@ -7,7 +7,10 @@ follows and ends it. Work passes between instances through the store only:
   sees it within a poll and stops the run;
 - an instance that dies (its lease runs out, or on this machine its process is
   gone) has its active jobs taken over by another: runs are followed again where
-  the host can find them, and jobs that cannot be recovered end failed.
+  the host can find them, and jobs that cannot be recovered end failed; the runs
+  of its jobs dismissed while nobody followed them are stopped;
+- an instance that finds itself taken for dead (it stalled past its lease) lets go
+  of the jobs taken from it without recording anything: their new owner ends them.
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ import logging
 import os
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import timedelta
 
 from process_api.asyncs import Outage
+from process_api.jobs.lifecycle import stop_dismissed
 from process_api.jobs.model import Job, utcnow
 from process_api.jobs.running import JobRunner
 from process_api.machine import process_started, this_machine
@@ -57,6 +62,7 @@ class Coordinator:
         self.runner = runner
         self.lease = lease
         self.me = new_instance(lease)
+        runner.owner = self.me.id
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -72,11 +78,13 @@ class Coordinator:
 
     async def leave(self) -> None:
         """Stops taking part; the jobs it still owns (queued, or runs that go on without the
-        server) go to the other instances, or to the next start."""
+        server) go to the other instances, or to the next start. Its lease ends now rather
+        than its row going: the one that takes its jobs over knows since when a dismiss of
+        them was left to it."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        await self.store.forget(self.me.id)
+        await self.store.renew(self.me.id, utcnow() - timedelta(microseconds=1))
 
     async def take_over(self, settle: Settle, at_start: bool = False) -> int:
         """Takes the active jobs of dead instances (and of none, from before instances). At
@@ -84,14 +92,20 @@ class Coordinator:
         containers, inputs files) is removed then."""
         machine = self.me.machine
         others = [i for i in await self.store.instances() if i.id != self.me.id]
-        dead = [i.id for i in others if is_dead(i, machine)]
-        taken = await self.store.take_over(dead, self.me.id)
-        for instance_id in dead:
-            await self.store.forget(instance_id)
+        dead = [i for i in others if is_dead(i, machine)]
+        taken = await self.store.take_over([i.id for i in dead], self.me.id)
+        dismissed = []
+        for instance in dead:
+            # A dismiss is seen by a live owner within a poll: those since its last renewal
+            # (a lease before its expiry), with a lease to spare, may never have been.
+            since = instance.expires - 2 * self.lease
+            dismissed += await self.store.take_over_dismissed(instance.id, since, self.me.id)
+            await self.store.forget(instance.id)
         if taken:
             log.info("took over %d job(s) of stopped server instance(s)", len(taken))
         if taken or at_start:
             await settle(taken, "the server instance that had it stopped or restarted")
+        await stop_dismissed(self.runner, dismissed)
         return len(taken)
 
     async def _loop(self, settle: Settle) -> None:
@@ -102,10 +116,11 @@ class Coordinator:
         while True:
             await asyncio.sleep(POLL_INTERVAL)
             try:
-                await self._stop_dismissed()
+                # First: after a stall, jobs may have been taken from it meanwhile.
                 if loop.time() >= next_renewal:
                     await self._renew()
                     next_renewal = loop.time() + every
+                await self._stop_dismissed()
                 if loop.time() >= next_takeover:
                     await self.take_over(settle)
                     next_takeover = loop.time() + every
@@ -117,9 +132,21 @@ class Coordinator:
     async def _renew(self) -> None:
         if not await self.store.renew(self.me.id, utcnow() + self.lease):
             # Taken for dead (the lease ran out while this process stalled): its jobs went
-            # to others. Registering again lets it go on with new work.
+            # to others, which follow or run them now. Letting go of them, without recording
+            # anything, keeps them from being run twice or ended twice; registering again
+            # lets it go on with new work.
             log.error("this server instance was taken for stopped; registering again")
+            await self._let_go_of_taken()
+            # With a lease from now: its first one ran out long ago.
+            self.me = replace(self.me, expires=utcnow() + self.lease)
             await self.store.register(self.me)
+
+    async def _let_go_of_taken(self) -> None:
+        followed = list(self.runner.running)
+        taken = set(await self.store.taken_among(followed, self.me.id))
+        if taken:
+            log.warning("letting go of %d job(s) another server instance took over", len(taken))
+            await self.runner.detach(lambda running: running.job_id in taken)
 
     async def _stop_dismissed(self) -> None:
         """Stops the runs of jobs that another instance recorded as dismissed."""

@@ -3,7 +3,8 @@
 Jobs an instance takes over (at its start, or when another instance dies; see
 instances.py) are settled: a run that was started is followed again (or failed,
 if its host cannot find it), a job that had not started goes back to the queue, and each
-host removes what was left behind for jobs that no instance follows. At shutdown,
+host removes what was left behind for jobs that no instance follows. The runs of
+jobs dismissed while their instance was dead are stopped by their handle. At shutdown,
 running jobs are dismissed, while async jobs that have not started go back to
 the queue and runs that go on without the server (Batch jobs) are left to the other
 instances or the next start.
@@ -63,6 +64,22 @@ async def settle(
     if queued:
         log.info("%d job(s) that had not started went back to the queue (%s)", len(queued), reason)
         await runner.store.requeue(queued)
+
+
+async def stop_dismissed(runner: JobRunner, jobs: list[Job]) -> None:
+    """Stops the runs of jobs dismissed while the instance that ran them was dead: their
+    status is recorded already, their run (a Batch job, a container) may go on."""
+    for job in jobs:
+        host = runner.hosts.get(job.host_type)
+        if host is None or job.handle is None:
+            continue
+        with job_context(job.id, job.process_id):
+            log.info("job %s: dismissed while nobody followed it; stopping its run", job.id)
+            try:
+                await host.stop(job.id, job.handle)
+            except Exception:
+                log.exception("job %s: stopping its run failed", job.id)
+            await runner.keep_metadata(job)
 
 
 async def fail(runner: JobRunner, job: Job, reason: str) -> None:

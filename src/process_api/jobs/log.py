@@ -110,6 +110,8 @@ class JobLog:
 
     def flush(self) -> None:
         """Appends the buffered lines to the spool file (small writes: the page cache)."""
+        if not self._pending:  # a flush of nothing must not hold back the next first line
+            return
         pending, self._pending = self._pending, []
         self._flushed_at = time.monotonic()
         if self.spool is None:

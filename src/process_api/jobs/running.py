@@ -137,6 +137,8 @@ class JobRunner:
         self.workspace = workspace or Workspace(spool.parent, storage)
         self._on_change = on_change
         self.running: dict[str, RunningJob] = {}
+        #: the instance whose jobs these are (set when it joins the others).
+        self.owner: str | None = None
         self._flusher: asyncio.Task[None] | None = None
         #: hears that a job ended here, leaving room in its budget (the queue claims then).
         self.on_end: Callable[[], None] = lambda: None
@@ -192,6 +194,9 @@ class JobRunner:
         scope: asyncio.Timeout | None = None
         try:
             if handle is None:
+                if not await self._still_ours(job.id):
+                    self._let_go(running)
+                    return
                 await self.workspace.prepare(run)
             running.launched = True
             async with asyncio.timeout(limit) as scope:
@@ -205,9 +210,7 @@ class JobRunner:
                 )
         except asyncio.CancelledError:
             if running.detaching:
-                running.log.close()
-                self.running.pop(job.id, None)
-                running.done.set()
+                self._let_go(running)
                 return
             status, message = JobStatus.DISMISSED, "dismissed"
         except TimeoutError:
@@ -228,6 +231,24 @@ class JobRunner:
         self.on_end()
         await despite_cancellation(self._release(host, job.id))
         await despite_cancellation(self.workspace.clear(run))
+
+    def _let_go(self, running: RunningJob) -> None:
+        """Stops following a job without ending it: another instance (or the next start)
+        follows or runs it."""
+        running.log.close()
+        self.running.pop(running.job_id, None)
+        running.done.set()
+
+    async def _still_ours(self, job_id: str) -> bool:
+        """Whether a job that waited its turn is still this instance's to start: one taken
+        for dead while it waited finds it taken over, and must not run it a second time."""
+        if self.owner is None:
+            return True
+        job = await self.store.get(job_id)
+        if job is not None and job.status is JobStatus.ACCEPTED and job.owner == self.owner:
+            return True
+        log.warning("job %s: taken over by another server instance; not starting it", job_id)
+        return False
 
     async def _conclude(
         self,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import logging
 import uuid
 from collections.abc import Callable, Mapping
@@ -24,7 +25,7 @@ from process_api.errors import InvalidInput, JobNotDismissable, NoSuchJob, Servi
 from process_api.hosts.base import Host
 from process_api.jobs import lifecycle
 from process_api.jobs.instances import DEFAULT_LEASE, Coordinator
-from process_api.jobs.log import LogPage, file_page, page_of, stream_page
+from process_api.jobs.log import LogPage, file_page, page_of, read_page, stream_page
 from process_api.jobs.model import ACTIVE, Job, JobStatus, Mode, utcnow
 from process_api.jobs.queue import POLL_INTERVAL, JobQueue
 from process_api.jobs.retention import Retention
@@ -45,6 +46,13 @@ class JobPage:
     total: int
     has_older: bool
     has_newer: bool
+
+
+def _whole_lines_page(path: Path, after: int, limit: int) -> LogPage:
+    """A page of a log file another process appends to: up to its last whole line."""
+    with path.open("rb") as source:
+        whole = itertools.takewhile(lambda raw: raw.endswith(b"\n"), source)
+        return read_page(whole, after, limit, MAX_LOG_PAGE_BYTES)
 
 
 class JobService:
@@ -151,14 +159,19 @@ class JobService:
         self.retention.check_kept(job)
 
     async def logs(self, job_id: str, after: int = 0, limit: int = 10_000) -> LogPage:
-        """A page of the job's log: live while it runs here, from storage afterwards."""
-        self.check_kept(await self.summary(job_id))
+        """A page of the job's log: live while it runs here, from storage afterwards. While
+        another instance runs it, live from that one's spool file when it shares this data
+        directory (instances on one machine); otherwise empty until it ends."""
+        summary = await self.summary(job_id)
+        self.check_kept(summary)
         running = self.runner.running.get(job_id)
         if running is not None:
             path, size, kept = running.log.readable()
             if path is None:
                 return page_of(kept, after, limit)
             return await asyncio.to_thread(file_page, path, size, after, limit, MAX_LOG_PAGE_BYTES)
+        if not summary.status.terminal:
+            return await self._spooled_elsewhere(job_id, after, limit)
         key = self.storage.layout.log(job_id)
         local = self.storage.local_path(key)
         if local is not None:
@@ -173,6 +186,16 @@ class JobService:
             return LogPage([], False)
         chunks = self.storage.stream(key, 0, stored.size)
         return await stream_page(chunks, after, limit, MAX_LOG_PAGE_BYTES)
+
+    async def _spooled_elsewhere(self, job_id: str, after: int, limit: int) -> LogPage:
+        """What the instance running the job has appended to its spool file so far, if it
+        is in this data directory. Lines are appended whole, but one may be mid-write: the
+        page ends before a line not yet whole."""
+        spool = self.runner.spool / f"{job_id}.jsonl"
+        try:
+            return await asyncio.to_thread(_whole_lines_page, spool, after, limit)
+        except FileNotFoundError:
+            return LogPage([], False)
 
     async def wait(self, job_id: str, timeout: float | None = None) -> Job:
         """The job once it has ended, or as it is when the timeout passes. A job running here

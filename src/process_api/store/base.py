@@ -135,5 +135,12 @@ class JobStore(Protocol):
     async def ended_among(self, job_ids: Sequence[str]) -> list[str]:
         """Those of the jobs that have a final status."""
 
+    async def take_over_dismissed(self, dead: str, since: datetime, new_owner: str) -> list[Job]:
+        """The jobs of a dead instance recorded dismissed since `since`, each given to
+        `new_owner` by one conditional update: their runs may go on, nobody stopped them."""
+
+    async def taken_among(self, job_ids: Sequence[str], owner: str) -> list[str]:
+        """Those of the jobs that another instance owns now (taken over)."""
+
     async def problems(self) -> list[str]:
         """What keeps the store from serving (for /ready); empty when it answers."""

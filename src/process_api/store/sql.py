@@ -488,6 +488,32 @@ class SqlJobStore:
         )
         return [row.id for row in await self._read(statement)]
 
+    async def take_over_dismissed(self, dead: str, since: datetime, new_owner: str) -> list[Job]:
+        """Jobs of the dead instance dismissed since `since` (by another instance, while
+        nobody followed them), now owned by `new_owner`: of two instances taking over at
+        once, exactly one stops each run."""
+        statement = (
+            jobs.update()
+            .where(
+                jobs.c.owner == dead,
+                jobs.c.status == JobStatus.DISMISSED.value,
+                jobs.c.finished >= since.astimezone(UTC),
+            )
+            .values(owner=new_owner)
+            .returning(*jobs.c)
+        )
+        return [_to_job(r) for r in await self._write(statement)]
+
+    async def taken_among(self, job_ids: Sequence[str], owner: str) -> list[str]:
+        """Those of the jobs owned by another instance than `owner` now."""
+        if not job_ids:
+            return []
+        statement = sa.select(jobs.c.id).where(
+            jobs.c.id.in_(list(job_ids)),
+            sa.or_(jobs.c.owner.is_(None), jobs.c.owner != owner),
+        )
+        return [row.id for row in await self._read(statement)]
+
     async def problems(self) -> list[str]:
         """Whether the database answers a query, within READY_TIMEOUT."""
         try:
