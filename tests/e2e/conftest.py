@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.e2e.test_callbacks import Receiver
+from tests.e2e.test_instances import SLEEPER_PY, SLEEPER_YML
 
 
 @pytest.fixture
@@ -15,3 +17,13 @@ def receiver() -> Iterator[Receiver]:
     yield receiver
     receiver.server.shutdown()
     receiver.server.server_close()
+
+
+@pytest.fixture
+def sleeper_plugins(tmp_path: Path) -> Path:
+    """A `sleeper` subprocess process that says its pid and machine, then sleeps."""
+    folder = tmp_path / "sleeper-plugins"
+    folder.mkdir()
+    (folder / "sleeper.yml").write_text(SLEEPER_YML)
+    (folder / "sleeper.py").write_text(SLEEPER_PY)
+    return folder

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.conftest import Server, pid_alive, wait_status, wait_until
 
@@ -52,17 +51,6 @@ ASYNC = {"Prefer": "respond-async"}
 STATE = ("status", "message", "finished", "updated")
 
 
-@pytest.fixture
-def plugins(tmp_path: Path) -> Path:
-    folder = tmp_path / "sleeper-plugins"
-    folder.mkdir()
-    (folder / "sleeper.yml").write_text(SLEEPER_YML)
-    (folder / "sleeper.py").write_text(SLEEPER_PY)
-    (folder / "recorder.yml").write_text(RECORDER_YML)
-    (folder / "recorder.py").write_text(RECORDER_PY)
-    return folder
-
-
 def sleep_on(http: httpx.Client, seconds: float) -> str:
     response = http.post(
         "/processes/sleeper/execution", json={"inputs": {"seconds": seconds}}, headers=ASYNC
@@ -82,10 +70,10 @@ def pid_of(http: httpx.Client, job_id: str) -> int:
 
 
 def test_a_dismiss_sent_to_another_instance_stops_the_job_where_it_runs(
-    server_factory: Callable[..., Server], plugins: Path
+    server_factory: Callable[..., Server], sleeper_plugins: Path
 ) -> None:
-    a = server_factory(plugins, env=LEASE)
-    b = server_factory(plugins, env=LEASE)
+    a = server_factory(sleeper_plugins, env=LEASE)
+    b = server_factory(sleeper_plugins, env=LEASE)
     with a.client() as on_a, b.client() as on_b:
         job_id = sleep_on(on_a, 60)
         pid = pid_of(on_a, job_id)
@@ -99,12 +87,12 @@ def test_a_dismiss_sent_to_another_instance_stops_the_job_where_it_runs(
 
 
 def test_the_jobs_of_a_killed_instance_are_taken_over_by_another(
-    server_factory: Callable[..., Server], plugins: Path
+    server_factory: Callable[..., Server], sleeper_plugins: Path
 ) -> None:
     # One job at a time on this machine, whichever instance runs it.
     one = {**LEASE, "SUBPROCESS_MAX_JOBS": "1"}
-    a = server_factory(plugins, env=one)
-    b = server_factory(plugins, env=one)
+    a = server_factory(sleeper_plugins, env=one)
+    b = server_factory(sleeper_plugins, env=one)
     with a.client() as on_a, b.client() as on_b:
         running = sleep_on(on_a, 60)
         pid = pid_of(on_a, running)
@@ -125,11 +113,11 @@ def test_the_jobs_of_a_killed_instance_are_taken_over_by_another(
 
 
 def test_a_stopping_instance_hands_its_queued_jobs_to_another(
-    server_factory: Callable[..., Server], plugins: Path
+    server_factory: Callable[..., Server], sleeper_plugins: Path
 ) -> None:
     one = {**LEASE, "SUBPROCESS_MAX_JOBS": "1"}
-    a = server_factory(plugins, env=one)
-    b = server_factory(plugins, env=one)
+    a = server_factory(sleeper_plugins, env=one)
+    b = server_factory(sleeper_plugins, env=one)
     with a.client() as on_a, b.client() as on_b:
         running = sleep_on(on_a, 60)
         pid_of(on_a, running)
@@ -141,13 +129,15 @@ def test_a_stopping_instance_hands_its_queued_jobs_to_another(
 
 
 def test_an_instance_starting_leaves_the_jobs_of_a_live_one_alone(
-    server_factory: Callable[..., Server], plugins: Path
+    server_factory: Callable[..., Server], sleeper_plugins: Path
 ) -> None:
-    a = server_factory(plugins, env=LEASE)
+    a = server_factory(sleeper_plugins, env=LEASE)
     with a.client() as on_a:
         job_id = sleep_on(on_a, 60)
         pid = pid_of(on_a, job_id)
-        b = server_factory(plugins, env=LEASE)  # takes over only what stopped instances left
+        b = server_factory(
+            sleeper_plugins, env=LEASE
+        )  # takes over only what stopped instances left
         with b.client() as on_b:
             wait_until(lambda: on_b.get("/ready").status_code == 200, what="B to be ready")
             time.sleep(2)  # a few of B's takeover rounds
@@ -157,12 +147,12 @@ def test_an_instance_starting_leaves_the_jobs_of_a_live_one_alone(
 
 
 def test_the_log_of_a_job_running_on_another_instance_is_served_as_it_grows(
-    server_factory: Callable[..., Server], plugins: Path
+    server_factory: Callable[..., Server], sleeper_plugins: Path
 ) -> None:
     """Instances on one machine and one data directory: any of them serves what the job
     has printed so far, not only the one running it."""
-    a = server_factory(plugins, env=LEASE)
-    b = server_factory(plugins, env=LEASE)
+    a = server_factory(sleeper_plugins, env=LEASE)
+    b = server_factory(sleeper_plugins, env=LEASE)
     with a.client() as on_a, b.client() as on_b:
         job_id = sleep_on(on_a, 60)
         pid = pid_of(on_a, job_id)
@@ -177,14 +167,14 @@ def test_the_log_of_a_job_running_on_another_instance_is_served_as_it_grows(
 
 
 def test_the_log_of_a_job_running_on_another_machine_answers_until_it_ends(
-    server_factory: Callable[..., Server], plugins: Path, tmp_path: Path
+    server_factory: Callable[..., Server], sleeper_plugins: Path, tmp_path: Path
 ) -> None:
     """An instance with a data directory of its own (as on another machine) cannot read
     the running job's log: it answers an empty page, not an error, and the whole log
     once the job has ended."""
     database = {"DB_PATH": str(tmp_path / "shared.db"), **LEASE}
-    a = server_factory(plugins, env=database)
-    b = Server(plugins, tmp_path / "elsewhere", env=database).start()
+    a = server_factory(sleeper_plugins, env=database)
+    b = Server(sleeper_plugins, tmp_path / "elsewhere", env=database).start()
     try:
         with a.client() as on_a, b.client() as on_b:
             job_id = sleep_on(on_a, 3)
@@ -203,14 +193,14 @@ def test_the_log_of_a_job_running_on_another_machine_answers_until_it_ends(
 
 
 def test_an_instance_back_from_a_stall_leaves_the_jobs_taken_from_it_to_their_new_owner(
-    server_factory: Callable[..., Server], plugins: Path
+    server_factory: Callable[..., Server], sleeper_plugins: Path
 ) -> None:
     """A stalls past its lease (SIGSTOP): B takes its jobs over, fails the running one and
     runs the queued one. When A comes back it lets go of both: the statuses B recorded
     stay, and the queued job ran once, not again on A."""
-    a = server_factory(plugins, env={**LEASE, "SUBPROCESS_MAX_JOBS": "1"})
-    b = server_factory(plugins, env=LEASE)
-    runs = plugins / "runs.txt"
+    a = server_factory(sleeper_plugins, env={**LEASE, "SUBPROCESS_MAX_JOBS": "1"})
+    b = server_factory(sleeper_plugins, env=LEASE)
+    runs = sleeper_plugins / "runs.txt"
     with a.client() as on_a, b.client() as on_b:
         running = sleep_on(on_a, 60)
         pid_of(on_a, running)
@@ -237,12 +227,12 @@ def test_an_instance_back_from_a_stall_leaves_the_jobs_taken_from_it_to_their_ne
 
 
 def test_a_dismiss_on_one_instance_racing_the_end_on_another_gives_one_final_status(
-    server_factory: Callable[..., Server], plugins: Path
+    server_factory: Callable[..., Server], sleeper_plugins: Path
 ) -> None:
     """Jobs on A are dismissed through B about when they end: each ends once, dismissed
     if B's answer said so and successful (with its results) if B refused, and stays so."""
-    a = server_factory(plugins, env=LEASE)
-    b = server_factory(plugins, env=LEASE)
+    a = server_factory(sleeper_plugins, env=LEASE)
+    b = server_factory(sleeper_plugins, env=LEASE)
     answers: dict[str, int] = {}
     with a.client() as on_a, b.client() as on_b:
         for delay in (0.6, 0.8, 0.9, 1.0, 1.1, 1.2):

@@ -13,28 +13,21 @@ import httpx
 import pytest
 
 from tests.conftest import Server, wait_status, wait_until
-from tests.e2e.test_instances import LEASE, SLEEPER_PY, SLEEPER_YML, sleep_on
+from tests.e2e.test_instances import LEASE, sleep_on
 from tests.postgres import Postgres
 
 ENDED = {"successful", "failed", "dismissed"}
 
 
 @pytest.fixture
-def plugins(tmp_path: Path) -> Path:
-    folder = tmp_path / "sleeper-plugins"
-    folder.mkdir()
-    (folder / "sleeper.yml").write_text(SLEEPER_YML)
-    (folder / "sleeper.py").write_text(SLEEPER_PY)
-    return folder
-
-
-@pytest.fixture
-def two_machines(postgres: Postgres, plugins: Path, tmp_path: Path) -> Iterator[list[Server]]:
+def two_machines(
+    postgres: Postgres, sleeper_plugins: Path, tmp_path: Path
+) -> Iterator[list[Server]]:
     """Instances A (this machine) and B ("machine-b"), each running one subprocess job at once."""
     url = postgres.new_database()
     env = {**LEASE, "DB_URL": url, "SUBPROCESS_MAX_JOBS": "1"}
-    a = Server(plugins, tmp_path / "a", env=env)
-    b = Server(plugins, tmp_path / "b", env=env)
+    a = Server(sleeper_plugins, tmp_path / "a", env=env)
+    b = Server(sleeper_plugins, tmp_path / "b", env=env)
     b.prefix = ["unshare", "--uts", "sh", "-c", 'hostname machine-b && exec "$@"', "sh"]
     servers = [a.start(), b.start()]
     yield servers
