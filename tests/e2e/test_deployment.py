@@ -63,7 +63,7 @@ def test_two_instances_on_postgresql_and_s3_one_killed_mid_job(
     b = Server(EXAMPLES, tmp_path / "data-b", env=env).start()
     try:
         with a.client() as on_a, b.client() as on_b:
-            jobs = [echo(on_a, f"job {n}", 6) for n in range(1, 5)]
+            jobs = [echo(on_a, f"job {n}", 4) for n in range(1, 5)]
             # Two run (this machine runs two echo processes at once, whichever instance
             # claims them), two wait in the queue.
             wait_until(
