@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_callbacks import Receiver
-from tests.e2e.test_instances import SLEEPER_PY, SLEEPER_YML
+from tests.e2e.test_instances import RECORDER_PY, RECORDER_YML, SLEEPER_PY, SLEEPER_YML
 
 
 @pytest.fixture
@@ -21,9 +21,12 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture
 def sleeper_plugins(tmp_path: Path) -> Path:
-    """A `sleeper` subprocess process that says its pid and machine, then sleeps."""
+    """A `sleeper` subprocess process that says its pid and machine, then sleeps; and a
+    `recorder` that appends its job id to `runs.txt` there."""
     folder = tmp_path / "sleeper-plugins"
     folder.mkdir()
     (folder / "sleeper.yml").write_text(SLEEPER_YML)
     (folder / "sleeper.py").write_text(SLEEPER_PY)
+    (folder / "recorder.yml").write_text(RECORDER_YML)
+    (folder / "recorder.py").write_text(RECORDER_PY)
     return folder

@@ -198,8 +198,9 @@ def test_an_instance_back_from_a_stall_leaves_the_jobs_taken_from_it_to_their_ne
     """A stalls past its lease (SIGSTOP): B takes its jobs over, fails the running one and
     runs the queued one. When A comes back it lets go of both: the statuses B recorded
     stay, and the queued job ran once, not again on A."""
-    a = server_factory(sleeper_plugins, env={**LEASE, "SUBPROCESS_MAX_JOBS": "1"})
-    b = server_factory(sleeper_plugins, env=LEASE)
+    one = {**LEASE, "SUBPROCESS_MAX_JOBS": "1"}  # one job at a time on this machine
+    a = server_factory(sleeper_plugins, env=one)
+    b = server_factory(sleeper_plugins, env=one)
     runs = sleeper_plugins / "runs.txt"
     with a.client() as on_a, b.client() as on_b:
         running = sleep_on(on_a, 60)

@@ -452,6 +452,10 @@ class SqlJobStore:
         ]
         if capacity is not None:
             conditions.extend(_fits(slot, capacity))
+        # A read first: while the oldest job does not fit (a full budget), claims cost no
+        # write, and take no lock a stalled instance could hold.
+        if not await self._read(sa.select(jobs.c.id).where(*conditions)):
+            return None
         statement = (
             jobs.update().where(*conditions).values(owner=owner, slot=slot).returning(*jobs.c)
         )
