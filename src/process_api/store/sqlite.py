@@ -22,6 +22,7 @@ import asyncio
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 READERS = 4
 #: how long SQLite itself waits for a lock held by another process, per statement (ms).
 BUSY_TIMEOUT_MS = 5000
+#: how long a server starting waits for another one's migrations (which hold the write lock).
+MIGRATION_WAIT = 60.0
 
 MISSING = (
     "the job database file is missing: it was deleted or moved while the server ran. "
@@ -136,9 +139,23 @@ class SqliteJobStore(SqlJobStore):
                     raise StoreUnavailable(
                         f"the job database cannot be written: {path} is read-only"
                     )
-            await asyncio.to_thread(_create, self.path)
-        except (OSError, sqlite3.Error) as exc:
+        except OSError as exc:
             raise StoreUnavailable(f"the job database {self.path} cannot be opened: {exc}") from exc
+        # Another server starting on the same file may hold its lock while it migrates it.
+        deadline = time.monotonic() + MIGRATION_WAIT
+        while True:
+            try:
+                await self._create_and_migrate()
+                return
+            except (sqlite3.Error, sa.exc.OperationalError) as exc:
+                if not self._busy(exc) or time.monotonic() > deadline:
+                    raise StoreUnavailable(
+                        f"the job database {self.path} cannot be opened: {exc}"
+                    ) from exc
+                await asyncio.sleep(0.05)
+
+    async def _create_and_migrate(self) -> None:
+        await asyncio.to_thread(_create, self.path)
         self._opened = _identity(self.path)
         await self._in_writer(self._migrate)
 
