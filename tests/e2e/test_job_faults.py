@@ -236,7 +236,9 @@ def test_finding_7_a_process_printing_300000_lines_leaves_the_server_responsive(
             latencies.append(time.perf_counter() - began)
             time.sleep(0.01)
         wait_status(http, job_id, {"successful"})
-        page = http.get(f"/jobs/{job_id}/logs", params={"after": 299_990}).json()
+        response = http.get(f"/jobs/{job_id}/logs", params={"after": 299_990})
+    assert response.status_code == 200, response.text
+    page = response.json()
     assert [line["text"] for line in page["logs"]] == [f"line {n}" for n in range(299_990, 300_000)]
     if len(latencies) >= 20:
         p99 = statistics.quantiles(latencies, n=100)[98]

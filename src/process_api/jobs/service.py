@@ -169,8 +169,13 @@ class JobService:
             path, size, kept = running.log.readable()
             if path is None:
                 return page_of(kept, after, limit)
-            return await asyncio.to_thread(file_page, path, size, after, limit, MAX_LOG_PAGE_BYTES)
-        if not summary.status.terminal:
+            try:
+                return await asyncio.to_thread(
+                    file_page, path, size, after, limit, MAX_LOG_PAGE_BYTES
+                )
+            except FileNotFoundError:
+                pass  # the job ended meanwhile: its spool file went once the log was kept
+        elif not summary.status.terminal:
             return await self._spooled_elsewhere(job_id, after, limit)
         key = self.storage.layout.log(job_id)
         local = self.storage.local_path(key)
