@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,6 +32,18 @@ class StoreMaker:
 
     def __call__(self) -> SqlJobStore:
         return self._make()
+
+    @asynccontextmanager
+    async def opened(self, count: int) -> AsyncIterator[list[SqlJobStore]]:
+        """`count` stores opened on the database, as instances sharing it have; closed after."""
+        stores = [self._make() for _ in range(count)]
+        try:
+            for store in stores:
+                await store.open()
+            yield stores
+        finally:
+            for store in stores:
+                await store.close()
 
     async def run(self, work: Callable[[sa.Connection], T]) -> T:
         """Runs work on a connection of its own to the database, in a transaction."""

@@ -24,10 +24,7 @@ def expired(instance: Instance) -> Instance:
 async def test_two_instances_taking_over_the_same_jobs_get_each_job_once(
     new_store: StoreMaker,
 ) -> None:
-    first, second = new_store(), new_store()
-    await first.open()
-    await second.open()
-    try:
+    async with new_store.opened(2) as (first, second):
         dead, a, b = expired(new_instance(LEASE)), new_instance(LEASE), new_instance(LEASE)
         for instance in (dead, a, b):
             await first.register(instance)
@@ -42,9 +39,6 @@ async def test_two_instances_taking_over_the_same_jobs_get_each_job_once(
         for owner, jobs in zip((a.id, b.id), taken, strict=True):
             assert all(job.owner == owner for job in jobs)
             assert [j.created for j in jobs] == sorted(j.created for j in jobs)
-    finally:
-        await first.close()
-        await second.close()
 
 
 async def test_a_live_instance_keeps_its_jobs_and_ended_jobs_stay_put(store: SqlJobStore) -> None:
@@ -101,10 +95,7 @@ async def test_jobs_dismissed_while_their_instance_was_dead_are_taken_once_and_s
     new_store: StoreMaker,
 ) -> None:
     """Their runs are for one instance to stop: the one whose update took them."""
-    first, second = new_store(), new_store()
-    await first.open()
-    await second.open()
-    try:
+    async with new_store.opened(2) as (first, second):
         now = utcnow()
         dismissed = {"status": JobStatus.DISMISSED, "handle": {"pid": 1}}
         await first.create(make_job("late", owner="dead", finished=now, **dismissed))
@@ -120,9 +111,6 @@ async def test_jobs_dismissed_while_their_instance_was_dead_are_taken_once_and_s
         assert sorted(job.id for jobs in taken for job in jobs) == ["late"]
         late = await first.get("late")
         assert late is not None and late.status is JobStatus.DISMISSED
-    finally:
-        await first.close()
-        await second.close()
 
 
 async def test_jobs_taken_from_an_instance_are_told_apart_from_its_own(store: SqlJobStore) -> None:

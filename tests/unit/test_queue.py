@@ -30,6 +30,14 @@ async def claim(store: SqlJobStore, owner: str, capacity: Resources | None, slot
     return await store.claim(owner, slot, capacity, HOSTS, PROCESSES)
 
 
+async def claim_all(store: SqlJobStore, owner: str, capacity: Resources) -> list[str]:
+    """The ids of the jobs one instance claims until the budget is full or the queue empty."""
+    claimed = []
+    while (job := await claim(store, owner, capacity)) is not None:
+        claimed.append(job.id)
+    return claimed
+
+
 async def test_jobs_are_claimed_oldest_first_and_only_while_the_budget_has_room(
     store: SqlJobStore,
 ) -> None:
@@ -99,22 +107,17 @@ async def test_a_requeued_job_keeps_its_place(store: SqlJobStore) -> None:
 async def test_instances_claiming_at_once_get_each_job_once_and_never_exceed_the_budget(
     new_store: StoreMaker,
 ) -> None:
-    stores = [new_store() for _ in range(3)]
-    for each in stores:
-        await each.open()
-    try:
+    async with new_store.opened(3) as stores:
         for index in range(30):
             await stores[0].create(make_job(f"j{index:02}", index, host_type="docker", cpus=1))
         budget = Resources(7, math.inf, 100)
 
-        async def claim_all(each: SqlJobStore, owner: str) -> list[str]:
-            claimed = []
-            while (job := await claim(each, owner, budget)) is not None:
-                claimed.append(job.id)
-            return claimed
-
         results = await asyncio.gather(
-            *(claim_all(each, f"owner-{n}") for n, each in enumerate(stores) for _ in range(2))
+            *(
+                claim_all(each, f"owner-{n}", budget)
+                for n, each in enumerate(stores)
+                for _ in range(2)
+            )
         )
         claimed = [job_id for result in results for job_id in result]
         assert sorted(claimed) == [f"j{index:02}" for index in range(7)]  # oldest first, once
@@ -123,9 +126,6 @@ async def test_instances_claiming_at_once_get_each_job_once_and_never_exceed_the
             *(claim(each, "elsewhere", jobs_only(2), "other-engine") for each in stores)
         )
         assert sorted(j.id for j in others if j is not None) == ["j07", "j08"]
-    finally:
-        for each in stores:
-            await each.close()
 
 
 async def test_instances_claiming_different_jobs_at_once_never_exceed_the_budget(
@@ -133,10 +133,7 @@ async def test_instances_claiming_different_jobs_at_once_never_exceed_the_budget
 ) -> None:
     """Each instance claims its own sync jobs, so no two claims wait on one job's row: only the
     budget's lock keeps them from each counting the same room."""
-    stores = [new_store() for _ in range(4)]
-    for each in stores:
-        await each.open()
-    try:
+    async with new_store.opened(4) as stores:
         for index in range(40):
             owner = f"owner-{index % 4}"
             job = make_job(f"j{index:02}", index, host_type="docker", cpus=1, mode="sync")
@@ -144,17 +141,10 @@ async def test_instances_claiming_different_jobs_at_once_never_exceed_the_budget
             await stores[0].create(job)
         budget = Resources(5, math.inf, 100)
 
-        async def claim_all(each: SqlJobStore, owner: str) -> list[str]:
-            claimed = []
-            while (job := await claim(each, owner, budget)) is not None:
-                claimed.append(job.id)
-            return claimed
-
-        results = await asyncio.gather(*(claim_all(s, f"owner-{n}") for n, s in enumerate(stores)))
+        results = await asyncio.gather(
+            *(claim_all(s, f"owner-{n}", budget) for n, s in enumerate(stores))
+        )
         assert sum(len(result) for result in results) == 5
-    finally:
-        for each in stores:
-            await each.close()
 
 
 @pytest.mark.parametrize("new_store", ["postgres"], indirect=True)
