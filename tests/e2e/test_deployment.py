@@ -34,13 +34,15 @@ def echo(http: httpx.Client, text: str, pause: int) -> str:
     return str(response.json()["jobID"])
 
 
-def pids_of_echo() -> set[int]:
-    """The echo processes running on this machine."""
+def processes_of(jobs: list[str]) -> set[int]:
+    """The processes on this machine that run one of these jobs (other tests' are not
+    counted: they may run at the same time)."""
+    marks = {f"PROCESS_API_JOB_ID={job_id}".encode() for job_id in jobs}
     found = set()
-    for stat in Path("/proc").glob("[0-9]*/cmdline"):
+    for environ in Path("/proc").glob("[0-9]*/environ"):
         try:
-            if b"echo.py" in stat.read_bytes():
-                found.add(int(stat.parent.name))
+            if marks & set(environ.read_bytes().split(b"\0")):
+                found.add(int(environ.parent.name))
         except OSError:
             continue
     return found
@@ -58,7 +60,6 @@ def test_two_instances_on_postgresql_and_s3_one_killed_mid_job(
         "INSTANCE_LEASE": "10",
         "SUBPROCESS_MAX_JOBS": "2",
     }
-    before = pids_of_echo()
     a = Server(EXAMPLES, tmp_path / "data-a", env=env).start()
     b = Server(EXAMPLES, tmp_path / "data-b", env=env).start()
     try:
@@ -91,7 +92,7 @@ def test_two_instances_on_postgresql_and_s3_one_killed_mid_job(
             keys = s3_keys(s3, bucket)
             for job_id in set(jobs) - set(on_a_ran):
                 assert f"logs/{job_id}.jsonl" in keys and f"metadata/{job_id}.json" in keys
-            wait_until(lambda: pids_of_echo() <= before, 10, "no echo process left running")
+            wait_until(lambda: not processes_of(jobs), 10, "no job process left running")
 
             # A comes back: it joins, runs nothing again and serves every job.
             a.start()
