@@ -250,6 +250,21 @@ def test_what_a_job_leaves_running_ends_with_it(
             kill_leftovers(pids)
 
 
+def test_a_job_dismissed_in_the_queue_has_its_metadata_kept_as_a_run_job_does(
+    server_factory: ServerFactory, sleeper_plugins: Path, tmp_path: Path
+) -> None:
+    server = server_factory(sleeper_plugins, env={"SUBPROCESS_MAX_JOBS": "1"})
+    with server.client() as http:
+        running = start_sleeper(http, tmp_path / "pids.json")
+        body = {"inputs": {"pidfile": str(tmp_path / "queued.json"), "seconds": 60}}
+        queued = http.post("/processes/sleeper/execution", json=body, headers=ASYNC).json()
+        assert queued["status"] == "accepted"
+        assert http.delete(f"/jobs/{queued['jobID']}").status_code == 200
+        kept = server.data_dir / "storage" / "metadata" / f"{queued['jobID']}.json"
+        assert json.loads(kept.read_text())["status"] == "dismissed"
+        assert http.delete(f"/jobs/{running}").status_code == 200
+
+
 def test_dismiss_a_finished_job_is_refused(client: httpx.Client) -> None:
     response = client.post(
         "/processes/echo/execution", json={"inputs": {"stringInput": "x"}}, headers=ASYNC

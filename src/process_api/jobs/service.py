@@ -241,7 +241,9 @@ class JobService:
             raise JobNotDismissable(f"job {job_id!r} has already ended: it is {job.status.value}")
         self.runner.notify(dismissed)
         running = self.runner.running.get(job_id)
-        if running is not None and running.task is not None:
+        if running is None and dismissed.slot is None:  # still in the queue: no run ends it
+            await self.runner.keep_metadata(dismissed)
+        elif running is not None and running.task is not None:
             running.task.cancel()
             await asyncio.gather(running.task, return_exceptions=True)
             if not running.done.is_set():  # cancelled before it ever ran: nothing finishes it
