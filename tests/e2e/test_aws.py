@@ -1197,3 +1197,55 @@ def test_a_stopping_instance_leaves_its_batch_jobs_running_for_another_to_follow
         assert on_b.get(f"/jobs/{batch}/results").json() == "slept"
     assert batch_job(aws.moto, batch_id)["status"] == "SUCCEEDED"
     assert len(jobs_named(aws.moto, f"bwon-{batch}")) == 1
+
+
+@pytest.mark.timeout(240)  # three server starts and a Batch job in moto
+def test_instances_stopped_together_leave_each_others_batch_jobs_running(
+    aws: Aws, shared_db: str
+) -> None:
+    """A stops at once; B, still stopping a stubborn local job, must not take A's Batch job
+    over and dismiss it with its own: it is for the next start to follow."""
+    aws.add(sleeper("bwboth", 12))
+    aws.add(
+        {
+            "info": process_info("stubborn"),
+            # SIGTERM ignored: stopping it takes the host's grace before SIGKILL
+            "host": {"type": "subprocess", "command": ["sh", "-c", "trap '' TERM; sleep 60"]},
+            "inputs": [],
+            "outputs": [{"id": "result", "schema": {}}],
+        }
+    )
+    env = {"DB_URL": shared_db, "INSTANCE_LEASE": "3"}
+    a = aws.start(**env)
+    with a.client() as on_a:
+        batch = submit(on_a, "bwboth")  # A alone runs: A claims it
+        wait_status(on_a, batch, {"running"}, JOB_TIMEOUT)
+        batch_id = handle(on_a, batch)["batchJobId"]
+    b = aws.start(**env)
+    with b.client() as on_b:
+        waiting = threading.Thread(
+            target=lambda: on_b.post("/processes/stubborn/execution", json={"inputs": {}}),
+            daemon=True,
+        )
+        waiting.start()  # a sync job: B runs it
+        wait_until(
+            lambda: any(j["processID"] == "stubborn" for j in on_b.get("/jobs").json()["jobs"]),
+            what="the stubborn job",
+        )
+        (local,) = [
+            j["jobID"] for j in on_b.get("/jobs").json()["jobs"] if j["processID"] == "stubborn"
+        ]
+        wait_status(on_b, local, {"running"})
+        a.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        b.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        for server in (a, b):
+            server.proc.wait(30)  # type: ignore[union-attr]
+            assert server.stop() == 0, server.output()
+    going_on = batch_job(aws.moto, batch_id)
+    assert going_on["status"] in ("RUNNING", "SUCCEEDED"), going_on
+    assert "statusReason" not in going_on, going_on
+    c = aws.start(**env)
+    with c.client() as on_c:
+        assert on_c.get(f"/jobs/{local}").json()["status"] == "dismissed"
+        done = wait_status(on_c, batch, {"successful", "failed", "dismissed"}, JOB_TIMEOUT)
+        assert done["status"] == "successful", (done, c.output())

@@ -64,6 +64,8 @@ class Coordinator:
         self.me = new_instance(lease)
         runner.owner = self.me.id
         self._task: asyncio.Task[None] | None = None
+        self._leaving = False
+        self._taking_over = asyncio.Lock()
 
     @property
     def id(self) -> str:
@@ -75,6 +77,16 @@ class Coordinator:
         await self.store.register(self.me)
         await self.take_over(settle, at_start=True)
         self._task = asyncio.create_task(self._loop(settle))
+
+    async def stop_taking_over(self) -> None:
+        """From the start of a shutdown: the jobs of instances stopping beside it (workers
+        stopped together) are for those still running, or the next start, to take; taken now,
+        they would be dismissed with this instance's own. The lease is still renewed and
+        dismisses from elsewhere still heard until it leaves. Waits for a round under way:
+        what that takes is among the jobs the shutdown stops."""
+        self._leaving = True
+        async with self._taking_over:
+            pass
 
     async def leave(self) -> None:
         """Stops taking part; the jobs it still owns (queued, or runs that go on without the
@@ -122,7 +134,9 @@ class Coordinator:
                     next_renewal = loop.time() + every
                 await self._stop_dismissed()
                 if loop.time() >= next_takeover:
-                    await self.take_over(settle)
+                    async with self._taking_over:
+                        if not self._leaving:
+                            await self.take_over(settle)
                     next_takeover = loop.time() + every
             except Exception as exc:  # the store may be away a while: try at the next poll
                 outage.failed(exc)

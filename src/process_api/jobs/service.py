@@ -260,6 +260,7 @@ class JobService:
         not started, and runs that go on without the server (Batch jobs), are left to the
         other instances or the next start."""
         self._closing = True
+        await self.instance.stop_taking_over()
         await self.queue.stop()
         await lifecycle.shutdown(self.runner, self.dismiss, self.instance.id)
         if self._joined:
