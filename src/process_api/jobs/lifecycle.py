@@ -107,8 +107,20 @@ async def shutdown(
         log.info("shutdown: %d job(s) left to the other instances or the next start", len(handed))
     waiting: list[str] = []
     try:
-        await runner.store.requeue([r.job_id for r in handed if not r.launched])
-        waiting = [j.id for j in await runner.store.active() if j.owner == owner and j.slot is None]
+        mine = [j for j in await runner.store.active() if j.owner == owner]
+        unlaunched = {r.job_id for r in handed if not r.launched}
+        # and jobs claimed as the queue stopped, never handed to the runner
+        unlaunched |= {
+            j.id
+            for j in mine
+            if j.slot is not None
+            and j.mode == "async"
+            and j.status is JobStatus.ACCEPTED
+            and j.handle is None
+            and j.id not in runner.running
+        }
+        await runner.store.requeue(sorted(unlaunched))
+        waiting = [j.id for j in mine if j.slot is None]
     except ApiError as exc:  # whoever takes this instance's jobs over requeues or ends them
         log.warning("shutdown: the queue could not be updated: %s", exc.detail)
     # Again while any is left: a request may have been between its check and its record.
