@@ -67,6 +67,17 @@ async def test_a_large_job_at_the_head_is_not_overtaken_by_smaller_ones(store: S
     assert (await claim(store, "a", capacity)).id == "later"  # type: ignore[union-attr]
 
 
+async def test_a_job_larger_than_the_whole_budget_is_left_to_instances_of_a_larger_one(
+    store: SqlJobStore,
+) -> None:
+    await store.create(make_job("huge", 0, host_type="docker", cpus=8, memory=100))
+    await store.create(make_job("small", 1, host_type="docker", cpus=1, memory=100))
+    small_engine, large_engine = Resources(4, 4096, 10), Resources(16, 65536, 10)
+    assert (await claim(store, "a", small_engine)).id == "small"  # type: ignore[union-attr]
+    assert await claim(store, "a", small_engine) is None
+    assert (await claim(store, "b", large_engine, "large")).id == "huge"  # type: ignore[union-attr]
+
+
 async def test_memory_counts_as_cpus_do(store: SqlJobStore) -> None:
     capacity = Resources(math.inf, 1000, 10)
     await store.create(make_job("a", 0, host_type="docker", memory=600))

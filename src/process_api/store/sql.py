@@ -432,15 +432,23 @@ class SqlJobStore:
         not fit (it is not overtaken). One statement, under the slot's lock: of instances
         claiming at once, each job goes to one, and a budget is never exceeded."""
         queued = jobs.alias("queued")
+        mine = [
+            queued.c.status == JobStatus.ACCEPTED.value,
+            queued.c.slot.is_(None),
+            queued.c.host_type.in_(list(host_types)),
+            queued.c.process_id.in_(list(process_ids)),
+            sa.or_(queued.c.owner.is_(None), queued.c.owner == owner),
+        ]
+        if capacity is not None:
+            # A job larger than this whole budget is for instances of a larger one: it does
+            # not hold back the jobs this instance can run.
+            if math.isfinite(capacity.cpus):
+                mine.append(queued.c.cpus <= capacity.cpus + 1e-9)
+            if math.isfinite(capacity.memory):
+                mine.append(queued.c.memory <= capacity.memory + 1e-9)
         head = (
             sa.select(queued.c.id)
-            .where(
-                queued.c.status == JobStatus.ACCEPTED.value,
-                queued.c.slot.is_(None),
-                queued.c.host_type.in_(list(host_types)),
-                queued.c.process_id.in_(list(process_ids)),
-                sa.or_(queued.c.owner.is_(None), queued.c.owner == owner),
-            )
+            .where(*mine)
             .order_by(queued.c.created, queued.c.id)
             .limit(1)
             .scalar_subquery()
