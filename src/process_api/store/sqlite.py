@@ -84,6 +84,7 @@ def _engine(path: Path, connections: int, writer: bool) -> Engine:
         pool_size=connections,
         max_overflow=0,
         connect_args={"check_same_thread": False},  # one thread at a time, by the pool
+        hide_parameters=True,  # a job's inputs never reach the server's log in an error
     )
 
     @sa.event.listens_for(engine, "connect")
