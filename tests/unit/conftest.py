@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -13,13 +14,16 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from process_api.hosts import build_hosts, host_checks
+from process_api.jobs.model import utcnow
 from process_api.processes.loader import HostChecks
 from process_api.settings import Settings
+from process_api.store.base import Instance
 from process_api.store.postgres import PostgresJobStore
 from process_api.store.sql import SqlJobStore
 from tests.postgres import Postgres, execute
 
 T = TypeVar("T")
+HOUR = timedelta(hours=1)
 
 
 class StoreMaker:
@@ -61,6 +65,16 @@ class StoreMaker:
                 return result  # type: ignore[no-any-return]
         finally:
             await async_engine.dispose()
+
+
+async def live(store: SqlJobStore, *owners: str) -> None:
+    """Registers these instances (those not yet registered) with a lease of an hour: only a
+    live instance may claim jobs."""
+    known = {instance.id for instance in await store.instances()}
+    for owner in owners:
+        if owner not in known:
+            now = utcnow()
+            await store.register(Instance(owner, "a-machine", 1, None, now, now + HOUR))
 
 
 @pytest.fixture(scope="session")

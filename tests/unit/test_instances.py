@@ -122,3 +122,32 @@ async def test_jobs_taken_from_an_instance_are_told_apart_from_its_own(store: Sq
         "unowned",
     ]
     assert await store.taken_among([], "me") == []
+
+
+async def test_an_instance_whose_lease_ran_out_can_neither_renew_nor_claim(
+    store: SqlJobStore,
+) -> None:
+    """Fenced off: another instance may be taking its jobs over at that moment."""
+    late = expired(new_instance(LEASE))
+    await store.register(late)
+    await store.create(make_job("queued", host_type="docker"))
+    assert not await store.renew(late.id, utcnow() + LEASE)
+    assert await store.claim(late.id, "s", None, ["docker"], ["echo"]) is None
+    alive = new_instance(LEASE)
+    await store.register(alive)
+    claimed = await store.claim(alive.id, "s", None, ["docker"], ["echo"])
+    assert claimed is not None and claimed.id == "queued"
+
+
+async def test_a_returning_instance_keeps_only_the_jobs_nobody_took_over(
+    store: SqlJobStore,
+) -> None:
+    await store.create(make_job("kept", owner="old", slot="s"))
+    await store.create(make_job("taken", owner="old", slot="s"))
+    await store.create(make_job("ended", owner="old", slot="s", status=JobStatus.SUCCESSFUL))
+    # another instance took one over just before
+    await store.update("taken", {"owner": "other"}, frozenset({JobStatus.ACCEPTED}))
+    assert await store.hand_over("old", "new") == ["kept"]
+    assert (await store.get("kept")).owner == "new"  # type: ignore[union-attr]
+    assert (await store.get("taken")).owner == "other"  # type: ignore[union-attr]
+    assert (await store.get("ended")).owner == "old"  # type: ignore[union-attr]

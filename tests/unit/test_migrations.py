@@ -13,7 +13,7 @@ from alembic.migration import MigrationContext
 
 from process_api.jobs.model import JobStatus
 from process_api.store.sql import MIGRATIONS, jobs, metadata
-from tests.unit.conftest import StoreMaker
+from tests.unit.conftest import StoreMaker, live
 from tests.unit.test_job_store import make_job
 
 #: the newest migration.
@@ -86,6 +86,7 @@ async def test_jobs_taken_before_the_shared_queue_are_taken_over_and_the_waiting
         assert {job.id for job in taken} == {"waiting", "running"}
         assert all(job.slot == "" for job in taken)  # counted in no budget
         await store.requeue(["waiting"])  # what settle does with a job that had not started
+        await live(store, "me")
         claimed = await store.claim("me", "docker:x", None, ["subprocess"], ["echo"])
         assert claimed is not None and claimed.id == "waiting"
     finally:

@@ -19,7 +19,7 @@ from process_api.jobs.queue import budgets
 from process_api.machine import this_machine
 from process_api.settings import Settings
 from process_api.store.sql import SqlJobStore
-from tests.unit.conftest import StoreMaker
+from tests.unit.conftest import StoreMaker, live
 from tests.unit.test_job_store import make_job
 
 HOSTS = ["docker", "local"]
@@ -27,6 +27,7 @@ PROCESSES = ["echo"]
 
 
 async def claim(store: SqlJobStore, owner: str, capacity: Resources | None, slot: str = "engine"):
+    await live(store, owner)
     return await store.claim(owner, slot, capacity, HOSTS, PROCESSES)
 
 
@@ -122,6 +123,7 @@ async def test_instances_claiming_at_once_get_each_job_once_and_never_exceed_the
         for index in range(30):
             await stores[0].create(make_job(f"j{index:02}", index, host_type="docker", cpus=1))
         budget = Resources(7, math.inf, 100)
+        await live(stores[0], "owner-0", "owner-1", "owner-2", "elsewhere")
 
         results = await asyncio.gather(
             *(
@@ -151,6 +153,7 @@ async def test_instances_claiming_different_jobs_at_once_never_exceed_the_budget
             job.owner = owner
             await stores[0].create(job)
         budget = Resources(5, math.inf, 100)
+        await live(stores[0], "owner-0", "owner-1", "owner-2", "owner-3")
 
         results = await asyncio.gather(
             *(claim_all(s, f"owner-{n}", budget) for n, s in enumerate(stores))
@@ -165,12 +168,19 @@ async def test_on_postgresql_a_claim_waits_for_a_claim_of_the_same_budget_in_pro
     """What keeps two claims from counting the same room: the budget's lock, held by a claim's
     transaction (here by hand) until it commits. SQLite's one writer serialises claims."""
     await store.create(make_job("j", 0, host_type="docker"))
+    await live(store, "a")
     engine = create_async_engine(new_store.url)
+    waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
     try:
         async with engine.begin() as conn:
             await conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('engine'))"))
             claiming = asyncio.ensure_future(claim(store, "a", jobs_only(1)))
-            await asyncio.sleep(0.5)
+            for _ in range(100):  # until the claim waits for the lock
+                if (await conn.execute(sa.text(waiting))).scalar() == 1:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("the claim did not wait for the budget's lock")
             assert not claiming.done()
         assert (await asyncio.wait_for(claiming, 10)).id == "j"  # type: ignore[union-attr]
     finally:

@@ -20,7 +20,6 @@ import logging
 import os
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from datetime import timedelta
 
 from process_api.asyncs import Outage
@@ -145,15 +144,20 @@ class Coordinator:
 
     async def _renew(self) -> None:
         if not await self.store.renew(self.me.id, utcnow() + self.lease):
-            # Taken for dead (the lease ran out while this process stalled): its jobs went
-            # to others, which follow or run them now. Letting go of them, without recording
-            # anything, keeps them from being run twice or ended twice; registering again
-            # lets it go on with new work.
-            log.error("this server instance was taken for stopped; registering again")
-            await self._let_go_of_taken()
-            # With a lease from now: its first one ran out long ago.
-            self.me = replace(self.me, expires=utcnow() + self.lease)
+            # Taken for dead (the lease ran out while this process stalled): some of its
+            # jobs may have gone to others, which follow or run them now. It joins again
+            # under a new id, which no one takes for dead, and keeps the jobs still under
+            # its old one (one conditional update: a job goes to it or to whoever takes the
+            # old one over, never both); it lets go of the others without recording
+            # anything, so that none is run twice or ended twice.
+            log.error("this server instance was taken for stopped; joining again as a new one")
+            old = self.me.id
+            self.me = new_instance(self.lease)
             await self.store.register(self.me)
+            self.runner.former_owners.add(old)
+            self.runner.owner = self.me.id
+            await self.store.hand_over(old, self.me.id)
+            await self._let_go_of_taken()
 
     async def _let_go_of_taken(self) -> None:
         followed = list(self.runner.running)

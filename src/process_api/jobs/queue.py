@@ -53,10 +53,9 @@ async def budgets(hosts: dict[str, Host]) -> list[Budget]:
 
 
 class JobQueue:
-    def __init__(self, store: JobStore, runner: JobRunner, owner: str) -> None:
+    def __init__(self, store: JobStore, runner: JobRunner) -> None:
         self.store = store
         self.runner = runner
-        self.owner = owner
         #: jobs waiting in the queue, by host type, as last counted (also for the metrics).
         self.lengths: dict[str, int] = {}
         self._wake = asyncio.Event()
@@ -86,8 +85,9 @@ class JobQueue:
             if not any(self.lengths.get(host_type) for host_type in budget.host_types):
                 continue
             while True:
+                assert self.runner.owner is not None  # it claims once the instance joined
                 job = await self.store.claim(
-                    self.owner, budget.name, budget.capacity, budget.host_types, process_ids
+                    self.runner.owner, budget.name, budget.capacity, budget.host_types, process_ids
                 )
                 if job is None:
                     break

@@ -75,7 +75,7 @@ class JobService:
         self.runner = JobRunner(store, storage, hosts, spool, on_change)
         self.retention = Retention(store, storage, expiry)
         self.instance = Coordinator(store, self.runner, lease)
-        self.queue = JobQueue(store, self.runner, self.instance.id)
+        self.queue = JobQueue(store, self.runner)
         self._joined = False
         self._closing = False
 

@@ -105,7 +105,11 @@ class JobStore(Protocol):
     async def register(self, instance: Instance) -> None: ...
 
     async def renew(self, instance_id: str, expires: datetime) -> bool:
-        """Extends an instance's lease; False if it was forgotten (taken for dead)."""
+        """Extends an instance's lease; False once it has run out (taken for dead, even if
+        nobody took its jobs yet) or the instance was forgotten."""
+
+    async def hand_over(self, old: str, new: str) -> list[str]:
+        """Gives the active jobs still owned by instance `old` to `new`; their ids."""
 
     async def instances(self) -> list[Instance]: ...
 

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from process_api.errors import ApiError, StoreUnavailable
 from process_api.jobs.budget import Resources
-from process_api.jobs.model import ACTIVE, TERMINAL, Job, JobStatus
+from process_api.jobs.model import ACTIVE, TERMINAL, Job, JobStatus, utcnow
 from process_api.store.base import Instance, JobQuery, JobSummary, Position
 
 log = logging.getLogger(__name__)
@@ -376,11 +376,20 @@ class SqlJobStore:
     async def renew(self, instance_id: str, expires: datetime) -> bool:
         statement = (
             instances.update()
-            .where(instances.c.id == instance_id)
+            .where(instances.c.id == instance_id, instances.c.expires > utcnow().astimezone(UTC))
             .values(expires=expires.astimezone(UTC))
             .returning(instances.c.id)
         )
         return bool(await self._write(statement))
+
+    async def hand_over(self, old: str, new: str) -> list[str]:
+        statement = (
+            jobs.update()
+            .where(jobs.c.owner == old, jobs.c.status.in_([s.value for s in ACTIVE]))
+            .values(owner=new)
+            .returning(jobs.c.id)
+        )
+        return [row.id for row in await self._write(statement)]
 
     async def instances(self) -> list[Instance]:
         rows = await self._read(instances.select())
@@ -457,6 +466,10 @@ class SqlJobStore:
             jobs.c.id == head,
             jobs.c.slot.is_(None),
             jobs.c.status == JobStatus.ACCEPTED.value,
+            # an instance taken for dead claims nothing: whoever takes over would run it too
+            sa.exists().where(
+                instances.c.id == owner, instances.c.expires > utcnow().astimezone(UTC)
+            ),
         ]
         if capacity is not None:
             conditions.extend(_fits(slot, capacity))
