@@ -139,6 +139,8 @@ class JobRunner:
         self.running: dict[str, RunningJob] = {}
         #: the instance whose jobs these are (set when it joins the others).
         self.owner: str | None = None
+        #: the ids it had before it was taken for dead (see Coordinator._renew).
+        self.former_owners: set[str] = set()
         self._flusher: asyncio.Task[None] | None = None
         #: hears that a job ended here, leaving room in its budget (the queue claims then).
         self.on_end: Callable[[], None] = lambda: None
@@ -244,8 +246,10 @@ class JobRunner:
         for dead while it waited finds it taken over, and must not run it a second time."""
         if self.owner is None:
             return True
-        job = await self.store.get(job_id)
-        if job is not None and job.status is JobStatus.ACCEPTED and job.owner == self.owner:
+        # A store away a moment must not fail the job: it waits, as a start does.
+        job = await retrying(lambda: self.store.get(job_id), f"job {job_id}: reading it")
+        owners = {self.owner, *self.former_owners}
+        if job is not None and job.status is JobStatus.ACCEPTED and job.owner in owners:
             return True
         log.warning("job %s: taken over by another server instance; not starting it", job_id)
         return False
