@@ -340,6 +340,29 @@ def test_finding_20_queued_jobs_survive_a_graceful_restart(tmp_path: Path) -> No
         restarted.stop()
 
 
+def test_queued_jobs_of_a_process_removed_before_a_restart_end_failed_saying_why(
+    tmp_path: Path,
+) -> None:
+    plugins = shell_plugins(tmp_path, **{"other.yml": shell_yml("other")})
+    env = {"SUBPROCESS_MAX_JOBS": "1"}
+    server = Server(plugins, tmp_path / "data", env=env).start()
+    with server.client() as http:
+        wait_status(http, start(http, "sleep 60"), {"running"})
+        queued = start(http, "echo never", process="other")
+        kept = start(http, "echo '{\"plugin_results\": 1}'")
+    assert server.stop() == 0
+    (plugins / "other.yml").unlink()
+    restarted = Server(plugins, tmp_path / "data", env=env).start()
+    try:
+        with restarted.client() as http:
+            ended = wait_status(http, queued, {"failed", "successful", "dismissed"})
+            assert ended["status"] == "failed", ended
+            assert "process 'other' is gone" in ended["message"], ended
+            assert wait_status(http, kept, {"successful", "failed"})["status"] == "successful"
+    finally:
+        restarted.stop()
+
+
 def test_a_sync_burst_beyond_the_cap_is_answered_in_full(shared: Server) -> None:
     """More synchronous requests than may run at once: each waits its turn and answers."""
     answers: list[int] = []

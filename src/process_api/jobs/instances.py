@@ -70,12 +70,16 @@ class Coordinator:
     def id(self) -> str:
         return self.me.id
 
-    async def join(self, settle: Settle) -> None:
+    async def join(self, settle: Settle) -> bool:
         """Registers this instance and takes over what dead instances left; then keeps the
-        lease, stops jobs dismissed elsewhere and takes over from instances that die."""
+        lease, stops jobs dismissed elsewhere and takes over from instances that die.
+        Whether it is the only live instance."""
         await self.store.register(self.me)
         await self.take_over(settle, at_start=True)
         self._task = asyncio.create_task(self._loop(settle))
+        machine = self.me.machine
+        others = [i for i in await self.store.instances() if i.id != self.me.id]
+        return all(is_dead(i, machine) for i in others)
 
     async def stop_taking_over(self) -> None:
         """From the start of a shutdown: the jobs of instances stopping beside it (workers

@@ -66,6 +66,15 @@ async def settle(
         await runner.store.requeue(queued)
 
 
+async def fail_unserved(runner: JobRunner, registry: ProcessRegistry) -> None:
+    """Ends the queued jobs of processes this server no longer has (their file was removed
+    while they waited): with no other instance to run them, they would wait for ever."""
+    for job in await runner.store.active():
+        if job.slot is None and job.process_id not in registry:
+            reason = f"process {job.process_id!r} is gone: no server instance runs it"
+            await fail(runner, job, reason)
+
+
 async def stop_dismissed(runner: JobRunner, jobs: list[Job]) -> None:
     """Stops the runs of jobs dismissed while the instance that ran them was dead: their
     status is recorded already, their run (a Batch job, a container) may go on."""

@@ -269,7 +269,9 @@ class JobService:
     async def join(self, registry: ProcessRegistry) -> None:
         """Takes part among the instances of the job store: takes over the jobs of stopped
         instances (an earlier run of this server, too) and keeps doing so."""
-        await self.instance.join(functools.partial(lifecycle.settle, self.runner, registry))
+        alone = await self.instance.join(functools.partial(lifecycle.settle, self.runner, registry))
+        if alone:  # else another instance may run the processes this one lacks
+            await lifecycle.fail_unserved(self.runner, registry)
         self.queue.start(registry)
         self._joined = True
 
