@@ -81,7 +81,10 @@ def start(
 ) -> Server:
     # The lease is left long: a killed worker's jobs are taken over because its process is
     # gone, at once, never because a worker of a loaded machine renewed its lease late.
-    server: Server = server_factory(plugins, "--workers", "2", env=env or {})
+    # Room for every job `running_on_both` may start: the machine's budget of subprocess
+    # jobs (4 per core by default) holds for both workers together.
+    env = {"SUBPROCESS_MAX_JOBS": "40", **(env or {})}
+    server: Server = server_factory(plugins, "--workers", "2", env=env)
     wait_until(lambda: len(workers_of(server)) == 2, 60, "both workers to run")
     wait_until(lambda: started(server) == 2, 60, "both workers to serve")
     return server
