@@ -993,7 +993,9 @@ def test_finding_19_a_jobs_end_is_recorded_before_its_container_is_removed(
     harness: Harness, busybox: str
 ) -> None:
     harness.add(shell_process("late", busybox, LATE_RECORD))
-    server = harness.start()
+    # About the SQLite file: the job's record is read from it while the server is stopped.
+    sqlite = {"DB_PATH": str(harness.tmp_path / "data" / "jobs.sqlite")}
+    server = harness.start(**sqlite)
     since = time.time() - 1
     with server.client() as http:
         # The order, from the engine's clock and the job's record: removed after `finished`.
@@ -1025,7 +1027,7 @@ def test_finding_19_a_jobs_end_is_recorded_before_its_container_is_removed(
     (container,) = job_containers(caught)
     assert inspect(container)["State"]["Status"] == "exited"
 
-    restarted = harness.start()
+    restarted = harness.start(**sqlite)
     with restarted.client() as http:
         job = wait_status(http, caught, {"successful", "failed", "dismissed"})
         assert job["status"] == "successful", job

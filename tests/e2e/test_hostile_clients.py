@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -269,22 +269,30 @@ def local_port(response: httpx.Response) -> int:
 
 
 def test_finding_17_an_unexpected_error_keeps_the_connection(
-    server: Server, http: httpx.Client
+    server_factory: Callable[..., Server], tmp_path: Path
 ) -> None:
-    job = job_of(run_page(http, text="hi", outputs={"length": {}}))
-    # A record the server cannot read (a damaged database): a real unexpected error.
-    with contextlib.closing(sqlite3.connect(server.data_dir / "jobs.sqlite")) as db, db:
-        db.execute("UPDATE jobs SET results = '{damaged' WHERE id = ?", (job,))
-    broken = http.get(f"/jobs/{job}/results")
-    document = assert_exception(broken, 500, "server-error")
-    assert document["detail"] == "an unexpected error occurred"
-    assert "damaged" not in broken.text
-    assert broken.headers["x-content-type-options"] == "nosniff"
-    after = http.get("/conformance")
-    assert after.status_code == 200
-    assert local_port(after) == local_port(broken), "the connection was not kept"
-    page = http.get(f"/jobs/{job}/results", headers={"Accept": "text/html"})
-    assert page.status_code == 500
-    assert page.headers["content-type"].startswith("text/html")
-    assert http.get("/conformance").status_code == 200
-    assert "JSONDecodeError" in server.output()  # logged with its traceback
+    plugins = tmp_path / "damaged-plugins"
+    plugins.mkdir()
+    (plugins / "page.yml").write_text(PAGE_YML)
+    (plugins / "page.py").write_text(PAGE_PY)
+    # On an SQLite file: the record is damaged in it.
+    database = tmp_path / "data" / "jobs.sqlite"
+    server = server_factory(plugins, env={"DB_PATH": str(database)})
+    with server.client() as http:
+        job = job_of(run_page(http, text="hi", outputs={"length": {}}))
+        # A record the server cannot read (a damaged database): a real unexpected error.
+        with contextlib.closing(sqlite3.connect(database)) as db, db:
+            db.execute("UPDATE jobs SET results = '{damaged' WHERE id = ?", (job,))
+        broken = http.get(f"/jobs/{job}/results")
+        document = assert_exception(broken, 500, "server-error")
+        assert document["detail"] == "an unexpected error occurred"
+        assert "damaged" not in broken.text
+        assert broken.headers["x-content-type-options"] == "nosniff"
+        after = http.get("/conformance")
+        assert after.status_code == 200
+        assert local_port(after) == local_port(broken), "the connection was not kept"
+        page = http.get(f"/jobs/{job}/results", headers={"Accept": "text/html"})
+        assert page.status_code == 500
+        assert page.headers["content-type"].startswith("text/html")
+        assert http.get("/conformance").status_code == 200
+        assert "JSONDecodeError" in server.output()  # logged with its traceback

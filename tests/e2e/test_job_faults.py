@@ -290,8 +290,9 @@ def _with_status(http: httpx.Client, status: str) -> list[str]:
 
 
 def test_finding_14_retention_also_clears_inputs_and_callback_addresses(tmp_path: Path) -> None:
-    env = {"EXPIRY_DAYS": "0.00002", "CALLBACK_ALLOW_PRIVATE": "true"}  # about 1.7 s
     data = tmp_path / "data"
+    env = {"EXPIRY_DAYS": "0.00002", "CALLBACK_ALLOW_PRIVATE": "true"}  # about 1.7 s
+    env["DB_PATH"] = str(data / "jobs.sqlite")  # about the SQLite file: the row is read from it
     server = Server(shell_plugins(tmp_path), data, env=env).start()
     try:
         with server.client() as http:

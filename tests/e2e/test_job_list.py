@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -112,22 +113,30 @@ def test_duration_filters(http: httpx.Client) -> None:
         assert name in body["detail"]
 
 
-def test_accepted_jobs_are_listed_only_when_asked_for(server: Server, http: httpx.Client) -> None:
-    finished = run_echo(http, "done")
-    # A job waiting for its turn, as a queue under a resource budget leaves it.
-    waiting = str(uuid.uuid4())
-    with sqlite3.connect(server.data_dir / "jobs.sqlite") as db:
-        row = db.execute("SELECT * FROM jobs WHERE id = ?", (finished,)).fetchone()
-        names = [d[0] for d in db.execute("SELECT * FROM jobs LIMIT 0").description]
-        values = dict(zip(names, row, strict=True))
-        values.update(id=waiting, status="accepted", started=None, finished=None, results=None)
-        values["created"] = values["updated"]
-        marks = ",".join("?" * len(names))
-        db.execute(f"INSERT INTO jobs ({','.join(names)}) VALUES ({marks})", list(values.values()))
-    assert ids(http.get("/jobs").json()) == [finished]
-    assert ids(http.get("/jobs", params={"status": "accepted"}).json()) == [waiting]
-    both = http.get("/jobs", params=[("status", "accepted"), ("status", "successful")]).json()
-    assert set(ids(both)) == {finished, waiting}
+def test_accepted_jobs_are_listed_only_when_asked_for(
+    server_factory: Callable[..., Server], tmp_path: Path
+) -> None:
+    # On an SQLite file: the waiting job is written into it.
+    database = tmp_path / "data" / "jobs.sqlite"
+    server = server_factory(env={"DB_PATH": str(database)})
+    with server.client() as http:
+        finished = run_echo(http, "done")
+        # A job waiting for its turn, as a queue under a resource budget leaves it.
+        waiting = str(uuid.uuid4())
+        with sqlite3.connect(database) as db:
+            row = db.execute("SELECT * FROM jobs WHERE id = ?", (finished,)).fetchone()
+            names = [d[0] for d in db.execute("SELECT * FROM jobs LIMIT 0").description]
+            values = dict(zip(names, row, strict=True))
+            values.update(id=waiting, status="accepted", started=None, finished=None, results=None)
+            values["created"] = values["updated"]
+            marks = ",".join("?" * len(names))
+            db.execute(
+                f"INSERT INTO jobs ({','.join(names)}) VALUES ({marks})", list(values.values())
+            )
+        assert ids(http.get("/jobs").json()) == [finished]
+        assert ids(http.get("/jobs", params={"status": "accepted"}).json()) == [waiting]
+        both = http.get("/jobs", params=[("status", "accepted"), ("status", "successful")]).json()
+        assert set(ids(both)) == {finished, waiting}
 
 
 def test_page_positions_must_be_jobs(http: httpx.Client) -> None:

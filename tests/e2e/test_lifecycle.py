@@ -422,7 +422,10 @@ def test_crash_recovery_fails_running_jobs_and_stops_their_processes(
 def test_a_job_accepted_but_never_started_fails_at_restart(
     server_factory: ServerFactory, tmp_path: Path
 ) -> None:
-    server = server_factory()
+    # On an SQLite file: the accepted row is written into it.
+    database = tmp_path / "data" / "jobs.sqlite"
+    sqlite = {"DB_PATH": str(database)}
+    server = server_factory(env=sqlite)
     with server.client() as http:
         response = http.post("/processes/echo/execution", json={"inputs": {"stringInput": "x"}})
         assert response.status_code == 200
@@ -432,7 +435,7 @@ def test_a_job_accepted_but_never_started_fails_at_restart(
     # What a crash between recording a job and starting it leaves: an accepted row
     # (a copy of the finished job's row, as it was before it started).
     accepted_id = str(uuid.uuid4())
-    db = sqlite3.connect(server.data_dir / "jobs.sqlite")
+    db = sqlite3.connect(database)
     try:
         db.row_factory = sqlite3.Row
         row = dict(db.execute("SELECT * FROM jobs WHERE id = ?", (done_id,)).fetchone())
@@ -446,7 +449,7 @@ def test_a_job_accepted_but_never_started_fails_at_restart(
     finally:
         db.close()
 
-    restarted = server_factory()
+    restarted = server_factory(env=sqlite)
     with restarted.client() as http:
         status = http.get(f"/jobs/{accepted_id}").json()
         assert status["status"] == "failed", status

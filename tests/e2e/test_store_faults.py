@@ -116,8 +116,10 @@ def test_finding_18_health_and_ready_are_public_and_documented(client: httpx.Cli
 def test_finding_18_deleted_database_answers_503_and_a_restart_refuses(
     server_factory: ServerFactory, tmp_path: Path
 ) -> None:
-    server = server_factory()
-    database = server.data_dir / "jobs.sqlite"
+    # About the SQLite file: it is deleted under the server.
+    database = tmp_path / "data" / "jobs.sqlite"
+    sqlite = {"DB_PATH": str(database)}
+    server = server_factory(env=sqlite)
     with server.client() as http:
         job_id = sync_job(http)
         database.unlink()
@@ -137,7 +139,7 @@ def test_finding_18_deleted_database_answers_503_and_a_restart_refuses(
 
     # The storage still holds the first job's log and metadata: starting again would
     # silently begin an empty history, so the server refuses and says what to do.
-    again = server_factory(start=False)
+    again = server_factory(env=sqlite, start=False)
     again.start(wait=False)
     assert again.proc is not None and again.proc.wait(30) != 0
     again.stop()
@@ -145,7 +147,7 @@ def test_finding_18_deleted_database_answers_503_and_a_restart_refuses(
     assert not database.exists()
 
     database.touch()  # an empty history, on purpose
-    fresh = server_factory()
+    fresh = server_factory(env=sqlite)
     with fresh.client() as http:
         assert http.get("/ready").status_code == 200
         assert http.get("/jobs").json()["numberMatched"] == 0
@@ -155,7 +157,8 @@ def test_finding_18_full_disk_answers_507_and_keeps_serving_reads(
     server_factory: ServerFactory, tmp_path: Path, mounts: list[Path]
 ) -> None:
     disk = tmpfs(mounts, tmp_path / "disk", "16m")
-    server = server_factory(env={"DATA_DIR": str(disk)})
+    # About the SQLite file: the full disk holds it, as well as the storage.
+    server = server_factory(env={"DATA_DIR": str(disk), "DB_PATH": str(disk / "jobs.sqlite")})
     with server.client() as http:
         job_id = sync_job(http)
         filler = fill(disk)
@@ -217,13 +220,15 @@ def test_finding_18_read_only_database_refuses_to_start(
     server_factory: ServerFactory, tmp_path: Path, mounts: list[Path]
 ) -> None:
     data = tmp_path / "kept"
-    first = server_factory(env={"DATA_DIR": str(data)})
+    # About the SQLite file: it is made read-only.
+    env = {"DATA_DIR": str(data), "DB_PATH": str(data / "jobs.sqlite")}
+    first = server_factory(env=env)
     with first.client() as http:
         sync_job(http)
     first.stop()
     read_only(mounts, data)
 
-    again = server_factory(env={"DATA_DIR": str(data)}, start=False)
+    again = server_factory(env=env, start=False)
     again.start(wait=False)
     assert again.proc is not None and again.proc.wait(30) != 0
     again.stop()

@@ -256,10 +256,11 @@ def owner_pid(data_dir: Path, job_id: str) -> int | None:
 
 
 def test_a_container_of_a_killed_worker_is_followed_to_its_end_by_another(
-    server_factory: Callable[..., Server], plugins: Path, docker_engine: None
+    server_factory: Callable[..., Server], plugins: Path, tmp_path: Path, docker_engine: None
 ) -> None:
     (plugins / "nap.yml").write_text(NAP_YML % busybox_image())
-    server = start(server_factory, plugins)
+    # On an SQLite file: the job's owner is read from it.
+    server = start(server_factory, plugins, {"DB_PATH": str(tmp_path / "data" / "jobs.sqlite")})
     response = fresh(server, "POST", "/processes/nap/execution", json={"inputs": {}}, headers=ASYNC)
     assert response.status_code == 201, response.text
     job_id = response.json()["jobID"]
