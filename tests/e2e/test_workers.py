@@ -64,11 +64,11 @@ def plugins(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def store_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
-    """The job store of the test's server: an SQLite file in its data directory, or a new
-    PostgreSQL database."""
+def store_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The job store of the test's server: an SQLite file in its data directory (named, so
+    that TEST_SERVER_STORE=postgres leaves it on SQLite), or a new PostgreSQL database."""
     if request.param == "sqlite":
-        yield {}
+        yield {"DB_PATH": str(tmp_path / "data" / "jobs.sqlite")}
         return
     postgres: Postgres = request.getfixturevalue("postgres")
     url = postgres.new_database()
