@@ -165,7 +165,7 @@ class JobRunner:
     def start(self, process: Process, job: Job, handle: dict[str, Any] | None) -> RunningJob:
         """Runs a new job (handle None), or follows again one started before a restart."""
         host = self.hosts[job.host_type]
-        job_log = JobLog(self.spool / f"{job.id}.jsonl")
+        job_log = JobLog(self.spool_file(job.id))
         running = RunningJob(job.id, host, job.mode, job_log, job.host_type)
         self.running[job.id] = running
         running.task = asyncio.create_task(self._run(process, job, running, handle))
@@ -174,6 +174,11 @@ class JobRunner:
         self._started.set()
         self._started = asyncio.Event()
         return running
+
+    def spool_file(self, job_id: str) -> Path:
+        """Where a job run here appends its log until it is kept in storage; instances
+        sharing the data directory read it there."""
+        return self.spool / f"{job_id}.jsonl"
 
     async def _flush_logs(self) -> None:
         """Appends what running jobs printed lately, also when they print nothing more."""
@@ -238,6 +243,11 @@ class JobRunner:
         """Stops following a job without ending it: another instance (or the next start)
         follows or runs it."""
         running.log.close()
+        self.drop(running)
+
+    def drop(self, running: RunningJob) -> None:
+        """Stops tracking a run that will not finish here (let go of, or cancelled before
+        it ran); whoever waits for it is told."""
         self.running.pop(running.job_id, None)
         running.done.set()
 
@@ -410,6 +420,5 @@ class JobRunner:
             await asyncio.gather(*(r.task for r in detached if r.task), return_exceptions=True)
         for running in list(self.running.values()):
             if running.detaching and not running.done.is_set():  # cancelled before it ran
-                self.running.pop(running.job_id, None)
-                running.done.set()
+                self.drop(running)
         return detached

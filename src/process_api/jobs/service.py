@@ -196,7 +196,7 @@ class JobService:
         """What the instance running the job has appended to its spool file so far, if it
         is in this data directory. Lines are appended whole, but one may be mid-write: the
         page ends before a line not yet whole."""
-        spool = self.runner.spool / f"{job_id}.jsonl"
+        spool = self.runner.spool_file(job_id)
         try:
             return await asyncio.to_thread(_whole_lines_page, spool, after, limit)
         except FileNotFoundError:
@@ -247,8 +247,7 @@ class JobService:
             running.task.cancel()
             await asyncio.gather(running.task, return_exceptions=True)
             if not running.done.is_set():  # cancelled before it ever ran: nothing finishes it
-                self.runner.running.pop(job_id, None)
-                running.done.set()
+                self.runner.drop(running)
         return dismissed
 
     def begin_shutdown(self) -> None:
