@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 import socket
+import time
 from pathlib import Path
 from types import FrameType
 
@@ -42,6 +43,8 @@ log = logging.getLogger("process_api")
 #: replaced. It answers from a thread of its own, so only a process stuck as a whole fails;
 #: uvicorn's 5 s is too short for a worker still importing the app on a loaded machine.
 WORKER_HEALTHCHECK = 30
+#: seconds before a worker that could not start (beside others that serve) is tried again.
+RESTART_DELAY = 5.0
 #: prctl's option for the signal a process gets when its parent dies (linux/prctl.h).
 PR_SET_PDEATHSIG = 1
 #: the environment variable prometheus-client reads, at import, for multi-process mode.
@@ -145,8 +148,10 @@ class _Supervisor(Multiprocess):
     def __init__(self, config: uvicorn.Config, sockets: list[socket.socket], metrics: Path):
         super().__init__(config, sockets)
         self.metrics_dir = metrics
-        #: a worker failed before it served: the server does not start.
+        #: no worker could start (the job store is away, …): the server does not start.
         self.failed = False
+        #: when to try again to start a worker that could not (by its place in the list).
+        self._retry_at: dict[int, float] = {}
 
     def _start_worker(self) -> _Worker:
         worker = _Worker(self.config, self.sockets)
@@ -161,6 +166,12 @@ class _Supervisor(Multiprocess):
         if self.should_exit.is_set():
             return
         for index, worker in enumerate(self.processes):
+            if index in self._retry_at:
+                if time.monotonic() < self._retry_at[index]:
+                    continue
+                del self._retry_at[index]
+                self.processes[index] = self._start_worker()
+                continue
             if worker.is_alive(timeout=self.config.timeout_worker_healthcheck):
                 continue
             worker.kill()  # it hangs, or it is gone already
@@ -168,12 +179,21 @@ class _Supervisor(Multiprocess):
             if worker.pid is not None:
                 mark_process_dead(worker.pid, str(self.metrics_dir))  # type: ignore[no-untyped-call]
             if worker.exitcode == STARTUP_FAILURE:
-                # Its app could not start (the job store is away, …): every new worker
-                # would fail alike. The worker's log says why.
-                log.error("not starting: worker process %s could not start", worker.pid)
-                self.failed = True
-                self.should_exit.set()
-                return
+                # Its app could not start (the job store is away, …); the worker's log says
+                # why. While another worker serves, it is tried again later; with none, the
+                # server stops: every new worker would fail alike.
+                if not self._serving(besides=index):
+                    log.error("not starting: worker process %s could not start", worker.pid)
+                    self.failed = True
+                    self.should_exit.set()
+                    return
+                log.error(
+                    "worker process %s could not start; trying again in %g s",
+                    worker.pid,
+                    RESTART_DELAY,
+                )
+                self._retry_at[index] = time.monotonic() + RESTART_DELAY
+                continue
             if self.should_exit.is_set():
                 return
             log.warning(
@@ -183,6 +203,13 @@ class _Supervisor(Multiprocess):
                 worker.exitcode,
             )
             self.processes[index] = self._start_worker()
+
+    def _serving(self, besides: int) -> bool:
+        return any(
+            w.process.is_alive()
+            for i, w in enumerate(self.processes)
+            if i != besides and i not in self._retry_at
+        )
 
     def _unsupported(self, what: str) -> None:
         log.warning("%s is not supported: restart the server to change its workers", what)

@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Server, pid_alive, wait_status, wait_until
 from tests.images import busybox_image
-from tests.postgres import Postgres
+from tests.postgres import Cluster, Postgres, own_cluster
 
 #: prints the pid of its parent (the worker that runs it), then sleeps and says it again.
 WHO_YML = """\
@@ -243,6 +243,36 @@ def test_a_killed_worker_is_replaced_and_its_jobs_are_taken_over(
         for _ in range(8):
             assert fresh(server, "GET", "/jobs").status_code == 200
     assert f"worker process {victim} ended" in server.output()
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    """A PostgreSQL cluster of the test's own, which it may stop."""
+    yield from own_cluster()
+
+
+def test_a_worker_that_cannot_start_while_another_serves_is_tried_again_later(
+    cluster: Cluster, server_factory: Callable[..., Server], plugins: Path
+) -> None:
+    """The job database away as a killed worker is replaced: its replacement cannot start,
+    and the server goes on with the other worker instead of stopping; once the database is
+    back, a new worker starts and serves."""
+    server = start(server_factory, plugins, {"DB_URL": Postgres(cluster.url).new_database()})
+    victim, survivor = sorted(workers_of(server))
+    cluster.stop()
+    os.kill(victim, signal.SIGKILL)
+    wait_until(
+        lambda: "could not start; trying again" in server.output(),
+        60,
+        "the replacement worker to fail",
+    )
+    assert server.proc is not None and server.proc.poll() is None, server.output()
+    assert survivor in workers_of(server)
+    assert fresh(server, "GET", "/health").status_code == 200
+    cluster.start()
+    wait_until(lambda: started(server) == 3, 90, "a new worker to serve")
+    assert len(workers_of(server)) == 2
+    assert fresh(server, "GET", "/ready").status_code == 200
 
 
 def owner_pid(data_dir: Path, job_id: str) -> int | None:
