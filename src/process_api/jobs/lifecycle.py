@@ -119,6 +119,7 @@ async def shutdown(
         mine = [j for j in await runner.store.active() if j.owner == owner]
         unlaunched = {r.job_id for r in handed if not r.launched}
         # and jobs claimed as the queue stopped, never handed to the runner
+        known = {r.job_id for r in handed} | set(runner.running)
         unlaunched |= {
             j.id
             for j in mine
@@ -126,7 +127,7 @@ async def shutdown(
             and j.mode == "async"
             and j.status is JobStatus.ACCEPTED
             and j.handle is None
-            and j.id not in runner.running
+            and j.id not in known
         }
         await runner.store.requeue(sorted(unlaunched))
         waiting = [j.id for j in mine if j.slot is None]
