@@ -75,11 +75,9 @@ class Coordinator:
         lease, stops jobs dismissed elsewhere and takes over from instances that die.
         Whether it is the only live instance."""
         await self.store.register(self.me)
-        await self.take_over(settle, at_start=True)
+        alive = await self.take_over(settle, at_start=True)
         self._task = asyncio.create_task(self._loop(settle))
-        machine = self.me.machine
-        others = [i for i in await self.store.instances() if i.id != self.me.id]
-        return all(is_dead(i, machine) for i in others)
+        return alive == 0
 
     async def stop_taking_over(self) -> None:
         """From the start of a shutdown: the jobs of instances stopping beside it (workers
@@ -104,7 +102,7 @@ class Coordinator:
     async def take_over(self, settle: Settle, at_start: bool = False) -> int:
         """Takes the active jobs of dead instances (and of none, from before instances). At
         start they are settled even when there are none: what earlier runs left (stopped
-        containers, inputs files) is removed then."""
+        containers, inputs files) is removed then. How many other instances are alive."""
         machine = self.me.machine
         others = [i for i in await self.store.instances() if i.id != self.me.id]
         dead = [i for i in others if is_dead(i, machine)]
@@ -121,7 +119,7 @@ class Coordinator:
         if taken or at_start:
             await settle(taken, "the server instance that had it stopped or restarted")
         await stop_dismissed(self.runner, dismissed)
-        return len(taken)
+        return len(others) - len(dead)
 
     async def _loop(self, settle: Settle) -> None:
         loop = asyncio.get_running_loop()
