@@ -378,6 +378,20 @@ def test_logs_while_running_and_after_and_what_s3_keeps(aws: Aws) -> None:
     assert kept["status"] == "successful"
 
 
+def test_the_metadata_of_a_batch_job_run_by_a_worker_names_its_image(aws: Aws) -> None:
+    # The supervisor of --workers loads the process files; each worker learns the job
+    # definition's image itself.
+    aws.add(batch_process("bwimage", 'echo "{\\"plugin_results\\": \\"ok\\"}"'))
+    server = aws.start("--workers", "2")
+    with server.client() as http:
+        response = http.post("/processes/bwimage/execution", json={"inputs": {}})
+        assert response.status_code == 200, response.text
+        job_id = response.headers["Link"].split("/jobs/")[1].split(">")[0]
+        metadata = handle(http, job_id)
+    assert metadata["image"] == BUSYBOX, metadata
+    assert metadata["jobDefinition"] == JOB_DEFINITION
+
+
 # -- 4. dismiss --------------------------------------------------------------------
 
 

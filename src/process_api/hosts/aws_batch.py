@@ -14,6 +14,7 @@ again from the job store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -300,6 +301,10 @@ class BatchHost(HostBase):
         """The id of the job's Batch job, submitted now unless one of its name is in the
         queue already: a server that crashed between SubmitJob and recording its answer
         submitted it, and a second one would write to the same results."""
+        if host.jobDefinition not in self.definitions:
+            # A worker of `--workers N` did not load the process files: its supervisor did.
+            with contextlib.suppress(HostConfigError):  # SubmitJob says so in its own words
+                self._describe_definition(host.jobDefinition)
         earlier = _named(batch, host.jobQueue, name)
         if earlier is not None:
             log.info("following Batch job %s, submitted as %s before a restart", earlier, name)
