@@ -92,10 +92,11 @@ def create_app(
     registry: ProcessRegistry,
     hosts: dict[str, Host] | None = None,
     metrics_dir: Path | None = None,
+    supervisor: int | None = None,
 ) -> FastAPI:
     """The ASGI app; its lifespan opens the store, settles old jobs and stops jobs at exit.
     `metrics_dir`: where the worker processes of one server share their metrics (with
-    `--workers N`), None for one process."""
+    `--workers N`), None for one process; `supervisor`: the pid of their supervisor."""
     hosts = hosts if hosts is not None else build_hosts(settings)
     store = build_store(settings)
     policy = CallbackPolicy(
@@ -110,7 +111,9 @@ def create_app(
         notifier(job)
 
     lease = timedelta(seconds=settings.instance_lease)
-    service = JobService(store, storage, hosts, settings.data_dir / "spool", changed, expiry, lease)
+    service = JobService(
+        store, storage, hosts, settings.data_dir / "spool", changed, expiry, lease, supervisor
+    )
     metrics = Metrics(service.runner.host_types, lambda: service.queue.lengths, metrics_dir)
 
     @asynccontextmanager

@@ -97,7 +97,8 @@ class WorkerApp:
         server_log.configure(self.settings.log_level, self.settings.log_format)
         log.info("worker process %d starting", os.getpid())
         registry = ProcessRegistry(self.processes)
-        app = create_app(self.settings, registry, build_hosts(self.settings), self.metrics_dir)
+        hosts = build_hosts(self.settings)
+        app = create_app(self.settings, registry, hosts, self.metrics_dir, os.getppid())
         _worker_jobs = app.state.jobs
         return app
 

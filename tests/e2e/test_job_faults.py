@@ -341,11 +341,13 @@ def test_finding_20_queued_jobs_survive_a_graceful_restart(tmp_path: Path) -> No
         restarted.stop()
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
 def test_queued_jobs_of_a_process_removed_before_a_restart_end_failed_saying_why(
-    tmp_path: Path,
+    tmp_path: Path, workers: str
 ) -> None:
+    # Several workers of one server have the same processes: none waits for another.
     plugins = shell_plugins(tmp_path, **{"other.yml": shell_yml("other")})
-    env = {"SUBPROCESS_MAX_JOBS": "1"}
+    env = {"SUBPROCESS_MAX_JOBS": "1", "WORKERS": workers}
     server = Server(plugins, tmp_path / "data", env=env).start()
     with server.client() as http:
         wait_status(http, start(http, "sleep 60"), {"running"})

@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 from datetime import timedelta
+from pathlib import Path
 
-from process_api.jobs.instances import is_dead, new_instance
-from process_api.jobs.model import JobStatus, utcnow
+from process_api.jobs.instances import Coordinator, is_dead, new_instance
+from process_api.jobs.model import Job, JobStatus, utcnow
+from process_api.jobs.running import JobRunner
+from process_api.machine import process_started
+from process_api.settings import Settings
+from process_api.storage import build_storage
 from process_api.store.base import Instance
 from process_api.store.sql import SqlJobStore
-from tests.unit.conftest import StoreMaker
+from tests.unit.conftest import HOUR, StoreMaker
 from tests.unit.test_job_store import make_job
 
 LEASE = timedelta(seconds=30)
@@ -151,3 +157,31 @@ async def test_a_returning_instance_keeps_only_the_jobs_nobody_took_over(
     assert (await store.get("kept")).owner == "new"  # type: ignore[union-attr]
     assert (await store.get("taken")).owner == "other"  # type: ignore[union-attr]
     assert (await store.get("ended")).owner == "old"  # type: ignore[union-attr]
+
+
+async def test_only_instances_of_other_servers_count_as_others(
+    store: SqlJobStore, tmp_path: Path
+) -> None:
+    """Workers of one supervisor have the same processes: a worker starting beside another
+    still is the only server, and ends the queued jobs of processes it does not have."""
+    runner = JobRunner(store, build_storage(Settings(DATA_DIR=tmp_path)), {}, tmp_path / "spool")
+    sibling = subprocess.Popen(["sleep", "30"])  # a worker of this test process
+    try:
+        machine = new_instance(LEASE).machine
+        now = utcnow()
+        started = process_started(sibling.pid)
+        await store.register(Instance("sibling", machine, sibling.pid, started, now, now + HOUR))
+
+        async def nothing_to_settle(jobs: list[Job], why: str) -> None:
+            assert jobs == []
+
+        as_worker = Coordinator(store, runner, LEASE, supervisor=os.getpid())
+        assert await as_worker.take_over(nothing_to_settle) == 0
+        alone = Coordinator(store, runner, LEASE)
+        assert await alone.take_over(nothing_to_settle) == 1
+        elsewhere = Instance("elsewhere", "another-machine", sibling.pid, None, now, now + HOUR)
+        await store.register(elsewhere)
+        assert await as_worker.take_over(nothing_to_settle) == 1
+    finally:
+        sibling.kill()
+        sibling.wait()

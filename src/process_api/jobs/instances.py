@@ -26,7 +26,7 @@ from process_api.asyncs import Outage
 from process_api.jobs.lifecycle import stop_dismissed
 from process_api.jobs.model import Job, utcnow
 from process_api.jobs.running import JobRunner
-from process_api.machine import process_started, this_machine
+from process_api.machine import parent_of, process_started, this_machine
 from process_api.store.base import Instance, JobStore
 
 log = logging.getLogger(__name__)
@@ -56,8 +56,13 @@ def is_dead(other: Instance, machine: str) -> bool:
 
 
 class Coordinator:
-    def __init__(self, store: JobStore, runner: JobRunner, lease: timedelta) -> None:
+    def __init__(
+        self, store: JobStore, runner: JobRunner, lease: timedelta, supervisor: int | None = None
+    ) -> None:
+        """`supervisor`: its pid when this instance is one of the workers of `--workers N`;
+        the other workers are the same server, with the same processes."""
         self.store = store
+        self.supervisor = supervisor
         self.runner = runner
         self.lease = lease
         self.me = new_instance(lease)
@@ -73,7 +78,7 @@ class Coordinator:
     async def join(self, settle: Settle) -> bool:
         """Registers this instance and takes over what dead instances left; then keeps the
         lease, stops jobs dismissed elsewhere and takes over from instances that die.
-        Whether it is the only live instance."""
+        Whether no other server has a live instance."""
         await self.store.register(self.me)
         alive = await self.take_over(settle, at_start=True)
         self._task = asyncio.create_task(self._loop(settle))
@@ -102,7 +107,8 @@ class Coordinator:
     async def take_over(self, settle: Settle, at_start: bool = False) -> int:
         """Takes the active jobs of dead instances (and of none, from before instances). At
         start they are settled even when there are none: what earlier runs left (stopped
-        containers, inputs files) is removed then. How many other instances are alive."""
+        containers, inputs files) is removed then. How many instances of other servers are
+        alive."""
         machine = self.me.machine
         others = [i for i in await self.store.instances() if i.id != self.me.id]
         dead = [i for i in others if is_dead(i, machine)]
@@ -119,7 +125,15 @@ class Coordinator:
         if taken or at_start:
             await settle(taken, "the server instance that had it stopped or restarted")
         await stop_dismissed(self.runner, dismissed)
-        return len(others) - len(dead)
+        return sum(1 for i in others if i not in dead and not self._sibling(i))
+
+    def _sibling(self, other: Instance) -> bool:
+        """Another worker of this instance's supervisor."""
+        return (
+            self.supervisor is not None
+            and other.machine == self.me.machine
+            and parent_of(other.pid) == self.supervisor
+        )
 
     async def _loop(self, settle: Settle) -> None:
         loop = asyncio.get_running_loop()

@@ -65,16 +65,18 @@ class JobService:
         on_change: Callable[[Job], None] | None = None,
         expiry: timedelta | None = None,
         lease: timedelta = DEFAULT_LEASE,
+        supervisor: int | None = None,
     ) -> None:
         """`spool` and `on_change` are the JobRunner's; `expiry`: how long results, logs and
         metadata of ended jobs are kept; `lease`: how long this instance's jobs wait before
-        another instance takes them over, should it stop answering."""
+        another instance takes them over, should it stop answering; `supervisor`: the pid of
+        the supervisor of `--workers N` this is a worker of."""
         self.store = store
         self.storage = storage
         self.hosts = hosts
         self.runner = JobRunner(store, storage, hosts, spool, on_change)
         self.retention = Retention(store, storage, expiry)
-        self.instance = Coordinator(store, self.runner, lease)
+        self.instance = Coordinator(store, self.runner, lease, supervisor)
         self.queue = JobQueue(store, self.runner)
         self._joined = False
         self._closing = False
