@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -50,6 +51,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def children(pid: int) -> list[int]:
+    """The processes the process started and that still run."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
 class Server:
     """A `process-api` process on a free loopback port, with its own data directory."""
 
@@ -88,8 +98,10 @@ class Server:
             str(self.port),
         ]
         self.log_file = self.log_path.open("ab")
+        arguments = [*self.args, *self._switched_workers()]
+        self.several_workers = "--workers" in arguments or "WORKERS" in env
         self.proc = subprocess.Popen(
-            [*self.prefix, *command, *self.args, *self._switched_workers()],
+            [*self.prefix, *command, *arguments],
             env=env,
             cwd=self.data_dir,
             stdout=self.log_file,
@@ -135,7 +147,14 @@ class Server:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         assert self.proc is not None
         if self.proc.poll() is None:
+            # A server of several workers crashes whole: killed alone, its supervisor would
+            # leave workers that stop their jobs as in a graceful shutdown.
+            several = self.several_workers and sig == signal.SIGKILL
+            workers = children(self.proc.pid) if several else []
             self.proc.send_signal(sig)
+            for pid in workers:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         code = self.proc.wait(timeout)
         self.log_file.close()
         return code
