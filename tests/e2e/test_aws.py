@@ -1194,12 +1194,14 @@ def test_a_stopping_instance_leaves_its_batch_jobs_running_for_another_to_follow
         }
     )
     env = {"DB_URL": shared_db, "INSTANCE_LEASE": SHARED_LEASE}
-    a, b = aws.start(**env), aws.start(**env)
-    with a.client() as on_a, b.client() as on_b:
+    a = aws.start(**env)
+    with a.client() as on_a:
         batch = submit(on_a, "bwon")
         local = submit(on_a, "localnap")
         wait_status(on_a, batch, {"running"}, JOB_TIMEOUT)
         wait_status(on_a, local, {"running"})
+    b = aws.start(**env)  # now: started before, it could have claimed either job first
+    with a.client() as on_a, b.client() as on_b:
         batch_id = handle(on_a, batch)["batchJobId"]
         assert a.stop(signal.SIGTERM) == 0, a.output()
         going_on = batch_job(aws.moto, batch_id)

@@ -73,10 +73,11 @@ def test_a_dismiss_sent_to_another_instance_stops_the_job_where_it_runs(
     server_factory: Callable[..., Server], sleeper_plugins: Path
 ) -> None:
     a = server_factory(sleeper_plugins, env=LEASE)
-    b = server_factory(sleeper_plugins, env=LEASE)
-    with a.client() as on_a, b.client() as on_b:
+    with a.client() as on_a:
         job_id = sleep_on(on_a, 60)
         pid = pid_of(on_a, job_id)
+    b = server_factory(sleeper_plugins, env=LEASE)  # now, or it could claim the job first
+    with a.client() as on_a, b.client() as on_b:
         response = on_b.delete(f"/jobs/{job_id}")
         assert response.status_code == 200, response.text
         assert response.json()["status"] == "dismissed"
@@ -92,10 +93,11 @@ def test_the_jobs_of_a_killed_instance_are_taken_over_by_another(
     # One job at a time on this machine, whichever instance runs it.
     one = {**LEASE, "SUBPROCESS_MAX_JOBS": "1"}
     a = server_factory(sleeper_plugins, env=one)
-    b = server_factory(sleeper_plugins, env=one)
-    with a.client() as on_a, b.client() as on_b:
+    with a.client() as on_a:
         running = sleep_on(on_a, 60)
         pid = pid_of(on_a, running)
+    b = server_factory(sleeper_plugins, env=one)  # now, or it could claim the job first
+    with a.client() as on_a, b.client() as on_b:
         queued = sleep_on(on_a, 0)  # waits for the one job this machine may run at once
         time.sleep(1)  # a few of B's claims: it has no room either
         assert on_b.get(f"/jobs/{queued}").json()["status"] == "accepted"
@@ -152,10 +154,11 @@ def test_the_log_of_a_job_running_on_another_instance_is_served_as_it_grows(
     """Instances on one machine and one data directory: any of them serves what the job
     has printed so far, not only the one running it."""
     a = server_factory(sleeper_plugins, env=LEASE)
-    b = server_factory(sleeper_plugins, env=LEASE)
-    with a.client() as on_a, b.client() as on_b:
+    with a.client() as on_a:
         job_id = sleep_on(on_a, 60)
         pid = pid_of(on_a, job_id)
+    b = server_factory(sleeper_plugins, env=LEASE)  # now, or it could claim the job first
+    with a.client() as on_a, b.client() as on_b:
         response = wait_until(
             lambda: (r := on_b.get(f"/jobs/{job_id}/logs")).json()["logs"] and r,
             10,
@@ -174,11 +177,12 @@ def test_the_log_of_a_job_running_on_another_machine_answers_until_it_ends(
     once the job has ended."""
     database = {"DB_PATH": str(tmp_path / "shared.db"), **LEASE}
     a = server_factory(sleeper_plugins, env=database)
+    with a.client() as on_a:
+        job_id = sleep_on(on_a, 6)
+        pid_of(on_a, job_id)  # running on A before B starts: B could claim it otherwise
     b = Server(sleeper_plugins, tmp_path / "elsewhere", env=database).start()
     try:
         with a.client() as on_a, b.client() as on_b:
-            job_id = sleep_on(on_a, 3)
-            pid_of(on_a, job_id)
             response = on_b.get(f"/jobs/{job_id}/logs")
             assert response.status_code == 200, response.text
             assert response.json()["logs"] == [], response.json()
