@@ -17,6 +17,7 @@ from fastapi.templating import Jinja2Templates
 from process_api import __version__
 from process_api.api import errors, health, job_list, jobs, landing, openapi, processes
 from process_api.api import metrics as metrics_api
+from process_api.api.auth import Authenticate
 from process_api.api.callbacks import CallbackPolicy, Notifier
 from process_api.api.documents import pretty_json
 from process_api.api.files import FilePolicy
@@ -24,6 +25,7 @@ from process_api.api.health import engine_problems
 from process_api.api.metrics import CountRequests
 from process_api.api.middleware import BodyLimit, CatchUnexpected, NoSniff, TrustedHosts
 from process_api.api.negotiation import Renderer
+from process_api.auth.authenticate import Authenticator
 from process_api.errors import ApiError
 from process_api.hosts import build_hosts
 from process_api.hosts.base import Host
@@ -115,6 +117,7 @@ def create_app(
         store, storage, hosts, settings.data_dir / "spool", changed, expiry, lease, supervisor
     )
     metrics = Metrics(service.runner.host_types, lambda: service.queue.lengths, metrics_dir)
+    authenticator = Authenticator(settings, store) if settings.protection else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -140,6 +143,8 @@ def create_app(
                     task.cancel()
             await service.shutdown()
             await notifier.aclose()
+            if authenticator is not None:
+                await authenticator.aclose()
             for host in set(hosts.values()):
                 await host.close()
             await store.close()
@@ -169,6 +174,8 @@ def create_app(
     app.state.ready_checks = [store.problems, storage.problems, engine_problems(registry, hosts)]
     errors.install(app)
     # Added innermost first: every response is marked nosniff, even an unexpected error's.
+    if authenticator is not None:
+        app.add_middleware(Authenticate, authenticator=authenticator, level=settings.protection)
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
     if settings.trusted_hosts:
         app.add_middleware(TrustedHosts, patterns=settings.trusted_hosts)

@@ -1,5 +1,5 @@
-"""The `process-api` command: serve the processes of a directory, validate its files, or
-upgrade the job database."""
+"""The `process-api` command: serve the processes of a directory, validate its files,
+upgrade the job database, or manage API keys."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from process_api import __version__, server_log
 from process_api.app import create_app, history_without_database
 from process_api.errors import ApiError
 from process_api.hosts import build_hosts, host_checks
+from process_api.keys_command import keys
 from process_api.processes.discovery import IGNORE_FILE
 from process_api.processes.loader import Loaded, load_directory, load_paths
 from process_api.processes.registry import ProcessRegistry
@@ -279,4 +280,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return validate(arguments[1:])
     if arguments[:1] == ["db"]:
         return database(arguments[1:])
+    if arguments[:1] == ["keys"]:
+        return keys(arguments[1:])
     return serve(arguments)

@@ -4,6 +4,8 @@ The services raise these; `api.errors` renders them once, as OGC exception
 documents. Nothing below the API layer knows about HTTP beyond the number.
 
     ApiError
+     ├── Unauthenticated      401  missing, malformed, expired or untrusted credentials
+     ├── Forbidden            403  a known user without the right to do this
      ├── NoSuchProcess        404  no-such-process
      ├── NoSuchJob            404  no-such-job
      ├── ResultNotReady       404  result-not-ready
@@ -16,6 +18,7 @@ documents. Nothing below the API layer knows about HTTP beyond the number.
      ├── InvalidParameter     400  invalid-parameter-value (query parameters, headers)
      ├── InvalidInput         400  invalid-parameter-value (execute request body)
      ├── JobNotDismissable    409  the job already finished
+     ├── TooManyJobs          429  the user's quota of active jobs is used up
      ├── ServiceUnavailable   503  an engine the job needs is unreachable
      │    └── StoreUnavailable 503  the job database is busy, missing, read-only or failing
      └── InsufficientStorage  507  the disk of the job database or the storage is full
@@ -36,6 +39,32 @@ class ApiError(Exception):
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+        #: response headers that belong with the error (WWW-Authenticate, Retry-After).
+        self.headers: dict[str, str] = {}
+
+
+class Unauthenticated(ApiError):
+    """Its detail is shown to the client: it says what is wrong with what was sent and
+    never repeats it."""
+
+    status = 401
+    type = OGC + "unauthorized"
+    title = "Unauthorized"
+
+    def __init__(self, detail: str, sent: bool = True) -> None:
+        super().__init__(detail)
+        # RFC 6750: credentials sent and refused are an invalid_token; none sent, no error.
+        challenge = 'Bearer realm="process-api"'
+        if sent:
+            reason = detail.replace("\\", "").replace('"', "'")
+            challenge += f', error="invalid_token", error_description="{reason}"'
+        self.headers["WWW-Authenticate"] = challenge
+
+
+class Forbidden(ApiError):
+    status = 403
+    type = OGC + "forbidden"
+    title = "Forbidden"
 
 
 class NoSuchProcess(ApiError):
@@ -112,6 +141,16 @@ class JobNotDismissable(ApiError):
     status = 409
     type = OGC + "job-not-dismissable"
     title = "Job cannot be dismissed"
+
+
+class TooManyJobs(ApiError):
+    status = 429
+    type = OGC + "too-many-jobs"
+    title = "Too many active jobs"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.headers["Retry-After"] = str(retry_after)
 
 
 class ServiceUnavailable(ApiError):

@@ -23,6 +23,12 @@ from process_api.server_log import LogFormat
 #: the SQLAlchemy drivers DB_URL may name.
 DATABASE_DRIVERS = ("postgresql+asyncpg", "postgresql+psycopg")
 
+#: the signature algorithms a token may be signed with: public-key ones only, so that a
+#: public key can never serve as a shared secret.
+PUBLIC_KEY_ALGORITHMS = (
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
+)  # fmt: skip
+
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
@@ -105,6 +111,33 @@ class Settings(BaseSettings):
     #: the `Host` values the server answers for (`name`, `name:port`, `*.domain`); any if empty.
     trusted_hosts: Annotated[tuple[str, ...], NoDecode] = Field((), alias="TRUSTED_HOSTS")
 
+    # Authentication, in the names of the Go server's settings where it had them.
+    #: "" (none), "oidc" (any OpenID Connect provider), "keycloak" (the Go server's settings),
+    #: "keys" (API keys only).
+    auth_service: Literal["", "oidc", "keycloak", "keys"] = Field("", alias="AUTH_SERVICE")
+    #: 0: nothing protected; 1: execution, dismiss and the job list; 2 (the default once
+    #: authentication is on): every route but those of discovery and health.
+    auth_level: int | None = Field(None, alias="AUTH_LEVEL", ge=0, le=2)
+    oidc_issuer: str | None = Field(None, alias="OIDC_ISSUER")
+    oidc_audience: str | None = Field(None, alias="OIDC_AUDIENCE")
+    #: the signature algorithms accepted; only public-key ones may be named.
+    oidc_algorithms: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("RS256", "ES256"), alias="OIDC_ALGORITHMS"
+    )
+    #: the fewest seconds between two fetches of the provider's keys for an unknown key id.
+    oidc_keys_refresh: float = Field(30.0, alias="OIDC_KEYS_REFRESH", ge=0)
+    keycloak_public_keys_url: str | None = Field(None, alias="KEYCLOAK_PUBLIC_KEYS_URL")
+    #: where roles are in a token: dotted claim paths, comma-separated.
+    auth_roles_claims: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("realm_access.roles",), alias="AUTH_ROLES_CLAIMS"
+    )
+    #: the role that sees and dismisses every job and may use every process.
+    auth_admin_role: str = Field("admin", alias="AUTH_ADMIN_ROLE")
+    #: the role of a service that may act for a user named in X-ProcessAPI-User-Email.
+    auth_service_role: str | None = Field(None, alias="AUTH_SERVICE_ROLE")
+    #: the most jobs one user may have accepted or running at once; no limit if unset.
+    user_max_active_jobs: int | None = Field(None, alias="USER_MAX_ACTIVE_JOBS", ge=1)
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: Any) -> Any:
@@ -122,9 +155,9 @@ class Settings(BaseSettings):
             return tuple(name.strip() for name in value.split(",") if name.strip())
         return value
 
-    @field_validator("trusted_hosts", mode="before")
+    @field_validator("trusted_hosts", "oidc_algorithms", "auth_roles_claims", mode="before")
     @classmethod
-    def _split_hosts(cls, value: Any) -> Any:
+    def _split_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(host.strip() for host in value.split(",") if host.strip())
         return value
@@ -164,6 +197,42 @@ class Settings(BaseSettings):
         if self.docker_network == "host" and not self.docker_allow_host_network:
             raise ValueError("DOCKER_NETWORK=host needs DOCKER_ALLOW_HOST_NETWORK=true")
         return self
+
+    @field_validator("auth_level", "user_max_active_jobs", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("oidc_algorithms")
+    @classmethod
+    def _public_key_algorithms(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        refused = [name for name in value if name not in PUBLIC_KEY_ALGORITHMS]
+        if refused or not value:
+            raise ValueError(
+                f"accepts only public-key algorithms ({', '.join(PUBLIC_KEY_ALGORITHMS)}), "
+                f"not {', '.join(refused) or 'none'}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _auth_complete(self) -> Settings:
+        if self.auth_service == "oidc" and not (self.oidc_issuer and self.oidc_audience):
+            raise ValueError("AUTH_SERVICE=oidc needs OIDC_ISSUER and OIDC_AUDIENCE")
+        if self.auth_service == "keycloak":
+            url = self.keycloak_public_keys_url or ""
+            if "/realms/" not in url:
+                raise ValueError(
+                    "AUTH_SERVICE=keycloak needs KEYCLOAK_PUBLIC_KEYS_URL, the certs URL of "
+                    "a realm: https://…/realms/<realm>/protocol/openid-connect/certs"
+                )
+        return self
+
+    @property
+    def protection(self) -> int:
+        """What AUTH_LEVEL protects: 0 when authentication is off."""
+        if not self.auth_service:
+            return 0
+        return 2 if self.auth_level is None else self.auth_level
 
     @property
     def database_file(self) -> Path:

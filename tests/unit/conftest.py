@@ -93,7 +93,7 @@ def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreMaker:
         path = tmp_path / "jobs.sqlite"
         return StoreMaker("sqlite", f"sqlite:///{path}", lambda: SqlJobStore.sqlite(path))
     url: str = request.getfixturevalue("postgres_url")
-    execute(url, "DROP TABLE IF EXISTS jobs, instances, alembic_version")
+    execute(url, "DROP TABLE IF EXISTS jobs, instances, api_keys, alembic_version")
     return StoreMaker("postgres", url, lambda: PostgresJobStore(url))
 
 

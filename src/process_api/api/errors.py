@@ -55,7 +55,9 @@ def validation_detail(errors: Sequence[Any]) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> Response:
-        return exception_response(request, exc.status, exc.type, exc.title, exc.detail)
+        response = exception_response(request, exc.status, exc.type, exc.title, exc.detail)
+        response.headers.update(exc.headers)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
+from process_api.api.auth import submitters
 from process_api.api.common import MAX_LIMIT, Limit, job_service, render
 from process_api.api.documents import status_info
 from process_api.api.links import link, self_links, url
@@ -97,10 +98,14 @@ def _duration(name: str, values: list[str] | None) -> float | None:
     return float(max(parsed) if name == "minDuration" else min(parsed))
 
 
-async def _position(request: Request, name: str, job_id: str | None) -> Position | None:
+async def _position(
+    request: Request, name: str, job_id: str | None, mine: tuple[str, ...]
+) -> Position | None:
+    """Where the job is in the list; `mine`: the submitters the list is limited to (another
+    user's job is not one to page from, as if it did not exist)."""
     if job_id is None:
         return None
-    position = await job_service(request).position(job_id)
+    position = await job_service(request).position(job_id, mine)
     if position is None:
         raise InvalidParameter(f"parameter {name!r}: no job {job_id!r} to page from")
     return position
@@ -132,16 +137,18 @@ async def list_jobs(
     if any(t != "process" for t in split(type)):
         raise InvalidParameter("parameter 'type' only takes the value 'process'")
     created_from, created_to = parse_datetime(datetime)
+    mine = submitters(request)
     query = JobQuery(
         process_ids=split(processID),
+        submitters=mine,
         statuses=_statuses(status),
         limit=min(limit, MAX_LIMIT),
         created_from=created_from,
         created_to=created_to,
         min_duration=_duration("minDuration", minDuration),
         max_duration=_duration("maxDuration", maxDuration),
-        after=await _position(request, "after", after),
-        before=await _position(request, "before", before),
+        after=await _position(request, "after", after, mine),
+        before=await _position(request, "before", before, mine),
     )
     page = await job_service(request).find(query)
     params = {k: request.query_params.getlist(k) for k in request.query_params if k != "f"}

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from process_api.api.auth import own_job
 from process_api.api.common import GONE, RESULTS_CONTENT, job_service, registry, render
 from process_api.api.documents import status_info
 from process_api.api.files import file_list, job_file
@@ -24,7 +25,7 @@ from process_api.errors import ResultNotReady
 from process_api.jobs.metadata import job_metadata
 from process_api.jobs.model import Job, timestamp
 
-router = APIRouter(tags=["Jobs"])
+router = APIRouter(tags=["Jobs"], dependencies=[Depends(own_job)])
 
 
 @router.get("/jobs/{jobID}", summary="The status of a job")

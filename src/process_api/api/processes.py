@@ -11,6 +11,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from process_api.api.auth import check_quota, user_of, visible_process, visible_processes
 from process_api.api.callbacks import check_subscriber
 from process_api.api.common import (
     MAX_LIMIT,
@@ -19,7 +20,6 @@ from process_api.api.common import (
     Offset,
     job_service,
     page_links,
-    registry,
     render,
 )
 from process_api.api.documents import (
@@ -85,9 +85,9 @@ class ExecuteRequest(BaseModel):
 
 @router.get("/processes", summary="List the processes")
 async def list_processes(request: Request, limit: Limit = 100, offset: Offset = 0) -> Response:
-    processes = registry(request)
+    processes = visible_processes(request)
     limit = min(limit, MAX_LIMIT)
-    page = list(processes.values())[offset : offset + limit]
+    page = processes[offset : offset + limit]
     document = {
         "processes": [process_summary(request, p) for p in page],
         "links": [
@@ -102,7 +102,7 @@ async def list_processes(request: Request, limit: Limit = 100, offset: Offset = 
 
 @router.get("/processes/{processID}", summary="Describe a process")
 async def describe_process(request: Request, processID: str) -> Response:
-    process = registry(request).require(processID)
+    process = visible_process(request, processID)
     document = process_description(request, process)
     return render(request, document, "process.html", example_inputs=example_inputs(process))
 
@@ -138,7 +138,7 @@ async def execute(
     processID: str,
     prefer: Annotated[list[str] | None, Header()] = None,
 ) -> Response:
-    process = registry(request).require(processID)
+    process = visible_process(request, processID)
     body = await _execute_request(request, process)
     try:
         check_inputs(process, body.inputs)
@@ -155,7 +155,9 @@ async def execute(
     jobs = job_service(request)
     # With wait=N the client may get the async answer and poll: the job is kept as async.
     mode = "async" if decision.wait is not None else decision.mode
-    job = await jobs.submit(process, body.inputs, stored_request, mode)
+    await check_quota(request)
+    user = user_of(request)
+    job = await jobs.submit(process, body.inputs, stored_request, mode, user)
     request.app.state.metrics.submitted(job)
     headers = {"Preference-Applied": decision.applied} if decision.applied else {}
     if decision.mode == "sync":

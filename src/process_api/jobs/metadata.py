@@ -14,6 +14,7 @@ def job_metadata(job: Job) -> dict[str, Any]:
     """The job's identity, host, status and times, with what its host recorded of the run
     (image and digest, command, container or Batch job); never its inputs' secrets."""
     run = {k: v for k, v in (job.handle or {}).items() if k not in _INTERNAL}
+    submitter = {"submitter": job.submitter, "submitterName": job.submitter_name}
     return {
         "jobID": job.id,
         "processID": job.process_id,
@@ -23,5 +24,6 @@ def job_metadata(job: Job) -> dict[str, Any]:
         "created": timestamp(job.created),
         "started": timestamp(job.started),
         "finished": timestamp(job.finished),
+        **(submitter if job.submitter else {}),
         **run,
     }

@@ -68,7 +68,9 @@ class Job:
     results: dict[str, Any] | None = None
     #: what the host needs to find the job's run again (pid, container id, …).
     handle: dict[str, Any] | None = None
+    #: the user who submitted it (see auth/user.py), and the name to show for them.
     submitter: str | None = None
+    submitter_name: str | None = None
     #: its results, logs and metadata were removed after the retention period.
     expired: bool = False
     #: the server instance that runs or follows it (see jobs/instances.py); None while an

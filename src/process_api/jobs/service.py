@@ -15,12 +15,13 @@ import functools
 import itertools
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from process_api.auth.user import User
 from process_api.errors import InvalidInput, JobNotDismissable, NoSuchJob, ServiceUnavailable
 from process_api.hosts.base import Host
 from process_api.jobs import lifecycle
@@ -89,7 +90,7 @@ class JobService:
         inputs: dict[str, Any],
         request: dict[str, Any],
         mode: Mode,
-        submitter: str | None = None,
+        submitter: User | None = None,
     ) -> Job:
         """Records the job (durably) in the queue; returns the accepted job."""
         if self._closing:
@@ -115,7 +116,8 @@ class JobService:
             message="accepted",
             inputs=inputs,
             request=request,
-            submitter=submitter,
+            submitter=submitter.id if submitter else None,
+            submitter_name=submitter.name if submitter else None,
             # A sync job is run by the instance its client waits on; an async one by any.
             owner=self.instance.id if mode == "sync" else None,
             cpus=need.cpus if need else 0.0,
@@ -152,10 +154,17 @@ class JobService:
         newer = await self.store.find(replace(edge, before=(jobs[0].created, jobs[0].id)))
         return JobPage(jobs, total, bool(older), bool(newer))
 
-    async def position(self, job_id: str) -> Position | None:
-        """Where a job stands in the job list; None for an unknown job."""
+    async def position(self, job_id: str, submitters: Sequence[str] = ()) -> Position | None:
+        """Where a job stands in the job list; None for an unknown job, or one not of these
+        submitters (if any are named)."""
         job = await self.store.summary(job_id)
-        return (job.created, job.id) if job else None
+        if job is None or (submitters and job.submitter not in submitters):
+            return None
+        return (job.created, job.id)
+
+    async def active_of(self, submitters: Sequence[str]) -> int:
+        """How many jobs of these submitters (one user) are accepted or running."""
+        return await self.store.count(JobQuery(submitters=submitters, statuses=tuple(ACTIVE)))
 
     def check_kept(self, job: Job | JobSummary) -> None:
         self.retention.check_kept(job)

@@ -12,7 +12,14 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from jsonschema import Draft202012Validator, SchemaError
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 JobControl = Literal["sync-execute", "async-execute", "dismiss"]
 Transmission = Literal["value", "reference"]
@@ -170,6 +177,13 @@ class Output(Described):
     inputId: str | None = None
 
 
+class Access(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    #: users with one of these roles (and admins); everyone if empty.
+    roles: list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] = []
+
+
 class ProcessConfig(BaseModel):
     """One process file."""
 
@@ -185,6 +199,8 @@ class ProcessConfig(BaseModel):
     #: how the process receives its inputs: as the command's last argument (and a file), or
     #: only as the file PROCESS_API_INPUTS_FILE.
     inputsAs: Literal["argument", "file"] = "argument"
+    #: who may see and execute the process when authentication is on: everyone by default.
+    access: Access = Access()
 
     @field_validator("inputs", "outputs", mode="before")
     @classmethod

@@ -20,6 +20,8 @@ class JobQuery:
     never make a page repeat or skip a job."""
 
     process_ids: Sequence[str] = ()
+    #: jobs of these submitters (the identities of one user); anybody's if empty.
+    submitters: Sequence[str] = ()
     statuses: Sequence[JobStatus] = ()
     limit: int = 10
     #: created within these bounds (inclusive; None is open).
@@ -51,7 +53,17 @@ class JobSummary:
     finished: datetime | None
     updated: datetime
     submitter: str | None
+    submitter_name: str | None
     expired: bool
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A key a script signs in with: a user of this name with these roles."""
+
+    name: str
+    roles: tuple[str, ...]
+    created: datetime
 
 
 @dataclass(frozen=True)
@@ -101,6 +113,15 @@ class JobStore(Protocol):
 
     async def active(self) -> list[Job]:
         """Jobs accepted or running, oldest first (for reconciliation at start)."""
+
+    async def add_key(self, key: ApiKey, digest: str) -> bool:
+        """Records a key by the digest of its secret; False if one of its name exists."""
+
+    async def key_of(self, digest: str) -> ApiKey | None: ...
+
+    async def keys(self) -> list[ApiKey]: ...
+
+    async def remove_key(self, name: str) -> bool: ...
 
     async def register(self, instance: Instance) -> None: ...
 

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from process_api.errors import ApiError, StoreUnavailable
 from process_api.jobs.budget import Resources
 from process_api.jobs.model import ACTIVE, TERMINAL, Job, JobStatus, utcnow
-from process_api.store.base import Instance, JobQuery, JobSummary, Position
+from process_api.store.base import ApiKey, Instance, JobQuery, JobSummary, Position
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ jobs = sa.Table(
     sa.Column("results", sa.JSON, nullable=True),
     sa.Column("handle", sa.JSON, nullable=True),
     sa.Column("submitter", sa.String(256), nullable=True),
+    sa.Column("submitter_name", sa.String(256), nullable=True),
     sa.Column("expired", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
     sa.Column("owner", sa.String(64), nullable=True, index=True),
     sa.Column("slot", sa.String(200), nullable=True, index=True),
@@ -71,6 +72,18 @@ instances = sa.Table(
     sa.Column("pid_started", sa.String(32), nullable=True),
     sa.Column("started", sa.DateTime(timezone=True), nullable=False),
     sa.Column("expires", sa.DateTime(timezone=True), nullable=False),
+)
+
+sa.Index("ix_jobs_submitter_created", jobs.c.submitter, jobs.c.created)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    #: SHA-256 of the key: the key itself is shown once, when it is made, and kept nowhere.
+    sa.Column("digest", sa.String(64), nullable=False, unique=True),
+    sa.Column("roles", sa.Text, nullable=False, server_default=""),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
 )
 
 _TIMES = ("created", "started", "finished", "updated")
@@ -103,6 +116,11 @@ def _fields(row: Row[Any]) -> dict[str, Any]:
     for name in _TIMES:
         data[name] = _aware(data[name])
     return data
+
+
+def _to_key(row: Row[Any]) -> ApiKey:
+    roles = tuple(r for r in row.roles.split(",") if r)
+    return ApiKey(row.name, roles, _aware(row.created) or row.created)
 
 
 def _to_job(row: Row[Any]) -> Job:
@@ -312,6 +330,8 @@ class SqlJobStore:
         conditions: list[Any] = []
         if query.process_ids:
             conditions.append(jobs.c.process_id.in_(list(query.process_ids)))
+        if query.submitters:
+            conditions.append(jobs.c.submitter.in_(list(query.submitters)))
         if query.statuses:
             conditions.append(jobs.c.status.in_([s.value for s in query.statuses]))
         if query.created_from is not None:
@@ -366,6 +386,27 @@ class SqlJobStore:
             .order_by(jobs.c.created)
         )
         return [_to_job(r) for r in await self._read(statement)]
+
+    # -- API keys ----------------------------------------------------------------------
+
+    async def add_key(self, key: ApiKey, digest: str) -> bool:
+        row = {"name": key.name, "digest": digest, "roles": ",".join(key.roles)}
+        try:
+            await self._write(api_keys.insert().values(**row, created=key.created.astimezone(UTC)))
+        except sa.exc.IntegrityError:
+            return False
+        return True
+
+    async def key_of(self, digest: str) -> ApiKey | None:
+        rows = await self._read(api_keys.select().where(api_keys.c.digest == digest))
+        return _to_key(rows[0]) if rows else None
+
+    async def keys(self) -> list[ApiKey]:
+        return [_to_key(r) for r in await self._read(api_keys.select().order_by(api_keys.c.name))]
+
+    async def remove_key(self, name: str) -> bool:
+        statement = api_keys.delete().where(api_keys.c.name == name).returning(api_keys.c.name)
+        return bool(await self._write(statement))
 
     # -- instances ---------------------------------------------------------------------
 

@@ -1,0 +1,149 @@
+"""Where each route stands once authentication is on, and the checks routes make.
+
+`AUTH_LEVEL` 1 protects execution, dismiss and the job list; 2 every route but those a
+client needs to discover the server and sign in (landing page, conformance, the API
+document, Swagger UI, health). A protected route without credentials answers 401; with
+them, the user sees only their own jobs (an admin: all). A process restricted to some
+roles is absent for everyone else, on every route. Under level 1 the other routes of a
+job stay open to whoever has its id, as with the Go server.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from process_api.api.common import job_service, registry
+from process_api.api.errors import exception_response
+from process_api.auth.authenticate import Authenticator
+from process_api.auth.rules import may_use, owns
+from process_api.auth.user import User
+from process_api.errors import ApiError, NoSuchJob, NoSuchProcess, TooManyJobs, Unauthenticated
+from process_api.processes.registry import Process
+from process_api.settings import Settings
+
+#: the routes every client may reach under AUTH_LEVEL=2.
+PUBLIC = frozenset({"/", "/conformance", "/api", "/health", "/ready"})
+PUBLIC_PREFIXES = ("/swagger/",)
+#: seconds a client over its quota of active jobs is asked to wait before it tries again.
+RETRY_AFTER = 30
+
+
+def protected(method: str, path: str, level: int) -> bool:
+    if level >= 2:
+        return path not in PUBLIC and not path.startswith(PUBLIC_PREFIXES)
+    if level == 1:
+        reading = method in ("GET", "HEAD")
+        return (
+            (path == "/jobs" and reading)
+            or (method == "DELETE" and path.startswith("/jobs/"))
+            or (method == "POST" and path.startswith("/processes/") and path.endswith("/execution"))
+        )
+    return False
+
+
+class Authenticate:
+    """Finds the user of every request (request.state.user) and refuses a protected route
+    to a request without credentials. Bad credentials are refused on every route: a client
+    learns at once that its token is wrong, not from an emptier job list."""
+
+    def __init__(self, app: ASGIApp, authenticator: Authenticator, level: int) -> None:
+        self.app = app
+        self.authenticator = authenticator
+        self.level = level
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        try:
+            user = await self.authenticator.user(request.headers)
+            if user is None and protected(request.method, _route_path(scope), self.level):
+                raise Unauthenticated(
+                    "sign in: send a bearer token of the server's sign-in provider, or an "
+                    "API key, in the Authorization header",
+                    sent=False,
+                )
+        except ApiError as exc:
+            response = exception_response(request, exc.status, exc.type, exc.title, exc.detail)
+            response.headers.update(exc.headers)
+            await response(scope, receive, send)
+            return
+        scope.setdefault("state", {})["user"] = user
+        await self.app(scope, receive, send)
+
+
+def _route_path(scope: Scope) -> str:
+    path: str = scope["path"]
+    root = scope.get("root_path", "")
+    return path[len(root) :] or "/" if root and path.startswith(root) else path
+
+
+def user_of(request: Request) -> User | None:
+    return getattr(request.state, "user", None)
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _restricted(request: Request) -> User | None:
+    """The user whose own jobs are all this request may reach; None if it may reach any
+    (authentication off, an admin, or a route left open by AUTH_LEVEL)."""
+    level = _settings(request).protection
+    if not protected(request.method, _route_path(request.scope), level):
+        return None
+    user = user_of(request)
+    assert user is not None, "the Authenticate middleware refuses protected routes without"
+    return None if user.admin else user
+
+
+async def own_job(request: Request) -> None:
+    """A dependency of every /jobs/{jobID} route: another user's job does not exist."""
+    user = _restricted(request)
+    if user is None:
+        return
+    job_id = request.path_params["jobID"]
+    job = await job_service(request).summary(job_id)
+    if not owns(user, job.submitter):
+        raise NoSuchJob(f"job {job_id!r} does not exist")
+
+
+def submitters(request: Request) -> tuple[str, ...]:
+    """The submitters whose jobs the job list shows; everybody's if empty."""
+    user = _restricted(request)
+    return () if user is None else user.identities
+
+
+def visible(request: Request, process: Process) -> bool:
+    return not _settings(request).protection or may_use(
+        user_of(request), process.config.access.roles
+    )
+
+
+def visible_processes(request: Request) -> list[Process]:
+    return [p for p in registry(request).values() if visible(request, p)]
+
+
+def visible_process(request: Request, process_id: str) -> Process:
+    process = registry(request).get(process_id)
+    if process is None or not visible(request, process):
+        raise NoSuchProcess(f"process {process_id!r} is not registered")
+    return process
+
+
+async def check_quota(request: Request) -> None:
+    """Refuses a job to a user who has USER_MAX_ACTIVE_JOBS accepted or running already."""
+    limit = _settings(request).user_max_active_jobs
+    user = user_of(request)
+    if limit is None or user is None:
+        return
+    active = await job_service(request).active_of(user.identities)
+    if active >= limit:
+        raise TooManyJobs(
+            f"{user.name} has {active} job(s) accepted or running, the most allowed "
+            f"(USER_MAX_ACTIVE_JOBS={limit}); wait for one to end, or dismiss one",
+            RETRY_AFTER,
+        )
