@@ -397,3 +397,23 @@ def test_the_go_servers_keycloak_settings_work_unchanged(
         # the issuer is the realm's, derived from KEYCLOAK_PUBLIC_KEYS_URL, and checked
         other_realm = provider.token("hana", iss=provider.issuer.replace("/test", "/other"))
         refused(http.get("/jobs", headers=as_user(other_realm)), 401, "another issuer")
+
+
+def test_the_api_document_declares_how_to_sign_in_and_where(
+    server: Server, provider: Provider
+) -> None:
+    from openapi_spec_validator import validate
+
+    with server.client() as http:
+        document = http.get("/api").json()
+    validate(document)
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["bearer"] == {**schemes["bearer"], "type": "http", "scheme": "bearer"}
+    assert schemes["apiKey"]["name"] == "X-API-Key"
+    discovery = provider.issuer + "/.well-known/openid-configuration"
+    assert schemes["openIdConnect"]["openIdConnectUrl"] == discovery
+    paths = document["paths"]
+    for path, method in (("/jobs", "get"), ("/processes/quick/execution", "post")):
+        assert {"bearer": []} in paths[path][method]["security"], path
+        assert "401" in paths[path][method]["responses"]
+    assert "security" not in paths["/conformance"]["get"]

@@ -48,3 +48,36 @@ def test_a_db_url_not_for_postgresql_is_refused_without_repeating_it(
     with pytest.raises(SettingsError, match="DB_URL") as caught:
         load_settings(None)
     assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"AUTH_SERVICE": "oidc", "OIDC_ISSUER": "https://id.example.org"}, "OIDC_AUDIENCE"),
+        ({"AUTH_SERVICE": "keycloak"}, "KEYCLOAK_PUBLIC_KEYS_URL"),
+        ({"AUTH_SERVICE": "keycloak", "KEYCLOAK_PUBLIC_KEYS_URL": "https://kc/certs"}, "realms"),
+        ({"AUTH_SERVICE": "keys", "OIDC_ALGORITHMS": "RS256,HS256"}, "HS256"),
+        ({"AUTH_SERVICE": "keys", "OIDC_ALGORITHMS": "none"}, "none"),
+        ({"AUTH_SERVICE": "ldap"}, "AUTH_SERVICE"),
+        ({"AUTH_SERVICE": "keys", "AUTH_LEVEL": "3"}, "AUTH_LEVEL"),
+    ],
+)
+def test_authentication_settings_that_cannot_work_stop_the_start(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], named: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match=named):
+        load_settings(None)
+
+
+def test_authentication_protects_everything_but_discovery_once_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings(None).protection == 0
+    monkeypatch.setenv("AUTH_SERVICE", "keys")
+    assert load_settings(None).protection == 2
+    monkeypatch.setenv("AUTH_LEVEL", "1")  # as the Go server's levels
+    assert load_settings(None).protection == 1
+    monkeypatch.setenv("AUTH_LEVEL", "")  # an empty line of a .env file: the default
+    assert load_settings(None).protection == 2

@@ -15,9 +15,12 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
+from process_api.api.auth import protected
+from process_api.auth.tokens import keycloak_issuer
 from process_api.processes.config import Input
 from process_api.processes.examples import example_inputs
 from process_api.processes.registry import Process, ProcessRegistry
+from process_api.settings import Settings
 
 EXCEPTION_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -216,8 +219,42 @@ def install(app: FastAPI) -> None:
             )
             _ogc_errors(document)
             _process_paths(document, app.state.registry)
+            _security(document, app.state.settings)
             app.openapi_schema = to_openapi30(document)
             _examples(app.openapi_schema, app.state.registry)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _security(document: dict[str, Any], settings: Settings) -> None:
+    """The ways to sign in, and the operations that need it under AUTH_LEVEL: Swagger UI's
+    "Authorize" then sends the credentials with them."""
+    level = settings.protection
+    if not level:
+        return
+    schemes: dict[str, Any] = {
+        "bearer": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A token of the sign-in provider, or an API key",
+        },
+        "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    }
+    issuer = settings.oidc_issuer
+    if settings.auth_service == "keycloak" and settings.keycloak_public_keys_url:
+        issuer = keycloak_issuer(settings.keycloak_public_keys_url)
+    if settings.auth_service in ("oidc", "keycloak") and issuer:
+        schemes["openIdConnect"] = {
+            "type": "openIdConnect",
+            "openIdConnectUrl": issuer.rstrip("/") + "/.well-known/openid-configuration",
+        }
+    document.setdefault("components", {})["securitySchemes"] = schemes
+    requirement: list[dict[str, list[str]]] = [{name: []} for name in schemes]
+    for path, operations in document.get("paths", {}).items():
+        for method, operation in operations.items():
+            if protected(method.upper(), path, level):
+                operation["security"] = requirement
+                operation.setdefault("responses", {}).setdefault(
+                    "401", {"description": "No credentials, or credentials refused"}
+                )
