@@ -13,6 +13,7 @@ import swagger_ui_bundle
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.middleware.cors import CORSMiddleware
 
 from process_api import __version__
 from process_api.api import errors, health, job_list, jobs, landing, openapi, processes
@@ -23,7 +24,7 @@ from process_api.api.documents import pretty_json
 from process_api.api.files import FilePolicy
 from process_api.api.health import engine_problems
 from process_api.api.metrics import CountRequests
-from process_api.api.middleware import BodyLimit, CatchUnexpected, NoSniff, TrustedHosts
+from process_api.api.middleware import BodyLimit, CatchUnexpected, SecurityHeaders, TrustedHosts
 from process_api.api.negotiation import Renderer
 from process_api.auth.authenticate import Authenticator
 from process_api.errors import ApiError
@@ -87,6 +88,18 @@ def history_without_database(settings: Settings) -> str | None:
         "probably deleted, or DB_PATH names another file. Restore it; or, to start an empty "
         "job history on purpose, create an empty file at that path"
     )
+
+
+#: the response headers a script of another origin may read: where a job is, its links, and
+#: what the server made of the request.
+CORS_EXPOSED = [
+    "Location",
+    "Link",
+    "Preference-Applied",
+    "Retry-After",
+    "WWW-Authenticate",
+    "Content-Range",
+]
 
 
 def create_app(
@@ -176,11 +189,20 @@ def create_app(
     # Added innermost first: every response is marked nosniff, even an unexpected error's.
     if authenticator is not None:
         app.add_middleware(Authenticate, authenticator=authenticator, level=settings.protection)
+    if settings.cors_origins:  # outside Authenticate: a preflight carries no credentials
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "HEAD", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Prefer", "X-API-Key", "Range"],
+            expose_headers=CORS_EXPOSED,
+            max_age=600,
+        )
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
     if settings.trusted_hosts:
         app.add_middleware(TrustedHosts, patterns=settings.trusted_hosts)
     app.add_middleware(CatchUnexpected)
-    app.add_middleware(NoSniff)
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(CountRequests, metrics=metrics)
     openapi.install(app)
     app.include_router(landing.router)

@@ -135,6 +135,8 @@ class Settings(BaseSettings):
     auth_admin_role: str = Field("admin", alias="AUTH_ADMIN_ROLE")
     #: the role of a service that may act for a user named in X-ProcessAPI-User-Email.
     auth_service_role: str | None = Field(None, alias="AUTH_SERVICE_ROLE")
+    #: the origins whose scripts may call the API from a browser (CORS); none if empty.
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field((), alias="CORS_ORIGINS")
     #: the most jobs one user may have accepted or running at once; no limit if unset.
     user_max_active_jobs: int | None = Field(None, alias="USER_MAX_ACTIVE_JOBS", ge=1)
 
@@ -155,7 +157,9 @@ class Settings(BaseSettings):
             return tuple(name.strip() for name in value.split(",") if name.strip())
         return value
 
-    @field_validator("trusted_hosts", "oidc_algorithms", "auth_roles_claims", mode="before")
+    @field_validator(
+        "trusted_hosts", "oidc_algorithms", "auth_roles_claims", "cors_origins", mode="before"
+    )
     @classmethod
     def _split_list(cls, value: Any) -> Any:
         if isinstance(value, str):

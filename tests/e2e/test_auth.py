@@ -21,6 +21,7 @@ from tests.conftest import SCRUBBED, Server, process_info, wait_status
 from tests.oidc_provider import AUDIENCE, Provider, SigningKey
 
 ASYNC = {"Prefer": "respond-async"}
+WEB_APP = "http://maps.example.org"
 
 
 def shell_process(process_id: str, script: str, **extra: Any) -> str:
@@ -66,6 +67,7 @@ def server(provider: Provider, tmp_path_factory: pytest.TempPathFactory) -> Iter
         "OIDC_AUDIENCE": AUDIENCE,
         "OIDC_KEYS_REFRESH": "1",
         "USER_MAX_ACTIVE_JOBS": "2",
+        "CORS_ORIGINS": WEB_APP,
     }
     started = start_server(tmp_path_factory.mktemp("auth"), env)
     yield started
@@ -417,3 +419,40 @@ def test_the_api_document_declares_how_to_sign_in_and_where(
         assert {"bearer": []} in paths[path][method]["security"], path
         assert "401" in paths[path][method]["responses"]
     assert "security" not in paths["/conformance"]["get"]
+
+
+def test_a_web_app_of_an_allowed_origin_may_call_the_api_from_a_browser(
+    server: Server, provider: Provider
+) -> None:
+    preflight = {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type,prefer",
+    }
+    with server.client() as http:
+        allowed = http.options(
+            "/processes/quick/execution", headers={"Origin": WEB_APP, **preflight}
+        )
+        assert allowed.status_code == 200, allowed.text  # no credentials in a preflight
+        assert allowed.headers["Access-Control-Allow-Origin"] == WEB_APP
+        assert "authorization" in allowed.headers["Access-Control-Allow-Headers"].lower()
+        other = http.options("/jobs", headers={"Origin": "http://evil.example", **preflight})
+        assert "Access-Control-Allow-Origin" not in other.headers
+        response = http.post(
+            "/processes/quick/execution",
+            json={"inputs": {}},
+            headers={"Origin": WEB_APP, **as_user(provider.token("ivy")), **ASYNC},
+        )
+        assert response.headers["Access-Control-Allow-Origin"] == WEB_APP
+        assert "Location" in response.headers["Access-Control-Expose-Headers"]
+
+
+def test_pages_run_only_the_servers_own_scripts_and_are_never_framed(server: Server) -> None:
+    with server.client() as http:
+        for path in ("/", "/conformance", "/swagger/"):
+            page = http.get(path, headers={"Accept": "text/html"})
+            policy = page.headers["Content-Security-Policy"]
+            assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy, path
+            assert page.headers["X-Frame-Options"] == "DENY"
+        document = http.get("/conformance?f=json")
+        assert "Content-Security-Policy" not in document.headers
+        assert document.headers["X-Content-Type-Options"] == "nosniff"

@@ -1,6 +1,6 @@
 """Pure ASGI middlewares that guard every request, whatever route it reaches.
 
-Outermost first: `NoSniff` marks every response; `CatchUnexpected` turns any
+Outermost first: `SecurityHeaders` marks every response; `CatchUnexpected` turns any
 unhandled error into a clean 500 document; `TrustedHosts` refuses requests for
 hosts the server does not answer for; `BodyLimit` refuses bodies that are too
 large before they are read into memory.
@@ -20,9 +20,23 @@ from process_api.errors import OGC, InvalidParameter, PayloadTooLarge
 log = logging.getLogger(__name__)
 
 
-class NoSniff:
+#: what an HTML page may load and run: its own scripts and styles (Swagger UI sets inline
+#: styles), nothing from elsewhere, and it may be framed by no site (clickjacking).
+HTML_POLICY = {
+    b"content-security-policy": (
+        b"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        b"img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+        b"form-action 'self'; frame-ancestors 'none'"
+    ),
+    b"x-frame-options": b"DENY",
+    b"referrer-policy": b"same-origin",
+}
+
+
+class SecurityHeaders:
     """Adds `X-Content-Type-Options: nosniff` to every response: a browser then never
-    guesses a type (e.g. HTML in a text/plain output) other than the one declared."""
+    guesses a type (e.g. HTML in a text/plain output) other than the one declared. HTML
+    pages also get a content security policy and may not be framed."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -35,8 +49,11 @@ class NoSniff:
         async def marked(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
-                if not any(name.lower() == b"x-content-type-options" for name, _ in headers):
+                names = {name.lower(): value for name, value in headers}
+                if b"x-content-type-options" not in names:
                     headers.append((b"x-content-type-options", b"nosniff"))
+                if names.get(b"content-type", b"").startswith(b"text/html"):
+                    headers += [(k, v) for k, v in HTML_POLICY.items() if k not in names]
                 message = {**message, "headers": headers}
             await send(message)
 
