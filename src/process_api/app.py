@@ -16,7 +16,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.middleware.cors import CORSMiddleware
 
 from process_api import __version__
-from process_api.api import errors, health, job_list, jobs, landing, openapi, processes
+from process_api.api import errors, health, job_list, jobs, landing, openapi, processes, sign_in
 from process_api.api import metrics as metrics_api
 from process_api.api.auth import Authenticate
 from process_api.api.callbacks import CallbackPolicy, Notifier
@@ -27,6 +27,7 @@ from process_api.api.metrics import CountRequests
 from process_api.api.middleware import BodyLimit, CatchUnexpected, SecurityHeaders, TrustedHosts
 from process_api.api.negotiation import Renderer
 from process_api.auth.authenticate import Authenticator
+from process_api.auth.sign_in import SignIns
 from process_api.errors import ApiError
 from process_api.hosts import build_hosts
 from process_api.hosts.base import Host
@@ -131,6 +132,11 @@ def create_app(
     )
     metrics = Metrics(service.runner.host_types, lambda: service.queue.lengths, metrics_dir)
     authenticator = Authenticator(settings, store) if settings.protection else None
+    sign_ins = (
+        SignIns(settings, store, authenticator)
+        if authenticator is not None and settings.browser_sign_in
+        else None
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -178,6 +184,7 @@ def create_app(
     app.state.settings = settings
     app.state.registry = registry
     app.state.jobs = service
+    app.state.sign_ins = sign_ins
     app.state.callback_policy = policy
     app.state.file_policy = FilePolicy(
         settings.results_redirect == "presigned", settings.results_url_expiry
@@ -188,7 +195,12 @@ def create_app(
     errors.install(app)
     # Added innermost first: every response is marked nosniff, even an unexpected error's.
     if authenticator is not None:
-        app.add_middleware(Authenticate, authenticator=authenticator, level=settings.protection)
+        app.add_middleware(
+            Authenticate,
+            authenticator=authenticator,
+            level=settings.protection,
+            sign_ins=sign_ins,
+        )
     if settings.cors_origins:  # outside Authenticate: a preflight carries no credentials
         app.add_middleware(
             CORSMiddleware,
@@ -202,7 +214,7 @@ def create_app(
     if settings.trusted_hosts:
         app.add_middleware(TrustedHosts, patterns=settings.trusted_hosts)
     app.add_middleware(CatchUnexpected)
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(SecurityHeaders, sign_in_origin=sign_ins.origin if sign_ins else None)
     app.add_middleware(CountRequests, metrics=metrics)
     openapi.install(app)
     app.include_router(landing.router)
@@ -211,6 +223,7 @@ def create_app(
     app.include_router(jobs.router)
     app.include_router(health.router)
     app.include_router(metrics_api.router)
+    app.include_router(sign_in.router)
     app.mount(
         "/swagger/static",
         StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),

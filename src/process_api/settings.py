@@ -127,6 +127,12 @@ class Settings(BaseSettings):
     #: the fewest seconds between two fetches of the provider's keys for an unknown key id.
     oidc_keys_refresh: float = Field(30.0, alias="OIDC_KEYS_REFRESH", ge=0)
     keycloak_public_keys_url: str | None = Field(None, alias="KEYCLOAK_PUBLIC_KEYS_URL")
+    #: the client the HTML pages sign in as (authorization code flow with PKCE); no browser
+    #: sign-in if unset. A confidential client also has a secret.
+    oidc_client_id: str | None = Field(None, alias="OIDC_CLIENT_ID")
+    oidc_client_secret: SecretStr | None = Field(None, alias="OIDC_CLIENT_SECRET")
+    #: seconds a browser stays signed in.
+    session_lifetime: int = Field(8 * 3600, alias="SESSION_LIFETIME", ge=60)
     #: where roles are in a token: dotted claim paths, comma-separated.
     auth_roles_claims: Annotated[tuple[str, ...], NoDecode] = Field(
         ("realm_access.roles",), alias="AUTH_ROLES_CLAIMS"
@@ -230,6 +236,10 @@ class Settings(BaseSettings):
                     "a realm: https://…/realms/<realm>/protocol/openid-connect/certs"
                 )
         return self
+
+    @property
+    def browser_sign_in(self) -> bool:
+        return self.auth_service in ("oidc", "keycloak") and bool(self.oidc_client_id)
 
     @property
     def protection(self) -> int:

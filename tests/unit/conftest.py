@@ -93,7 +93,8 @@ def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreMaker:
         path = tmp_path / "jobs.sqlite"
         return StoreMaker("sqlite", f"sqlite:///{path}", lambda: SqlJobStore.sqlite(path))
     url: str = request.getfixturevalue("postgres_url")
-    execute(url, "DROP TABLE IF EXISTS jobs, instances, api_keys, alembic_version")
+    tables = "jobs, instances, api_keys, sign_ins, sessions, alembic_version"
+    execute(url, f"DROP TABLE IF EXISTS {tables}")
     return StoreMaker("postgres", url, lambda: PostgresJobStore(url))
 
 

@@ -21,7 +21,7 @@ def test_roles_come_from_every_claim_path_configured(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("AUTH_ROLES_CLAIMS", "realm_access.roles,resource_access.api.roles,groups")
     no_store: Any = None  # tokens need none; API keys are tested on the server
     authenticator = Authenticator(load_settings(None), no_store)
-    user = authenticator._token_user(
+    user = authenticator.token_user(
         claims(
             realm_access={"roles": ["writer"]},
             resource_access={"api": {"roles": ["admin"]}, "other": {"roles": ["x"]}},
@@ -32,7 +32,7 @@ def test_roles_come_from_every_claim_path_configured(monkeypatch: pytest.MonkeyP
     assert user.id == "4f1c" and user.name == "ana"
     # jobs a service submitted for her email are hers too
     assert user.identities == ("4f1c", email_identity("ana@example.org"))
-    unverified = authenticator._token_user(claims(email_verified=False, realm_access=[]))
+    unverified = authenticator.token_user(claims(email_verified=False, realm_access=[]))
     assert unverified.identities == ("4f1c",) and unverified.roles == frozenset()
 
 

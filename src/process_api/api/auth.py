@@ -10,21 +10,34 @@ job stay open to whoever has its id, as with the Go server.
 
 from __future__ import annotations
 
+import secrets
+
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from process_api.api.common import job_service, registry
 from process_api.api.errors import exception_response
+from process_api.api.sign_in import COOKIE
 from process_api.auth.authenticate import Authenticator
 from process_api.auth.rules import may_use, owns
+from process_api.auth.sign_in import SignIns
 from process_api.auth.user import User
-from process_api.errors import ApiError, NoSuchJob, NoSuchProcess, TooManyJobs, Unauthenticated
+from process_api.errors import (
+    ApiError,
+    Forbidden,
+    NoSuchJob,
+    NoSuchProcess,
+    TooManyJobs,
+    Unauthenticated,
+)
 from process_api.processes.registry import Process
 from process_api.settings import Settings
 
 #: the routes every client may reach under AUTH_LEVEL=2.
 PUBLIC = frozenset({"/", "/conformance", "/api", "/health", "/ready"})
-PUBLIC_PREFIXES = ("/swagger/",)
+PUBLIC_PREFIXES = ("/swagger/", "/auth/")
+#: methods that change nothing: others, from a signed-in browser, need its CSRF token.
+SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 #: seconds a client over its quota of active jobs is asked to wait before it tries again.
 RETRY_AFTER = 30
 
@@ -45,20 +58,35 @@ def protected(method: str, path: str, level: int) -> bool:
 class Authenticate:
     """Finds the user of every request (request.state.user) and refuses a protected route
     to a request without credentials. Bad credentials are refused on every route: a client
-    learns at once that its token is wrong, not from an emptier job list."""
+    learns at once that its token is wrong, not from an emptier job list.
 
-    def __init__(self, app: ASGIApp, authenticator: Authenticator, level: int) -> None:
+    A browser signed in has a session cookie instead. Since a browser sends it with any
+    request, even one another site makes it send, a request that changes something must
+    also carry the session's CSRF token (header `X-CSRF-Token`; the sign-out form posts it
+    as a field, checked by its route)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        authenticator: Authenticator,
+        level: int,
+        sign_ins: SignIns | None = None,
+    ) -> None:
         self.app = app
         self.authenticator = authenticator
         self.level = level
+        self.sign_ins = sign_ins
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         request = Request(scope)
+        state = scope.setdefault("state", {})
         try:
             user = await self.authenticator.user(request.headers)
+            if user is None:
+                user = await self._session_user(request, state)
             if user is None and protected(request.method, _route_path(scope), self.level):
                 raise Unauthenticated(
                     "sign in: send a bearer token of the server's sign-in provider, or an "
@@ -70,8 +98,27 @@ class Authenticate:
             response.headers.update(exc.headers)
             await response(scope, receive, send)
             return
-        scope.setdefault("state", {})["user"] = user
+        state["user"] = user
         await self.app(scope, receive, send)
+
+    async def _session_user(self, request: Request, state: dict[str, object]) -> User | None:
+        cookie = request.cookies.get(COOKIE)
+        if self.sign_ins is None or not cookie:
+            return None
+        found = await self.sign_ins.session(cookie)
+        if found is None:
+            return None  # ended or expired: as signed out
+        user, csrf = found
+        state["csrf"] = csrf
+        checked_by_route = request.url.path.endswith("/auth/logout")
+        if request.method not in SAFE and not checked_by_route:
+            sent = request.headers.get("x-csrf-token", "")
+            if not secrets.compare_digest(sent, csrf):
+                raise Forbidden(
+                    "a change made from a signed-in browser needs the session's CSRF token "
+                    "(X-CSRF-Token): a page of another site cannot act for you"
+                )
+        return user
 
 
 def _route_path(scope: Scope) -> str:

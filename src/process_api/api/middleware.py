@@ -21,16 +21,13 @@ log = logging.getLogger(__name__)
 
 
 #: what an HTML page may load and run: its own scripts and styles (Swagger UI sets inline
-#: styles), nothing from elsewhere, and it may be framed by no site (clickjacking).
-HTML_POLICY = {
-    b"content-security-policy": (
-        b"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-        b"img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
-        b"form-action 'self'; frame-ancestors 'none'"
-    ),
-    b"x-frame-options": b"DENY",
-    b"referrer-policy": b"same-origin",
-}
+#: styles), nothing from elsewhere, and it may be framed by no site (clickjacking). Its
+#: forms post to the server, and lead on only to the sign-in provider (sign-out).
+CONTENT_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'{forms}; frame-ancestors 'none'"
+)
 
 
 class SecurityHeaders:
@@ -38,8 +35,14 @@ class SecurityHeaders:
     guesses a type (e.g. HTML in a text/plain output) other than the one declared. HTML
     pages also get a content security policy and may not be framed."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, sign_in_origin: str | None = None) -> None:
         self.app = app
+        forms = f" {sign_in_origin}" if sign_in_origin else ""
+        self.html_policy = {
+            b"content-security-policy": CONTENT_POLICY.format(forms=forms).encode(),
+            b"x-frame-options": b"DENY",
+            b"referrer-policy": b"same-origin",
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -53,7 +56,8 @@ class SecurityHeaders:
                 if b"x-content-type-options" not in names:
                     headers.append((b"x-content-type-options", b"nosniff"))
                 if names.get(b"content-type", b"").startswith(b"text/html"):
-                    headers += [(k, v) for k, v in HTML_POLICY.items() if k not in names]
+                    policy = self.html_policy.items()
+                    headers += [(k, v) for k, v in policy if k not in names]
                 message = {**message, "headers": headers}
             await send(message)
 

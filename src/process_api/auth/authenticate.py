@@ -70,7 +70,7 @@ class Authenticator:
         if self.verifier is None:
             raise Unauthenticated("this server accepts API keys only, and this is not one")
         claims = await self.verifier.claims(credential)
-        user = self._token_user(claims)
+        user = self.token_user(claims)
         named = headers.get(ACT_FOR, "").strip()
         if not named or email_identity(named) in user.identities:
             return user
@@ -90,7 +90,7 @@ class Authenticator:
         roles = frozenset(found.roles)
         return User(identity, found.name, roles, self.admin_role in roles, (identity,))
 
-    def _token_user(self, claims: dict[str, Any]) -> User:
+    def token_user(self, claims: dict[str, Any]) -> User:
         roles = frozenset(role for path in self.claim_paths for role in _roles_at(claims, path))
         subject = str(claims["sub"])
         identities = [subject]

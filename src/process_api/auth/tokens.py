@@ -57,15 +57,18 @@ class TokenVerifier:
         #: the provider's signing keys (JWKs) by key id.
         self._keys: dict[str, dict[str, Any]] = {}
         self._fetched_at: float | None = None
+        self._metadata: dict[str, Any] | None = None
         self._fetching = asyncio.Lock()
         self._http = httpx.AsyncClient(timeout=FETCH_TIMEOUT, follow_redirects=False)
 
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def claims(self, token: str) -> dict[str, Any]:
-        """The token's claims once its signature, lifetime, issuer and audience are checked;
-        Unauthenticated says which check failed."""
+    async def claims(self, token: str, audience: str | None = None) -> dict[str, Any]:
+        """The token's claims once its signature, lifetime, issuer and audience (the one
+        configured, unless another is given) are checked; Unauthenticated says which check
+        failed."""
+        audience = audience or self.audience
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -83,16 +86,16 @@ class TokenVerifier:
             key = jwt.PyJWK(jwk, algorithm)
         except jwt.PyJWTError:
             raise Unauthenticated("the token's algorithm does not fit its signing key") from None
-        required = REQUIRED + (["aud"] if self.audience else [])
+        required = REQUIRED + (["aud"] if audience else [])
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
                 key.key,
                 algorithms=[algorithm],
-                audience=self.audience,
+                audience=audience,
                 issuer=self.issuer,
                 leeway=LEEWAY,
-                options={"require": required, "verify_aud": self.audience is not None},
+                options={"require": required, "verify_aud": audience is not None},
             )
         except jwt.MissingRequiredClaimError as exc:
             raise Unauthenticated(f"the token lacks the {exc.claim!r} claim") from None
@@ -116,14 +119,7 @@ class TokenVerifier:
     async def _fetch_keys(self) -> None:
         self._fetched_at = time.monotonic()
         if self.keys_url is None:
-            discovery = await self._get_json(
-                self.issuer.rstrip("/") + "/.well-known/openid-configuration"
-            )
-            if discovery.get("issuer") != self.issuer:
-                raise ServiceUnavailable(
-                    "the sign-in provider's discovery document names another issuer than "
-                    "OIDC_ISSUER: tokens cannot be checked"
-                )
+            discovery = await self.metadata()
             if not isinstance(discovery.get("jwks_uri"), str):
                 raise ServiceUnavailable("the sign-in provider publishes no jwks_uri")
             self.keys_url = discovery["jwks_uri"]
@@ -138,6 +134,32 @@ class TokenVerifier:
         }
         log.info("signing keys of the sign-in provider: %s", ", ".join(sorted(keys)) or "none")
         self._keys = keys
+
+    async def metadata(self) -> dict[str, Any]:
+        """The provider's discovery document (its endpoints), read once."""
+        if self._metadata is None:
+            document = await self._get_json(
+                self.issuer.rstrip("/") + "/.well-known/openid-configuration"
+            )
+            if document.get("issuer") != self.issuer:
+                raise ServiceUnavailable(
+                    "the sign-in provider's discovery document names another issuer than "
+                    "the one configured: tokens cannot be checked"
+                )
+            self._metadata = document
+        return self._metadata
+
+    async def post_form(self, url: str, form: dict[str, str]) -> dict[str, Any]:
+        """A provider endpoint's JSON answer to a form (the token endpoint)."""
+        try:
+            response = await self._http.post(url, data=form)
+            document = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            log.warning("the sign-in provider's %s did not answer: %s", url, exc)
+            raise ServiceUnavailable("the sign-in provider cannot be reached; try again") from None
+        if not isinstance(document, dict):
+            raise ServiceUnavailable(f"the sign-in provider's {url} is not a JSON object")
+        return document
 
     async def _get_json(self, url: str) -> dict[str, Any]:
         try:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,20 @@ class User:
     #: every submitter value that is this user's: the token's subject, and its verified email
     #: (jobs a service submitted for the user in the Go server's way, by email).
     identities: tuple[str, ...]
+
+
+def user_to_dict(user: User) -> dict[str, Any]:
+    return {**asdict(user), "roles": sorted(user.roles), "identities": list(user.identities)}
+
+
+def user_from_dict(data: dict[str, Any]) -> User:
+    return User(
+        str(data["id"]),
+        str(data["name"]),
+        frozenset(data["roles"]),
+        bool(data["admin"]),
+        tuple(data["identities"]),
+    )
 
 
 def email_identity(email: str) -> str:

@@ -67,6 +67,27 @@ class ApiKey:
 
 
 @dataclass(frozen=True)
+class SignIn:
+    """A browser's sign-in under way: what the provider's answer is checked against."""
+
+    state: str
+    verifier: str
+    nonce: str
+    #: the page to go back to once signed in.
+    next: str
+    expires: datetime
+
+
+@dataclass(frozen=True)
+class Session:
+    """A signed-in browser: its user, and the token its forms must carry (CSRF)."""
+
+    user: dict[str, Any]
+    csrf: str
+    expires: datetime
+
+
+@dataclass(frozen=True)
 class Instance:
     """A running server process: jobs it owns are its to run, follow, dismiss and end."""
 
@@ -122,6 +143,18 @@ class JobStore(Protocol):
     async def keys(self) -> list[ApiKey]: ...
 
     async def remove_key(self, name: str) -> bool: ...
+
+    async def add_sign_in(self, sign_in: SignIn) -> None: ...
+
+    async def take_sign_in(self, state: str) -> SignIn | None:
+        """The sign-in of this state, removed (each is finished once); None once expired."""
+
+    async def add_session(self, digest: str, session: Session) -> None: ...
+
+    async def session_of(self, digest: str) -> Session | None:
+        """The session of a cookie's digest; None if unknown or expired."""
+
+    async def remove_session(self, digest: str) -> None: ...
 
     async def register(self, instance: Instance) -> None: ...
 

@@ -29,7 +29,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from process_api.errors import ApiError, StoreUnavailable
 from process_api.jobs.budget import Resources
 from process_api.jobs.model import ACTIVE, TERMINAL, Job, JobStatus, utcnow
-from process_api.store.base import ApiKey, Instance, JobQuery, JobSummary, Position
+from process_api.store.base import (
+    ApiKey,
+    Instance,
+    JobQuery,
+    JobSummary,
+    Position,
+    Session,
+    SignIn,
+)
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +92,26 @@ api_keys = sa.Table(
     sa.Column("digest", sa.String(64), nullable=False, unique=True),
     sa.Column("roles", sa.Text, nullable=False, server_default=""),
     sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+)
+
+sign_ins = sa.Table(
+    "sign_ins",
+    metadata,
+    sa.Column("state", sa.String(64), primary_key=True),
+    sa.Column("verifier", sa.String(128), nullable=False),
+    sa.Column("nonce", sa.String(64), nullable=False),
+    sa.Column("next", sa.Text, nullable=False),
+    sa.Column("expires", sa.DateTime(timezone=True), nullable=False),
+)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    #: SHA-256 of the cookie's value: a copy of the database signs no browser in.
+    sa.Column("digest", sa.String(64), primary_key=True),
+    sa.Column("user", sa.JSON, nullable=False),
+    sa.Column("csrf", sa.String(64), nullable=False),
+    sa.Column("expires", sa.DateTime(timezone=True), nullable=False, index=True),
 )
 
 _TIMES = ("created", "started", "finished", "updated")
@@ -407,6 +435,44 @@ class SqlJobStore:
     async def remove_key(self, name: str) -> bool:
         statement = api_keys.delete().where(api_keys.c.name == name).returning(api_keys.c.name)
         return bool(await self._write(statement))
+
+    # -- browser sign-in ---------------------------------------------------------------
+
+    async def add_sign_in(self, sign_in: SignIn) -> None:
+        now = utcnow().astimezone(UTC)
+        await self._write(sign_ins.delete().where(sign_ins.c.expires < now))
+        row = {**sign_in.__dict__, "expires": sign_in.expires.astimezone(UTC)}
+        await self._write(sign_ins.insert().values(**row))
+
+    async def take_sign_in(self, state: str) -> SignIn | None:
+        statement = (
+            sign_ins.delete()
+            .where(sign_ins.c.state == state, sign_ins.c.expires > utcnow().astimezone(UTC))
+            .returning(*sign_ins.columns)
+        )
+        rows = await self._write(statement)
+        if not rows:
+            return None
+        return SignIn(**{**rows[0]._mapping, "expires": _aware(rows[0].expires)})
+
+    async def add_session(self, digest: str, session: Session) -> None:
+        now = utcnow().astimezone(UTC)
+        await self._write(sessions.delete().where(sessions.c.expires < now))
+        expires = session.expires.astimezone(UTC)
+        row = {"digest": digest, "user": session.user, "csrf": session.csrf, "expires": expires}
+        await self._write(sessions.insert().values(**row))
+
+    async def session_of(self, digest: str) -> Session | None:
+        statement = sessions.select().where(
+            sessions.c.digest == digest, sessions.c.expires > utcnow().astimezone(UTC)
+        )
+        rows = await self._read(statement)
+        if not rows:
+            return None
+        return Session(rows[0].user, rows[0].csrf, _aware(rows[0].expires) or utcnow())
+
+    async def remove_session(self, digest: str) -> None:
+        await self._write(sessions.delete().where(sessions.c.digest == digest))
 
     # -- instances ---------------------------------------------------------------------
 
