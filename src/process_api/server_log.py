@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -50,6 +51,25 @@ class _JobFields(logging.Filter):
         return True
 
 
+#: query parameters that carry credentials (a sign-in's code and state, a token some client
+#: puts in a URL): their values never reach the access log.
+_CREDENTIALS = re.compile(
+    r"(?i)([?&](?:code|state|session_state|token|access_token|id_token|api_key|apikey)=)[^&#]*"
+)
+
+
+class _NoCredentials(logging.Filter):
+    """Masks credentials in the request lines of uvicorn's access log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "uvicorn.access" and isinstance(record.args, tuple):
+            args = list(record.args)
+            if len(args) > 2 and isinstance(args[2], str) and "?" in args[2]:
+                args[2] = _CREDENTIALS.sub(r"\1***", args[2])
+                record.args = tuple(args)
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
@@ -71,6 +91,7 @@ def configure(level: str, log_format: LogFormat = "text") -> None:
     """One handler on stderr for the server and the libraries it uses (uvicorn's too)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_JobFields())
+    handler.addFilter(_NoCredentials())
     handler.setFormatter(
         JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
     )

@@ -160,3 +160,6 @@ def test_a_sign_in_goes_back_only_to_this_server_and_only_once(server: Server) -
         assert again.status_code == 401 and "sign in again" in again.json()["detail"]
         made_up = http.get(server.url + "/auth/callback", params={"code": "x", "state": "y"})
         assert made_up.status_code == 401
+    code = dict(parse_qsl(urlsplit(callback).query))["code"]
+    assert "/auth/callback?code=***&state=***" in server.output()  # the access log's line
+    assert code not in server.output()
