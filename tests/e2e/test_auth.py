@@ -390,6 +390,9 @@ def test_the_go_servers_keycloak_settings_work_unchanged(
         wait_status(http, job_id, {"successful"})  # open under AUTH_LEVEL=1, to whoever has its id
         hers = http.get("/jobs?limit=1000", headers=as_user(hana)).json()
         assert job_id in [j["jobID"] for j in hers["jobs"]]
+        # without the header the service is a user of its own, who did not submit it
+        its_own = http.get("/jobs?limit=1000", headers=as_user(service)).json()
+        assert job_id not in [j["jobID"] for j in its_own["jobs"]]
         # her own email in the header, as Go clients send it, is accepted
         own = {**as_user(hana), "X-ProcessAPI-User-Email": "hana@example.org"}
         assert http.get("/jobs", headers=own).status_code == 200

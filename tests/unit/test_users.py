@@ -9,6 +9,7 @@ import pytest
 from process_api.auth.authenticate import Authenticator
 from process_api.auth.rules import may_use, owns
 from process_api.auth.user import User, email_identity
+from process_api.errors import Unauthenticated
 from process_api.settings import load_settings
 
 
@@ -44,3 +45,20 @@ def test_what_a_user_may_see() -> None:
     assert may_use(root, ["modeller"]) and not may_use(None, ["analyst"])
     assert owns(ana, "a") and owns(ana, "email:ana@x") and not owns(ana, "b")
     assert not owns(ana, None) and owns(root, "b")
+
+
+async def test_a_server_of_api_keys_only_refuses_tokens_and_other_schemes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AUTH_SERVICE", "keys")
+    no_store: Any = None  # refused before any key is looked up
+    authenticator = Authenticator(load_settings(None), no_store)
+    for headers, reason in (
+        ({"authorization": "Bearer eyJhbGciOi.e30.sig"}, "API keys only"),
+        ({"authorization": "Basic YWxpY2U6c2VjcmV0"}, "only Bearer"),
+        ({"authorization": "Bearer "}, "empty or malformed"),
+        ({"x-api-key": "pak_a b"}, "empty or malformed"),
+    ):
+        with pytest.raises(Unauthenticated, match=reason):
+            await authenticator.user(headers)
+    assert await authenticator.user({}) is None  # no credentials: anonymous
