@@ -132,6 +132,8 @@ def create_app(
     )
     metrics = Metrics(service.runner.host_types, lambda: service.queue.lengths, metrics_dir)
     authenticator = Authenticator(settings, store) if settings.protection else None
+    if settings.auth_level and not settings.auth_service:
+        log.warning("AUTH_LEVEL=%d without AUTH_SERVICE: nothing is protected", settings.auth_level)
     sign_ins = (
         SignIns(settings, store, authenticator)
         if authenticator is not None and settings.browser_sign_in

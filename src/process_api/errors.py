@@ -56,7 +56,8 @@ class Unauthenticated(ApiError):
         # RFC 6750: credentials sent and refused are an invalid_token; none sent, no error.
         challenge = 'Bearer realm="process-api"'
         if sent:
-            reason = detail.replace("\\", "").replace('"', "'")
+            # RFC 6750 allows printable ASCII but the quote and the backslash
+            reason = "".join(c for c in detail if " " <= c <= "~" and c not in '"\\')
             challenge += f', error="invalid_token", error_description="{reason}"'
         self.headers["WWW-Authenticate"] = challenge
 

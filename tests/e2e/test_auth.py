@@ -118,6 +118,14 @@ def _hs256_with_the_public_key(provider: Provider) -> str:
     return (signing + b"." + jwt.utils.base64url_encode(signature)).decode()
 
 
+def _odd_algorithm(provider: Provider) -> str:
+    """A token whose header names an algorithm in characters an HTTP header cannot carry."""
+    signed = provider.token().split(".")
+    header = {"alg": "RS256\u20ac", "kid": provider.keys[0].kid}
+    signed[0] = jwt.utils.base64url_encode(json.dumps(header).encode()).decode()
+    return ".".join(signed)
+
+
 def _unsigned(provider: Provider) -> str:
     now = int(time.time())
     claims = {"iss": provider.issuer, "aud": AUDIENCE, "sub": "eve", "iat": now, "exp": now + 60}
@@ -137,8 +145,9 @@ BAD_TOKENS = {
         lambda p: p.token(key=SigningKey("RS256"), header={"kid": p.keys[0].kid}),
         "signature does not verify",
     ),
-    "alg none": (_unsigned, "'none'"),
-    "HS256 with the public key": (_hs256_with_the_public_key, "'HS256'"),
+    "alg none": (_unsigned, "algorithm is not accepted"),
+    "HS256 with the public key": (_hs256_with_the_public_key, "algorithm is not accepted"),
+    "an algorithm no header can repeat": (_odd_algorithm, "algorithm is not accepted"),
     "EC key named for RSA": (
         lambda p: p.token(key=p.keys[1], header={"kid": p.keys[0].kid}),
         "algorithm",
@@ -393,6 +402,16 @@ def test_the_go_servers_keycloak_settings_work_unchanged(
         # without the header the service is a user of its own, who did not submit it
         its_own = http.get("/jobs?limit=1000", headers=as_user(service)).json()
         assert job_id not in [j["jobID"] for j in its_own["jobs"]]
+        # acting for a user, even a service that is also an admin sees only that user's jobs
+        mighty = provider.token("gateway", roles=["service", "admin"])
+        assert job_id in [
+            j["jobID"] for j in http.get("/jobs?limit=1000", headers=as_user(mighty)).json()["jobs"]
+        ]
+        for_ivan = {**as_user(mighty), "X-ProcessAPI-User-Email": "ivan@example.org"}
+        ivans = http.get("/jobs?limit=1000", headers=for_ivan).json()
+        assert job_id not in [j["jobID"] for j in ivans["jobs"]]
+        not_an_email = {**as_user(service), "X-ProcessAPI-User-Email": "x" * 300}
+        refused(http.get("/jobs", headers=not_an_email), 400, "not an email address")
         # her own email in the header, as Go clients send it, is accepted
         own = {**as_user(hana), "X-ProcessAPI-User-Email": "hana@example.org"}
         assert http.get("/jobs", headers=own).status_code == 200
@@ -422,6 +441,9 @@ def test_the_api_document_declares_how_to_sign_in_and_where(
         assert {"bearer": []} in paths[path][method]["security"], path
         assert "401" in paths[path][method]["responses"]
     assert "security" not in paths["/conformance"]["get"]
+    # a process open to some roles only is not shown to everyone here either
+    assert "/processes/quick/execution" in paths
+    assert "/processes/restricted/execution" not in paths
 
 
 def test_a_web_app_of_an_allowed_origin_may_call_the_api_from_a_browser(

@@ -153,9 +153,20 @@ def test_a_sign_in_goes_back_only_to_this_server_and_only_once(server: Server) -
             to_provider.headers["Location"].replace("/auth?", "/signed-in?") + "&username=bo"
         )
         callback = answer.headers["Location"]
+        # the provider's answer opened in another browser (sent to a victim) signs no one in
+        with httpx.Client(timeout=30) as elsewhere:
+            refused = elsewhere.get(callback)
+            assert refused.status_code == 401 and "not started in this browser" in refused.text
         back = http.get(callback)
         assert back.status_code == 303 and back.headers["Location"] == server.url + "/"
         assert "process_api_session" in back.cookies
+        # any text in the CSRF header is refused, not an error
+        odd = http.post(
+            server.url + "/processes/quick/execution",
+            json={"inputs": {}},
+            headers={"X-CSRF-Token": "\u00e9".encode()},
+        )
+        assert odd.status_code == 403, odd.text
         again = http.get(callback)
         assert again.status_code == 401 and "sign in again" in again.json()["detail"]
         made_up = http.get(server.url + "/auth/callback", params={"code": "x", "state": "y"})

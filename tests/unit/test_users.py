@@ -14,7 +14,13 @@ from process_api.settings import load_settings
 
 
 def claims(**extra: Any) -> dict[str, Any]:
-    return {"sub": "4f1c", "email": "Ana@Example.org", "preferred_username": "ana", **extra}
+    return {
+        "sub": "4f1c",
+        "email": "Ana@Example.org",
+        "email_verified": True,
+        "preferred_username": "ana",
+        **extra,
+    }
 
 
 def test_roles_come_from_every_claim_path_configured(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -33,8 +39,9 @@ def test_roles_come_from_every_claim_path_configured(monkeypatch: pytest.MonkeyP
     assert user.id == "4f1c" and user.name == "ana"
     # jobs a service submitted for her email are hers too
     assert user.identities == ("4f1c", email_identity("ana@example.org"))
-    unverified = authenticator.token_user(claims(email_verified=False, realm_access=[]))
-    assert unverified.identities == ("4f1c",) and unverified.roles == frozenset()
+    for unverified in (claims(email_verified=False), claims(email_verified=None)):
+        user = authenticator.token_user({**unverified, "realm_access": []})
+        assert user.identities == ("4f1c",) and user.roles == frozenset()
 
 
 def test_what_a_user_may_see() -> None:

@@ -10,17 +10,14 @@ job stay open to whoever has its id, as with the Go server.
 
 from __future__ import annotations
 
-import secrets
-
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from process_api.api.common import job_service, registry
 from process_api.api.errors import exception_response
-from process_api.api.sign_in import COOKIE
 from process_api.auth.authenticate import Authenticator
 from process_api.auth.rules import may_use, owns
-from process_api.auth.sign_in import SignIns
+from process_api.auth.sign_in import SESSION_COOKIE, SignIns, same_secret
 from process_api.auth.user import User
 from process_api.errors import (
     ApiError,
@@ -102,7 +99,7 @@ class Authenticate:
         await self.app(scope, receive, send)
 
     async def _session_user(self, request: Request, state: dict[str, object]) -> User | None:
-        cookie = request.cookies.get(COOKIE)
+        cookie = request.cookies.get(SESSION_COOKIE)
         if self.sign_ins is None or not cookie:
             return None
         found = await self.sign_ins.session(cookie)
@@ -110,10 +107,10 @@ class Authenticate:
             return None  # ended or expired: as signed out
         user, csrf = found
         state["csrf"] = csrf
-        checked_by_route = request.url.path.endswith("/auth/logout")
+        checked_by_route = _route_path(request.scope) == "/auth/logout"
         if request.method not in SAFE and not checked_by_route:
             sent = request.headers.get("x-csrf-token", "")
-            if not secrets.compare_digest(sent, csrf):
+            if not same_secret(sent, csrf):
                 raise Forbidden(
                     "a change made from a signed-in browser needs the session's CSRF token "
                     "(X-CSRF-Token): a page of another site cannot act for you"
@@ -158,10 +155,19 @@ async def own_job(request: Request) -> None:
         raise NoSuchJob(f"job {job_id!r} does not exist")
 
 
-def submitters(request: Request) -> tuple[str, ...]:
-    """The submitters whose jobs the job list shows; everybody's if empty."""
+def submitters(request: Request) -> tuple[str, ...] | None:
+    """The submitters whose jobs the job list shows; everybody's if None."""
     user = _restricted(request)
-    return () if user is None else user.identities
+    return None if user is None else user.identities
+
+
+def shows_submitter(request: Request, submitter: str | None) -> bool:
+    """Who submitted a job is shown to that user and to admins (with sign-in off, to all):
+    under AUTH_LEVEL=1 anyone with a job's id may read its metadata."""
+    if not _settings(request).protection:
+        return True
+    user = user_of(request)
+    return user is not None and owns(user, submitter)
 
 
 def visible(request: Request, process: Process) -> bool:

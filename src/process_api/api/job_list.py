@@ -99,7 +99,7 @@ def _duration(name: str, values: list[str] | None) -> float | None:
 
 
 async def _position(
-    request: Request, name: str, job_id: str | None, mine: tuple[str, ...]
+    request: Request, name: str, job_id: str | None, mine: tuple[str, ...] | None
 ) -> Position | None:
     """Where the job is in the list; `mine`: the submitters the list is limited to (another
     user's job is not one to page from, as if it did not exist)."""

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from process_api.api.auth import own_job
+from process_api.api.auth import own_job, shows_submitter
 from process_api.api.common import GONE, RESULTS_CONTENT, job_service, registry, render
 from process_api.api.documents import status_info
 from process_api.api.files import file_list, job_file
@@ -22,7 +22,7 @@ from process_api.api.results import (
     results_response,
 )
 from process_api.errors import ResultNotReady
-from process_api.jobs.metadata import job_metadata
+from process_api.jobs.metadata import SUBMITTER_FIELDS, job_metadata
 from process_api.jobs.model import Job, timestamp
 
 router = APIRouter(tags=["Jobs"], dependencies=[Depends(own_job)])
@@ -188,8 +188,11 @@ async def job_metadata_route(request: Request, jobID: str) -> Response:
     service = job_service(request)
     job = await service.get(jobID)
     service.check_kept(job)
+    metadata = job_metadata(job)
+    if not shows_submitter(request, job.submitter):
+        metadata = {k: v for k, v in metadata.items() if k not in SUBMITTER_FIELDS}
     document = {
-        **job_metadata(job),
+        **metadata,
         "links": [
             *self_links(request, f"/jobs/{jobID}/metadata", "Job metadata"),
             link(url(request, f"/jobs/{jobID}"), "up", title="Job status"),

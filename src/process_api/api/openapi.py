@@ -170,18 +170,18 @@ def execute_body(process: Process, generic: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-def _examples(document: dict[str, Any], registry: ProcessRegistry) -> None:
+def _examples(document: dict[str, Any], processes: list[Process]) -> None:
     """An execute request example that runs as it is, for each process's path and for the
     templated one (whose example made from the schema invents outputs named
     `additionalProp1`). Added after the 3.0 rewrite, which must not touch values."""
     paths = document["paths"]
-    for process in registry.values():
+    for process in processes:
         example = {"inputs": example_inputs(process)}
         operation = paths[f"/processes/{process.id}/execution"]["post"]
         operation["requestBody"]["content"]["application/json"]["example"] = example
-    if not registry:
+    if not processes:
         return
-    first = next(iter(registry.values()))
+    first = processes[0]
     generic = paths["/processes/{processID}/execution"]["post"]
     for parameter in generic.get("parameters", []):
         if parameter.get("name") == "processID":
@@ -190,11 +190,11 @@ def _examples(document: dict[str, Any], registry: ProcessRegistry) -> None:
     content["example"] = {"inputs": example_inputs(first)}
 
 
-def _process_paths(document: dict[str, Any], registry: ProcessRegistry) -> None:
+def _process_paths(document: dict[str, Any], processes: list[Process]) -> None:
     """A concrete execution path per process, next to the templated one."""
     generic = document["paths"]["/processes/{processID}/execution"]["post"]
     content = generic["requestBody"]["content"]["application/json"]
-    for process in registry.values():
+    for process in processes:
         operation = copy.deepcopy(generic)
         operation["summary"] = f"Execute {process.config.info.title or process.id}"
         operation["operationId"] = f"execute_{re.sub(r'[^A-Za-z0-9_]', '_', process.id)}"
@@ -207,9 +207,16 @@ def _process_paths(document: dict[str, Any], registry: ProcessRegistry) -> None:
         document["paths"][f"/processes/{process.id}/execution"] = {"post": operation}
 
 
+def _for_everyone(registry: ProcessRegistry, settings: Settings) -> list[Process]:
+    """The processes the API document, one for every client, shows: not those open to some
+    roles only, once sign-in is on."""
+    return [p for p in registry.values() if not (settings.protection and p.config.access.roles)]
+
+
 def install(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
+            listed = _for_everyone(app.state.registry, app.state.settings)
             document = get_openapi(
                 title=app.title,
                 version=app.version,
@@ -218,10 +225,10 @@ def install(app: FastAPI) -> None:
                 routes=app.routes,
             )
             _ogc_errors(document)
-            _process_paths(document, app.state.registry)
+            _process_paths(document, listed)
             _security(document, app.state.settings)
             app.openapi_schema = to_openapi30(document)
-            _examples(app.openapi_schema, app.state.registry)
+            _examples(app.openapi_schema, listed)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -157,7 +157,8 @@ async def execute(
     mode = "async" if decision.wait is not None else decision.mode
     await check_quota(request)
     user = user_of(request)
-    job = await jobs.submit(process, body.inputs, stored_request, mode, user)
+    submitter = (user.id, user.name) if user else None
+    job = await jobs.submit(process, body.inputs, stored_request, mode, submitter)
     request.app.state.metrics.submitted(job)
     headers = {"Preference-Applied": decision.applied} if decision.applied else {}
     if decision.mode == "sync":

@@ -3,19 +3,21 @@ auth/sign_in.py). API clients send bearer tokens and never need these."""
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from process_api.api.links import url
-from process_api.auth.sign_in import SignIns
-from process_api.errors import Forbidden, InvalidParameter, Unauthenticated
-
-#: the session cookie of a signed-in browser.
-COOKIE = "process_api_session"
+from process_api.auth.sign_in import (
+    SESSION_COOKIE,
+    SIGN_IN_COOKIE,
+    SIGN_IN_TIME,
+    SignIns,
+    same_secret,
+)
+from process_api.errors import Forbidden, Unauthenticated
 
 router = APIRouter(prefix="/auth", tags=["Sign-in"], include_in_schema=False)
 
@@ -23,7 +25,7 @@ router = APIRouter(prefix="/auth", tags=["Sign-in"], include_in_schema=False)
 def _sign_ins(request: Request) -> SignIns:
     sign_ins: SignIns | None = request.app.state.sign_ins
     if sign_ins is None:
-        raise InvalidParameter("this server has no browser sign-in (OIDC_CLIENT_ID is unset)")
+        raise HTTPException(404, "this server has no browser sign-in (OIDC_CLIENT_ID is unset)")
     return sign_ins
 
 
@@ -34,10 +36,26 @@ def _local(page: str | None) -> str:
     return page
 
 
+def _path(request: Request, path: str) -> str:
+    """The path of a cookie: this server's, below PUBLIC_URL's path if it has one."""
+    return urlsplit(url(request, path)).path
+
+
 @router.get("/login")
 async def login(request: Request, next: Annotated[str | None, Query()] = None) -> Response:
-    address = await _sign_ins(request).start(url(request, "/auth/callback"), _local(next))
-    return RedirectResponse(address, status_code=303)
+    callback = url(request, "/auth/callback")
+    address, state = await _sign_ins(request).start(callback, _local(next))
+    response = RedirectResponse(address, status_code=303)
+    response.set_cookie(
+        SIGN_IN_COOKIE,
+        state,
+        max_age=int(SIGN_IN_TIME.total_seconds()),
+        path=_path(request, "/auth/callback"),
+        httponly=True,
+        samesite="lax",
+        secure=callback.startswith("https:"),
+    )
+    return response
 
 
 @router.get("/callback")
@@ -50,14 +68,20 @@ async def callback(
     if error is not None or not code or not state:
         reason = f"the sign-in provider answered {error[:60]!r}" if error else "no code"
         raise Unauthenticated(f"sign-in did not complete: {reason}", sent=False)
+    if not same_secret(request.cookies.get(SIGN_IN_COOKIE, ""), state):
+        raise Unauthenticated(
+            "this sign-in was not started in this browser, or took too long; sign in again",
+            sent=False,
+        )
     redirect_uri = url(request, "/auth/callback")
     cookie, page = await _sign_ins(request).finish(code, state, redirect_uri)
     response = RedirectResponse(url(request, page), status_code=303)
+    response.delete_cookie(SIGN_IN_COOKIE, path=_path(request, "/auth/callback"))
     response.set_cookie(
-        COOKIE,
+        SESSION_COOKIE,
         cookie,
         max_age=request.app.state.settings.session_lifetime,
-        path="/",
+        path=_path(request, "/"),
         httponly=True,
         samesite="lax",
         secure=redirect_uri.startswith("https:"),
@@ -68,16 +92,16 @@ async def callback(
 @router.post("/logout")
 async def logout(request: Request) -> Response:
     sign_ins = _sign_ins(request)
-    cookie = request.cookies.get(COOKIE)
+    cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
         # the form's one field, url-encoded (BodyLimit bounds the body)
         form = parse_qs((await request.body()).decode("utf-8", "replace"))
         csrf_token = form.get("csrf_token", [""])[0]
         found = await sign_ins.session(cookie)
-        if found is not None and not secrets.compare_digest(found[1], csrf_token):
+        if found is not None and not same_secret(csrf_token, found[1]):
             raise Forbidden("the sign-out form lacks this session's CSRF token")
         await sign_ins.end(cookie)
     back = url(request, "/")
     response = RedirectResponse(await sign_ins.sign_out_address(back) or back, status_code=303)
-    response.delete_cookie(COOKIE, path="/")
+    response.delete_cookie(SESSION_COOKIE, path=_path(request, "/"))
     return response

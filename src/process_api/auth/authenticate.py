@@ -8,19 +8,21 @@ never trusted: one that names another user than the token's own is refused.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from process_api.auth.api_keys import digest, is_api_key
 from process_api.auth.tokens import TokenVerifier, keycloak_issuer
 from process_api.auth.user import User, email_identity, key_identity
-from process_api.errors import Forbidden, Unauthenticated
+from process_api.errors import Forbidden, InvalidParameter, Unauthenticated
 from process_api.settings import Settings
 from process_api.store.base import JobStore
 
 log = logging.getLogger(__name__)
 
 ACT_FOR = "x-processapi-user-email"
+EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,189}$")
 #: the longest credential read: tokens of real providers are a few kilobytes.
 MAX_CREDENTIAL = 16 * 1024
 
@@ -49,7 +51,7 @@ class Authenticator:
                     "the realm are accepted; set OIDC_AUDIENCE to this server's client id"
                 )
             self.verifier = TokenVerifier(
-                keycloak_issuer(keys_url),
+                settings.oidc_issuer or keycloak_issuer(keys_url),
                 settings.oidc_audience,
                 settings.oidc_algorithms,
                 keys_url=keys_url,
@@ -75,8 +77,12 @@ class Authenticator:
         if not named or email_identity(named) in user.identities:
             return user
         if self.service_role and self.service_role in user.roles:
+            if not EMAIL.match(named):
+                raise InvalidParameter("X-ProcessAPI-User-Email is not an email address")
+            # the user acted for: with the service's roles, but never an admin's sight
             identity = email_identity(named)
-            return User(identity, named, user.roles, user.admin, (identity,))
+            roles = user.roles - {self.admin_role}
+            return User(identity, named, roles, False, (identity,))
         raise Forbidden(
             "X-ProcessAPI-User-Email names another user than the token's: only a service "
             "may act for another user"
@@ -95,7 +101,9 @@ class Authenticator:
         subject = str(claims["sub"])
         identities = [subject]
         email = claims.get("email")
-        if isinstance(email, str) and email and claims.get("email_verified", True) is not False:
+        # Only an address the provider verified: one a user may set to anything would give
+        # them the jobs a service submitted for its owner.
+        if isinstance(email, str) and email and claims.get("email_verified") is True:
             identities.append(email_identity(email))
         name = claims.get("preferred_username") or email or subject
         return User(subject, str(name)[:256], roles, self.admin_role in roles, tuple(identities))

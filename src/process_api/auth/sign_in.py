@@ -16,9 +16,10 @@ import secrets
 from datetime import timedelta
 from urllib.parse import urlencode, urlsplit
 
+from process_api.auth.api_keys import digest
 from process_api.auth.authenticate import Authenticator
 from process_api.auth.user import User, user_from_dict, user_to_dict
-from process_api.errors import Unauthenticated
+from process_api.errors import ServiceUnavailable, Unauthenticated
 from process_api.jobs.model import utcnow
 from process_api.settings import Settings
 from process_api.store.base import JobStore, Session, SignIn
@@ -26,10 +27,15 @@ from process_api.store.base import JobStore, Session, SignIn
 #: how long a browser may take at the provider's sign-in page.
 SIGN_IN_TIME = timedelta(minutes=10)
 SCOPE = "openid profile email"
+#: the cookie of a signed-in browser, and the one that ties a sign-in to the browser that
+#: started it (its state): a sign-in's answer opened in another browser signs nobody in.
+SESSION_COOKIE = "process_api_session"
+SIGN_IN_COOKIE = "process_api_sign_in"
 
 
-def digest(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
+def same_secret(sent: str, kept: str) -> bool:
+    """In constant time; any text may be sent (compare_digest takes only ASCII strings)."""
+    return secrets.compare_digest(sent.encode(), kept.encode())
 
 
 class SignIns:
@@ -46,8 +52,9 @@ class SignIns:
         #: where the browser is sent to sign in and out (the issuer's site, as providers do).
         self.origin = f"{issuer.scheme}://{issuer.netloc}"
 
-    async def start(self, redirect_uri: str, next_page: str) -> str:
-        """The provider's address the browser goes to, to sign in."""
+    async def start(self, redirect_uri: str, next_page: str) -> tuple[str, str]:
+        """The provider's address the browser goes to, to sign in, and the sign-in's state,
+        which the browser keeps (SIGN_IN_COOKIE) to show it is the one that started it."""
         state, verifier, nonce = (secrets.token_urlsafe(32) for _ in range(3))
         expires = utcnow() + SIGN_IN_TIME
         await self.store.add_sign_in(SignIn(digest(state), verifier, nonce, next_page, expires))
@@ -64,8 +71,8 @@ class SignIns:
         }
         endpoint = (await self.verifier.metadata()).get("authorization_endpoint")
         if not isinstance(endpoint, str):
-            raise Unauthenticated("the sign-in provider has no authorization endpoint", sent=False)
-        return f"{endpoint}?{urlencode(query)}"
+            raise ServiceUnavailable("the sign-in provider has no authorization endpoint")
+        return f"{endpoint}?{urlencode(query)}", state
 
     async def finish(self, code: str, state: str, redirect_uri: str) -> tuple[str, str]:
         """The new session's cookie value and the page to go back to, once the provider's
@@ -84,7 +91,7 @@ class SignIns:
             form["client_secret"] = self.client_secret
         endpoint = (await self.verifier.metadata()).get("token_endpoint")
         if not isinstance(endpoint, str):
-            raise Unauthenticated("the sign-in provider has no token endpoint", sent=False)
+            raise ServiceUnavailable("the sign-in provider has no token endpoint")
         tokens = await self.verifier.post_form(endpoint, form)
         access, identity = tokens.get("access_token"), tokens.get("id_token")
         if not isinstance(access, str) or not isinstance(identity, str):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from typing import Any
 
@@ -26,6 +27,9 @@ log = logging.getLogger(__name__)
 LEEWAY = 30
 #: how long a fetch of the discovery or keys document may take.
 FETCH_TIMEOUT = 10.0
+#: seconds after which the keys are fetched again even if no token names a new one: a key the
+#: provider withdrew is not accepted for longer.
+KEYS_MAX_AGE = 3600.0
 #: the claims every token must carry (`aud` too when an audience is configured).
 REQUIRED = ["exp", "iat", "iss", "sub"]
 
@@ -58,6 +62,8 @@ class TokenVerifier:
         self._keys: dict[str, dict[str, Any]] = {}
         self._fetched_at: float | None = None
         self._metadata: dict[str, Any] | None = None
+        #: whether the last fetch of the keys failed.
+        self._unreachable = False
         self._fetching = asyncio.Lock()
         self._http = httpx.AsyncClient(timeout=FETCH_TIMEOUT, follow_redirects=False)
 
@@ -76,7 +82,7 @@ class TokenVerifier:
         algorithm = header.get("alg")
         if algorithm not in self.algorithms:
             raise Unauthenticated(
-                f"tokens signed with {str(algorithm)[:20]!r} are not accepted "
+                f"the token's signature algorithm is not accepted "
                 f"(accepted: {', '.join(self.algorithms)})"
             )
         jwk = await self._key(header.get("kid"))
@@ -106,18 +112,33 @@ class TokenVerifier:
     async def _key(self, kid: Any) -> dict[str, Any]:
         if not isinstance(kid, str) or not kid:
             raise Unauthenticated("the token names no signing key (kid)")
-        if kid not in self._keys:
+        if kid not in self._keys or self._age() >= KEYS_MAX_AGE:
             async with self._fetching:
-                since = None if self._fetched_at is None else time.monotonic() - self._fetched_at
-                if kid not in self._keys and (since is None or since >= self.refresh_interval):
-                    await self._fetch_keys()
+                stale = self._age() >= KEYS_MAX_AGE
+                if stale or (kid not in self._keys and self._age() >= self.refresh_interval):
+                    try:
+                        await self._fetch_keys()
+                    except ServiceUnavailable:
+                        if kid not in self._keys:
+                            raise  # else the key known so far serves until the provider answers
+                elif kid not in self._keys and self._unreachable:
+                    # the last fetch failed a moment ago: the key may exist all the same
+                    raise ServiceUnavailable(
+                        "the sign-in provider cannot be reached to check the token; try again"
+                    )
         key = self._keys.get(kid)
         if key is None:
             raise Unauthenticated("the token is signed by a key the provider does not publish")
         return key
 
+    def _age(self) -> float:
+        """Seconds since the keys were last fetched (or tried)."""
+        return math.inf if self._fetched_at is None else time.monotonic() - self._fetched_at
+
     async def _fetch_keys(self) -> None:
+        # Counted from the try: a provider that does not answer is not asked at every token.
         self._fetched_at = time.monotonic()
+        self._unreachable = True
         if self.keys_url is None:
             discovery = await self.metadata()
             if not isinstance(discovery.get("jwks_uri"), str):
@@ -134,6 +155,7 @@ class TokenVerifier:
         }
         log.info("signing keys of the sign-in provider: %s", ", ".join(sorted(keys)) or "none")
         self._keys = keys
+        self._unreachable = False
 
     async def metadata(self) -> dict[str, Any]:
         """The provider's discovery document (its endpoints), read once."""

@@ -10,11 +10,15 @@ from process_api.jobs.model import Job, timestamp
 _INTERNAL = ("start",)
 
 
+#: who submitted the job: its user's id and the name to show.
+SUBMITTER_FIELDS = ("submitter", "submitterName")
+
+
 def job_metadata(job: Job) -> dict[str, Any]:
     """The job's identity, host, status and times, with what its host recorded of the run
     (image and digest, command, container or Batch job); never its inputs' secrets."""
     run = {k: v for k, v in (job.handle or {}).items() if k not in _INTERNAL}
-    submitter = {"submitter": job.submitter, "submitterName": job.submitter_name}
+    submitter = dict(zip(SUBMITTER_FIELDS, (job.submitter, job.submitter_name), strict=True))
     return {
         "jobID": job.id,
         "processID": job.process_id,

@@ -21,7 +21,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from process_api.auth.user import User
 from process_api.errors import InvalidInput, JobNotDismissable, NoSuchJob, ServiceUnavailable
 from process_api.hosts.base import Host
 from process_api.jobs import lifecycle
@@ -90,9 +89,10 @@ class JobService:
         inputs: dict[str, Any],
         request: dict[str, Any],
         mode: Mode,
-        submitter: User | None = None,
+        submitter: tuple[str, str] | None = None,
     ) -> Job:
-        """Records the job (durably) in the queue; returns the accepted job."""
+        """Records the job (durably) in the queue; returns the accepted job. `submitter`: the
+        id and the name to show of the user who asked for it."""
         if self._closing:
             raise ServiceUnavailable("the server is shutting down and accepts no new jobs")
         host = self.hosts[process.host_type]
@@ -116,8 +116,8 @@ class JobService:
             message="accepted",
             inputs=inputs,
             request=request,
-            submitter=submitter.id if submitter else None,
-            submitter_name=submitter.name if submitter else None,
+            submitter=submitter[0] if submitter else None,
+            submitter_name=submitter[1] if submitter else None,
             # A sync job is run by the instance its client waits on; an async one by any.
             owner=self.instance.id if mode == "sync" else None,
             cpus=need.cpus if need else 0.0,
@@ -154,11 +154,13 @@ class JobService:
         newer = await self.store.find(replace(edge, before=(jobs[0].created, jobs[0].id)))
         return JobPage(jobs, total, bool(older), bool(newer))
 
-    async def position(self, job_id: str, submitters: Sequence[str] = ()) -> Position | None:
+    async def position(
+        self, job_id: str, submitters: Sequence[str] | None = None
+    ) -> Position | None:
         """Where a job stands in the job list; None for an unknown job, or one not of these
         submitters (if any are named)."""
         job = await self.store.summary(job_id)
-        if job is None or (submitters and job.submitter not in submitters):
+        if job is None or (submitters is not None and job.submitter not in submitters):
             return None
         return (job.created, job.id)
 

@@ -20,8 +20,8 @@ class JobQuery:
     never make a page repeat or skip a job."""
 
     process_ids: Sequence[str] = ()
-    #: jobs of these submitters (the identities of one user); anybody's if empty.
-    submitters: Sequence[str] = ()
+    #: jobs of these submitters (the identities of one user); anybody's if None.
+    submitters: Sequence[str] | None = None
     statuses: Sequence[JobStatus] = ()
     limit: int = 10
     #: created within these bounds (inclusive; None is open).

@@ -101,7 +101,7 @@ sign_ins = sa.Table(
     sa.Column("verifier", sa.String(128), nullable=False),
     sa.Column("nonce", sa.String(64), nullable=False),
     sa.Column("next", sa.Text, nullable=False),
-    sa.Column("expires", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires", sa.DateTime(timezone=True), nullable=False, index=True),
 )
 
 sessions = sa.Table(
@@ -358,7 +358,7 @@ class SqlJobStore:
         conditions: list[Any] = []
         if query.process_ids:
             conditions.append(jobs.c.process_id.in_(list(query.process_ids)))
-        if query.submitters:
+        if query.submitters is not None:
             conditions.append(jobs.c.submitter.in_(list(query.submitters)))
         if query.statuses:
             conditions.append(jobs.c.status.in_([s.value for s in query.statuses]))

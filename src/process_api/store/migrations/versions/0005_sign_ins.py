@@ -23,7 +23,7 @@ def upgrade() -> None:
         sa.Column("verifier", sa.String(128), nullable=False),
         sa.Column("nonce", sa.String(64), nullable=False),
         sa.Column("next", sa.Text, nullable=False),
-        sa.Column("expires", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires", sa.DateTime(timezone=True), nullable=False, index=True),
     )
     op.create_table(
         "sessions",
