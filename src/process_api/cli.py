@@ -17,6 +17,7 @@ import uvicorn
 from process_api import __version__, server_log
 from process_api.app import create_app, history_without_database
 from process_api.errors import ApiError
+from process_api.exit_codes import EXIT_BAD_SETTINGS, EXIT_INVALID_FILES, EXIT_NO_DATABASE
 from process_api.hosts import build_hosts, host_checks
 from process_api.keys_command import keys
 from process_api.processes.discovery import IGNORE_FILE
@@ -27,11 +28,6 @@ from process_api.settings import Settings, SettingsError, load_settings
 from process_api.store import build_store
 
 log = logging.getLogger("process_api")
-
-#: exit codes
-EXIT_INVALID_FILES = 2
-EXIT_BAD_SETTINGS = 3
-EXIT_NO_DATABASE = 4
 
 
 def _serve_parser() -> argparse.ArgumentParser:

@@ -13,14 +13,11 @@ from collections.abc import Sequence
 
 from process_api.auth.api_keys import NAME, digest, new_key
 from process_api.errors import ApiError
+from process_api.exit_codes import EXIT_BAD_SETTINGS, EXIT_FAILED, EXIT_NO_DATABASE
 from process_api.jobs.model import utcnow
 from process_api.settings import Settings, SettingsError, load_settings
 from process_api.store import build_store
 from process_api.store.base import ApiKey, JobStore
-
-EXIT_FAILED = 1
-EXIT_BAD_SETTINGS = 3
-EXIT_NO_DATABASE = 4
 
 
 def _parser() -> argparse.ArgumentParser:

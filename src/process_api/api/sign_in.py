@@ -41,20 +41,29 @@ def _path(request: Request, path: str) -> str:
     return urlsplit(url(request, path)).path
 
 
+def _set_cookie(
+    request: Request, response: Response, name: str, value: str, path: str, lifetime: int
+) -> None:
+    """A cookie scripts cannot read, sent back only to this server (over https when it is
+    served so) and not with requests other sites make, but for links followed to it."""
+    response.set_cookie(
+        name,
+        value,
+        max_age=lifetime,
+        path=_path(request, path),
+        httponly=True,
+        samesite="lax",
+        secure=url(request, "/").startswith("https:"),
+    )
+
+
 @router.get("/login")
 async def login(request: Request, next: Annotated[str | None, Query()] = None) -> Response:
     callback = url(request, "/auth/callback")
     address, state = await _sign_ins(request).start(callback, _local(next))
     response = RedirectResponse(address, status_code=303)
-    response.set_cookie(
-        SIGN_IN_COOKIE,
-        state,
-        max_age=int(SIGN_IN_TIME.total_seconds()),
-        path=_path(request, "/auth/callback"),
-        httponly=True,
-        samesite="lax",
-        secure=callback.startswith("https:"),
-    )
+    lifetime = int(SIGN_IN_TIME.total_seconds())
+    _set_cookie(request, response, SIGN_IN_COOKIE, state, "/auth/callback", lifetime)
     return response
 
 
@@ -77,15 +86,8 @@ async def callback(
     cookie, page = await _sign_ins(request).finish(code, state, redirect_uri)
     response = RedirectResponse(url(request, page), status_code=303)
     response.delete_cookie(SIGN_IN_COOKIE, path=_path(request, "/auth/callback"))
-    response.set_cookie(
-        SESSION_COOKIE,
-        cookie,
-        max_age=request.app.state.settings.session_lifetime,
-        path=_path(request, "/"),
-        httponly=True,
-        samesite="lax",
-        secure=redirect_uri.startswith("https:"),
-    )
+    lifetime = request.app.state.settings.session_lifetime
+    _set_cookie(request, response, SESSION_COOKIE, cookie, "/", lifetime)
     return response
 
 
