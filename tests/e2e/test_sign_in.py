@@ -174,3 +174,33 @@ def test_a_sign_in_goes_back_only_to_this_server_and_only_once(server: Server) -
     code = dict(parse_qsl(urlsplit(callback).query))["code"]
     assert "/auth/callback?code=***&state=***" in server.output()  # the access log's line
     assert code not in server.output()
+
+
+def test_a_browser_signed_in_at_one_instance_is_signed_in_at_every_other(
+    server: Server, provider: Provider, tmp_path: Path
+) -> None:
+    """Sign-ins and sessions live in the job database: the provider may send the browser back
+    to another instance, and a load balancer may send its next request to a third."""
+    env = {
+        "AUTH_SERVICE": "oidc",
+        "OIDC_ISSUER": provider.issuer,
+        "OIDC_AUDIENCE": AUDIENCE,
+        "OIDC_CLIENT_ID": CLIENT_ID,
+        "DB_PATH": str(server.data_dir / "jobs.sqlite"),
+        "PUBLIC_URL": server.url,  # the one address of both, as behind a load balancer
+    }
+    other = Server(server.plugins, tmp_path / "other", env=env).start()
+    try:
+        with httpx.Client(timeout=30) as http:
+            started = http.get(server.url + "/auth/login", params={"next": "/jobs?f=html"})
+            answer = http.get(
+                started.headers["Location"].replace("/auth?", "/signed-in?") + "&username=cy"
+            )
+            # the provider sends the browser back to the other instance's address
+            back = http.get(answer.headers["Location"].replace(server.url, other.url))
+            assert back.status_code == 303, back.text
+            for instance in (server, other):
+                page = http.get(instance.url + "/jobs?f=html")
+                assert page.status_code == 200 and ">cy<" in page.text, instance.url
+    finally:
+        other.stop()

@@ -95,7 +95,8 @@ class SignIns:
         tokens = await self.verifier.post_form(endpoint, form)
         access, identity = tokens.get("access_token"), tokens.get("id_token")
         if not isinstance(access, str) or not isinstance(identity, str):
-            raise Unauthenticated("the sign-in provider did not sign the browser in")
+            error = str(tokens.get("error", "no tokens"))[:60]
+            raise Unauthenticated(f"the sign-in provider did not sign the browser in ({error})")
         proof = await self.verifier.claims(identity, audience=self.client_id)
         if not secrets.compare_digest(str(proof.get("nonce", "")), sign_in.nonce):
             raise Unauthenticated("the sign-in provider's answer is not for this sign-in")
