@@ -144,6 +144,14 @@ class Server:
     def client(self, **kwargs: object) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30.0, **kwargs)  # type: ignore[arg-type]
 
+    def pause(self, sig: int = signal.SIGSTOP) -> None:
+        """Stalls the server (SIGSTOP) or lets it go on (SIGCONT): its workers too."""
+        assert self.proc is not None
+        workers = children(self.proc.pid) if self.several_workers else []
+        for pid in [self.proc.pid, *workers]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         assert self.proc is not None
         if self.proc.poll() is None:

@@ -1138,7 +1138,7 @@ def test_batch_jobs_of_a_killed_instance_end_rightly_on_another(
             receiver.wait_for(f"/{name}/progress")  # A said it runs
         batch_ids = {name: handle(on_a, job_id)["batchJobId"] for name, job_id in jobs.items()}
         assert a.proc is not None
-        a.proc.send_signal(signal.SIGSTOP)  # alive, but sees no dismiss any more
+        a.pause()  # alive, but sees no dismiss any more
         try:
             response = on_b.delete(f"/jobs/{jobs['bwlong']}")
             assert response.status_code == 200, response.text

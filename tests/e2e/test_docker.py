@@ -1014,13 +1014,13 @@ def test_finding_19_a_jobs_end_is_recorded_before_its_container_is_removed(
             since = time.time() - 1
             job_id = submit(http, "late")
             wait_for_event(since, job_id, "die")
-            os.kill(server.proc.pid, signal.SIGSTOP)  # type: ignore[union-attr]
+            server.pause()
             status = job_status_in_store(server, job_id)
             if status == "running":
                 assert job_containers(job_id), "the container went before the job's end"
                 caught = job_id
                 break
-            os.kill(server.proc.pid, signal.SIGCONT)  # type: ignore[union-attr]
+            server.pause(signal.SIGCONT)
             wait_no_container(job_id)  # recorded before the server stopped: try again
         assert caught, "the server always recorded the end before it could be stopped"
     server.stop(signal.SIGKILL)
@@ -1355,7 +1355,7 @@ def test_a_container_dismissed_while_its_instance_is_dead_is_stopped_by_the_one_
         job_id = submit(on_first, "stuck")
         running_container(on_first, job_id)
         assert first.proc is not None
-        first.proc.send_signal(signal.SIGSTOP)  # alive, but sees no dismiss any more
+        first.pause()  # alive, but sees no dismiss any more
         try:
             response = on_second.delete(f"/jobs/{job_id}")
             assert response.status_code == 200, response.text

@@ -213,12 +213,12 @@ def test_an_instance_back_from_a_stall_leaves_the_jobs_taken_from_it_to_their_ne
         queued = str(response.json()["jobID"])
         assert on_a.get(f"/jobs/{queued}").json()["status"] == "accepted"
         assert a.proc is not None
-        a.proc.send_signal(signal.SIGSTOP)
+        a.pause()
         try:
             failed = wait_status(on_b, running, {"failed", "successful", "dismissed"}, 20)
             wait_status(on_b, queued, {"running"}, 20)  # on B, and still running
         finally:
-            a.proc.send_signal(signal.SIGCONT)
+            a.pause(signal.SIGCONT)
         assert failed["status"] == "failed", failed
         done = wait_status(on_b, queued, {"failed", "successful", "dismissed"}, 20)
         assert done["status"] == "successful", done
