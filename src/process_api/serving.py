@@ -16,6 +16,7 @@ import asyncio
 import ctypes
 import logging
 import os
+import pickle
 import shutil
 import signal
 import socket
@@ -45,6 +46,8 @@ log = logging.getLogger("process_api")
 WORKER_HEALTHCHECK = 30
 #: seconds before a worker that could not start (beside others that serve) is tried again.
 RESTART_DELAY = 5.0
+#: seconds between two looks, while a worker is asked whether it lives, at whether it died.
+HEALTHCHECK_STEP = 0.2
 #: prctl's option for the signal a process gets when its parent dies (linux/prctl.h).
 PR_SET_PDEATHSIG = 1
 #: the environment variable prometheus-client reads, at import, for multi-process mode.
@@ -134,6 +137,23 @@ class _Worker(UvicornWorker):
     def target(self, sockets: list[socket.socket] | None = None) -> None:
         _stop_with_supervisor(self.supervisor)
         super().target(sockets)
+
+    def _healthcheck(self, timeout: float) -> bool | None:
+        """uvicorn's check that the worker answers, except that a worker that dies while it
+        is asked (killed, or its app failed to start) ends the wait at once: else the
+        supervisor waits the whole WORKER_HEALTHCHECK before it replaces the worker."""
+        try:
+            self.parent_conn.send(b"ping")
+            deadline = time.monotonic() + timeout
+            while (left := deadline - time.monotonic()) > 0:
+                if self.parent_conn.poll(min(HEALTHCHECK_STEP, left)):
+                    started: bool = self.parent_conn.recv()
+                    return started
+                if not self.process.is_alive():
+                    return None
+            return None
+        except (OSError, EOFError, pickle.UnpicklingError):
+            return None
 
     @property
     def server(self) -> uvicorn.Server:
