@@ -69,3 +69,14 @@ async def test_a_server_of_api_keys_only_refuses_tokens_and_other_schemes(
         with pytest.raises(Unauthenticated, match=reason):
             await authenticator.user(headers)
     assert await authenticator.user({}) is None  # no credentials: anonymous
+
+
+def test_a_token_subject_cannot_pass_for_an_api_key_or_an_email(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AUTH_SERVICE", "keys")
+    no_store: Any = None  # tokens need none
+    authenticator = Authenticator(load_settings(None), no_store)
+    for subject in ("key:nightly-run", "email:ana@example.org"):
+        with pytest.raises(Unauthenticated, match="reserves"):
+            authenticator.token_user(claims(sub=subject))

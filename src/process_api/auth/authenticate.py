@@ -14,7 +14,7 @@ from typing import Any
 
 from process_api.auth.api_keys import digest, is_api_key
 from process_api.auth.tokens import TokenVerifier, keycloak_issuer
-from process_api.auth.user import User, email_identity, key_identity
+from process_api.auth.user import RESERVED, User, email_identity, key_identity
 from process_api.errors import Forbidden, InvalidParameter, Unauthenticated
 from process_api.settings import Settings
 from process_api.store.base import JobStore
@@ -99,6 +99,9 @@ class Authenticator:
     def token_user(self, claims: dict[str, Any]) -> User:
         roles = frozenset(role for path in self.claim_paths for role in _roles_at(claims, path))
         subject = str(claims["sub"])
+        if subject.startswith(RESERVED):
+            # a provider's subject must not pass for an API key's or an email's user
+            raise Unauthenticated("the token's subject is of a form this server reserves")
         identities = [subject]
         email = claims.get("email")
         # Only an address the provider verified: one a user may set to anything would give

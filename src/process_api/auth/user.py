@@ -33,6 +33,10 @@ def user_from_dict(data: dict[str, Any]) -> User:
     )
 
 
+#: what the identities of API keys' and emails' users start with; a token's subject never does.
+RESERVED = ("key:", "email:")
+
+
 def email_identity(email: str) -> str:
     return f"email:{email.strip().lower()}"
 
