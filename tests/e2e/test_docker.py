@@ -1056,7 +1056,8 @@ wait
 
 def test_finding_9_the_pids_limit_holds_a_fork_bomb(harness: Harness, busybox: str) -> None:
     limits = {"cpus": 0.5, "memory": 128, "pids": 64}
-    harness.add(shell_process("bomb", busybox, FORK_BOMB, timeout=6, maxResources=limits))
+    # The timeout leaves room for `docker stats`, which takes seconds on a machine the bomb keeps busy.
+    harness.add(shell_process("bomb", busybox, FORK_BOMB, timeout=12, maxResources=limits))
     server = harness.start()
     with server.client() as http:
         job_id = submit(http, "bomb")
