@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+import signal
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -16,7 +18,17 @@ from fastapi.templating import Jinja2Templates
 from starlette.middleware.cors import CORSMiddleware
 
 from process_api import __version__
-from process_api.api import errors, health, job_list, jobs, landing, openapi, processes, sign_in
+from process_api.api import (
+    deploy,
+    errors,
+    health,
+    job_list,
+    jobs,
+    landing,
+    openapi,
+    processes,
+    sign_in,
+)
 from process_api.api import metrics as metrics_api
 from process_api.api.auth import Authenticate
 from process_api.api.callbacks import CallbackPolicy, Notifier
@@ -29,15 +41,19 @@ from process_api.api.negotiation import Renderer
 from process_api.auth.authenticate import Authenticator
 from process_api.auth.sign_in import SignIns
 from process_api.errors import ApiError
-from process_api.hosts import build_hosts
+from process_api.hosts import build_hosts, host_checks
 from process_api.hosts.base import Host
 from process_api.jobs.model import Job, timestamp
 from process_api.jobs.service import JobService
 from process_api.metrics import Metrics
-from process_api.processes.registry import ProcessRegistry
+from process_api.processes.catalog import Catalog
+from process_api.processes.deployment import Deployment
+from process_api.processes.registry import Process
+from process_api.processes.reload import Reloader
 from process_api.settings import Settings
 from process_api.storage import build_storage
 from process_api.store import build_store
+from process_api.store.sql import SqlJobStore
 
 log = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).parent / "api" / "templates"
@@ -103,22 +119,73 @@ CORS_EXPOSED = [
 ]
 
 
+async def _open_store(settings: Settings, store: SqlJobStore) -> None:
+    """Opens the job store, or raises RuntimeError (logged) to keep the server from starting."""
+    refusal = await asyncio.to_thread(history_without_database, settings)
+    if refusal is not None:
+        log.error("%s", refusal)
+        raise RuntimeError(refusal)
+    try:
+        await store.open()
+    except ApiError as exc:
+        log.error("not starting: %s", exc.detail)
+        raise RuntimeError(exc.detail) from exc
+    log.info("job database: %s", store.location)
+
+
+@asynccontextmanager
+async def _processes_kept_current(
+    reloader: Reloader, watch: bool, supervisor: int | None
+) -> AsyncIterator[None]:
+    """Deployed processes read again every second; the processes directory read again on
+    SIGHUP and, if `watch`, whenever its files change."""
+    loop = asyncio.get_running_loop()
+    reloads: set[asyncio.Task[None]] = set()
+
+    def reload() -> None:
+        task = loop.create_task(reloader.reload("SIGHUP"))
+        reloads.add(task)  # referenced until it ends
+        task.add_done_callback(reloads.discard)
+
+    # Signals are handled in the main thread only (not by an app in a test's thread).
+    with contextlib.suppress(ValueError, RuntimeError):
+        loop.add_signal_handler(signal.SIGHUP, reload)
+    if supervisor is not None:  # a worker started after the files changed (a replacement)
+        await reloader.reload("worker start")
+    tasks = [asyncio.create_task(reloader.catalog.refresh_periodically())]
+    if watch:
+        tasks.append(asyncio.create_task(reloader.watch()))
+    try:
+        yield
+    finally:
+        reloader.stop()
+        with contextlib.suppress(ValueError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGHUP)
+        for task in [*tasks, *reloads]:
+            task.cancel()
+        await asyncio.gather(*tasks, *reloads, return_exceptions=True)
+
+
 def create_app(
     settings: Settings,
-    registry: ProcessRegistry,
+    files: Sequence[Process],
     hosts: dict[str, Host] | None = None,
     metrics_dir: Path | None = None,
     supervisor: int | None = None,
 ) -> FastAPI:
-    """The ASGI app; its lifespan opens the store, settles old jobs and stops jobs at exit.
+    """The ASGI app serving the processes of `files` (the processes directory) and those deployed;
+    its lifespan opens the store, settles old jobs and stops jobs at exit.
     `metrics_dir`: where the worker processes of one server share their metrics (with
     `--workers N`), None for one process; `supervisor`: the pid of their supervisor."""
     hosts = hosts if hosts is not None else build_hosts(settings)
     store = build_store(settings)
+    catalog = Catalog(files, settings.plugins_dir, store)
+    checks = host_checks(hosts)
+    deployment = Deployment(store, catalog, checks, settings.deployable_hosts)
     policy = CallbackPolicy(
         settings.callback_allow_private, settings.callback_timeout, settings.callback_attempts
     )
-    notifier = Notifier(registry, policy)
+    notifier = Notifier(catalog.known_of_job, policy)
     storage = build_storage(settings)
     expiry = timedelta(days=settings.expiry_days) if settings.expiry_days else None
 
@@ -140,28 +207,26 @@ def create_app(
         else None
     )
 
+    reloader = Reloader(catalog, settings.plugins_dir, checks, service.processes_removed)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        refusal = await asyncio.to_thread(history_without_database, settings)
-        if refusal is not None:
-            log.error("%s", refusal)
-            raise RuntimeError(refusal)
+        await _open_store(settings, store)
+        await catalog.refresh()
+        await service.join(catalog)
+        log.info("serving %d process(es)", len(catalog))
+        tasks = []
+        if expiry:
+            tasks.append(asyncio.create_task(_expire_periodically(service)))
+        if metrics.shared:
+            tasks.append(asyncio.create_task(_refresh_periodically(metrics)))
         try:
-            await store.open()
-        except ApiError as exc:
-            log.error("not starting: %s", exc.detail)
-            raise RuntimeError(exc.detail) from exc
-        log.info("job database: %s", store.location)
-        await service.join(registry)
-        log.info("serving %d process(es)", len(registry))
-        cleaner = asyncio.create_task(_expire_periodically(service)) if expiry else None
-        refresher = asyncio.create_task(_refresh_periodically(metrics)) if metrics.shared else None
-        try:
-            yield
+            async with _processes_kept_current(reloader, settings.watch_processes, supervisor):
+                yield
         finally:
-            for task in (cleaner, refresher):
-                if task is not None:
-                    task.cancel()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await service.shutdown()
             await notifier.aclose()
             if authenticator is not None:
@@ -184,7 +249,8 @@ def create_app(
     templates.env.filters["timestamp"] = timestamp
     templates.env.filters["pretty"] = pretty_json
     app.state.settings = settings
-    app.state.registry = registry
+    app.state.catalog = catalog
+    app.state.deployment = deployment
     app.state.jobs = service
     app.state.sign_ins = sign_ins
     app.state.callback_policy = policy
@@ -193,7 +259,7 @@ def create_app(
     )
     app.state.render = Renderer(templates)
     app.state.metrics = metrics
-    app.state.ready_checks = [store.problems, storage.problems, engine_problems(registry, hosts)]
+    app.state.ready_checks = [store.problems, storage.problems, engine_problems(catalog, hosts)]
     errors.install(app)
     # Added innermost first: every response is marked nosniff, even an unexpected error's.
     if authenticator is not None:
@@ -207,7 +273,7 @@ def create_app(
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
-            allow_methods=["GET", "HEAD", "POST", "DELETE"],
+            allow_methods=["GET", "HEAD", "POST", "PUT", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Prefer", "X-API-Key", "Range"],
             expose_headers=CORS_EXPOSED,
             max_age=600,
@@ -221,6 +287,7 @@ def create_app(
     openapi.install(app)
     app.include_router(landing.router)
     app.include_router(processes.router)
+    app.include_router(deploy.router)
     app.include_router(job_list.router)
     app.include_router(jobs.router)
     app.include_router(health.router)

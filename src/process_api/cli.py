@@ -22,7 +22,6 @@ from process_api.hosts import build_hosts, host_checks
 from process_api.keys_command import keys
 from process_api.processes.discovery import IGNORE_FILE
 from process_api.processes.loader import Loaded, load_directory, load_paths
-from process_api.processes.registry import ProcessRegistry
 from process_api.serving import JobsServer, run_workers
 from process_api.settings import Settings, SettingsError, load_settings
 from process_api.store import build_store
@@ -188,7 +187,7 @@ def serve(argv: Sequence[str]) -> int:
             return code
         return _run(settings, None, loaded)
     try:
-        app = create_app(settings, ProcessRegistry(loaded.processes), hosts)
+        app = create_app(settings, loaded.processes, hosts)
     except ApiError as exc:
         log.error("not starting: %s", exc.detail)
         return EXIT_BAD_SETTINGS

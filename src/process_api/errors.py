@@ -15,9 +15,13 @@ documents. Nothing below the API layer knows about HTTP beyond the number.
      ├── JobDismissed         410  results of a dismissed job
      ├── ResultsExpired       410  results, logs and metadata past retention (EXPIRY_DAYS)
      ├── PayloadTooLarge      413  an execute request too large for the job's host
+     │    └── UnsupportedPackage 415  (Part 2) a process to deploy in another format
      ├── InvalidParameter     400  invalid-parameter-value (query parameters, headers)
      ├── InvalidInput         400  invalid-parameter-value (execute request body)
+     ├── InvalidPackage       400  (Part 2) a process to deploy that is not valid
      ├── JobNotDismissable    409  the job already finished
+     ├── DuplicatedProcess    409  (Part 2) a process of that id exists
+     ├── ImmutableProcess     403  (Part 2) a process of the processes directory
      ├── TooManyJobs          429  the user's quota of active jobs is used up
      ├── ServiceUnavailable   503  an engine the job needs is unreachable
      │    └── StoreUnavailable 503  the job database is busy, missing, read-only or failing
@@ -27,6 +31,8 @@ documents. Nothing below the API layer knows about HTTP beyond the number.
 from __future__ import annotations
 
 OGC = "http://www.opengis.net/def/exceptions/ogcapi-processes-1/1.0/"
+#: the exception types of Part 2 (Deploy, Replace, Undeploy).
+OGC_DRU = "http://www.opengis.net/def/exceptions/ogcapi-processes-2/1.0/"
 
 
 class ApiError(Exception):
@@ -128,6 +134,10 @@ class UnsupportedMediaType(ApiError):
     title = "Unsupported media type"
 
 
+class UnsupportedPackage(UnsupportedMediaType):
+    type = OGC_DRU + "unsupported-content-type"
+
+
 class InvalidParameter(ApiError):
     status = 400
     type = OGC + "invalid-parameter-value"
@@ -136,6 +146,22 @@ class InvalidParameter(ApiError):
 
 class InvalidInput(InvalidParameter):
     title = "Invalid execute request"
+
+
+class InvalidPackage(InvalidParameter):
+    title = "Invalid process"
+
+
+class DuplicatedProcess(ApiError):
+    status = 409
+    type = OGC_DRU + "duplicated-process"
+    title = "Duplicated process"
+
+
+class ImmutableProcess(ApiError):
+    status = 403
+    type = OGC_DRU + "immutable-process"
+    title = "Immutable process"
 
 
 class JobNotDismissable(ApiError):

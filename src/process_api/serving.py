@@ -13,6 +13,7 @@ checked once, by the supervisor, and are handed to each worker as they were load
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import logging
 import os
@@ -35,7 +36,7 @@ from process_api import server_log
 from process_api.app import create_app
 from process_api.hosts import build_hosts
 from process_api.jobs.service import JobService
-from process_api.processes.registry import Process, ProcessRegistry
+from process_api.processes.registry import Process
 from process_api.settings import Settings
 
 log = logging.getLogger("process_api")
@@ -99,9 +100,8 @@ class WorkerApp:
         global _worker_jobs
         server_log.configure(self.settings.log_level, self.settings.log_format)
         log.info("worker process %d starting", os.getpid())
-        registry = ProcessRegistry(self.processes)
         hosts = build_hosts(self.settings)
-        app = create_app(self.settings, registry, hosts, self.metrics_dir, os.getppid())
+        app = create_app(self.settings, self.processes, hosts, self.metrics_dir, os.getppid())
         _worker_jobs = app.state.jobs
         return app
 
@@ -136,6 +136,8 @@ class _Worker(UvicornWorker):
 
     def target(self, sockets: list[socket.socket] | None = None) -> None:
         _stop_with_supervisor(self.supervisor)
+        # Until its app handles it (a reload), a SIGHUP must not end the worker.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
         super().target(sockets)
 
     def _healthcheck(self, timeout: float) -> bool | None:
@@ -236,7 +238,12 @@ class _Supervisor(Multiprocess):
         log.warning("%s is not supported: restart the server to change its workers", what)
 
     def handle_hup(self) -> None:
-        self._unsupported("SIGHUP (restart the workers)")
+        """Each worker reads the processes directory again (their jobs go on)."""
+        log.info("SIGHUP: the workers read the processes directory again")
+        for worker in self.processes:
+            if worker.pid is not None and worker.process.is_alive():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.pid, signal.SIGHUP)
 
     def handle_ttin(self) -> None:
         self._unsupported("SIGTTIN (one worker more)")

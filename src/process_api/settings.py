@@ -29,6 +29,9 @@ PUBLIC_KEY_ALGORITHMS = (
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
 )  # fmt: skip
 
+#: the host types of process files (see hosts/__init__.py).
+HOST_TYPES = ("aws-batch", "docker", "local", "subprocess")
+
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
@@ -145,6 +148,15 @@ class Settings(BaseSettings):
     cors_origins: Annotated[tuple[str, ...], NoDecode] = Field((), alias="CORS_ORIGINS")
     #: the most jobs one user may have accepted or running at once; no limit if unset.
     user_max_active_jobs: int | None = Field(None, alias="USER_MAX_ACTIVE_JOBS", ge=1)
+    #: whether processes may be deployed over the API: by admins once authentication is on,
+    #: by nobody without it unless set to true (deploying means running any image).
+    allow_deploy: bool | None = Field(None, alias="ALLOW_DEPLOY")
+    #: the host types a deployed process may name; `subprocess` runs commands on this machine.
+    deploy_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("docker", "aws-batch"), alias="DEPLOY_HOSTS"
+    )
+    #: whether the processes directory is watched and read again when its files change.
+    watch_processes: bool = Field(True, alias="WATCH_PROCESSES")
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -164,12 +176,25 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "trusted_hosts", "oidc_algorithms", "auth_roles_claims", "cors_origins", mode="before"
+        "trusted_hosts",
+        "oidc_algorithms",
+        "auth_roles_claims",
+        "cors_origins",
+        "deploy_hosts",
+        mode="before",
     )
     @classmethod
     def _split_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(host.strip() for host in value.split(",") if host.strip())
+        return value
+
+    @field_validator("deploy_hosts")
+    @classmethod
+    def _known_hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [name for name in value if name not in HOST_TYPES]
+        if unknown:
+            raise ValueError(f"unknown host type(s) {unknown}: known are {', '.join(HOST_TYPES)}")
         return value
 
     @field_validator("aws_region", mode="before")
@@ -240,6 +265,21 @@ class Settings(BaseSettings):
     @property
     def browser_sign_in(self) -> bool:
         return self.auth_service in ("oidc", "keycloak") and bool(self.oidc_client_id)
+
+    @property
+    def deploying(self) -> bool:
+        """Whether processes may be deployed over the API (by admins, when auth is on)."""
+        if self.allow_deploy is None:
+            return self.protection > 0
+        return self.allow_deploy
+
+    @property
+    def deployable_hosts(self) -> frozenset[str]:
+        """DEPLOY_HOSTS, with `local` and `docker` standing for each other (one host)."""
+        hosts = set(self.deploy_hosts)
+        if hosts & {"docker", "local"}:
+            hosts |= {"docker", "local"}
+        return frozenset(hosts)
 
     @property
     def protection(self) -> int:

@@ -93,7 +93,7 @@ def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreMaker:
         path = tmp_path / "jobs.sqlite"
         return StoreMaker("sqlite", f"sqlite:///{path}", lambda: SqlJobStore.sqlite(path))
     url: str = request.getfixturevalue("postgres_url")
-    tables = "jobs, instances, api_keys, sign_ins, sessions, alembic_version"
+    tables = "jobs, instances, api_keys, sign_ins, sessions, process_versions, alembic_version"
     execute(url, f"DROP TABLE IF EXISTS {tables}")
     return StoreMaker("postgres", url, lambda: PostgresJobStore(url))
 

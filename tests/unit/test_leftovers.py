@@ -15,9 +15,9 @@ from process_api.hosts import build_hosts
 from process_api.hosts.docker import LABEL_INSTANCE, LABEL_JOB, LABEL_PROCESS, container_name
 from process_api.jobs import lifecycle
 from process_api.jobs.instances import new_instance
-from process_api.jobs.model import JobStatus
+from process_api.jobs.model import Job, JobStatus
 from process_api.jobs.running import JobRunner
-from process_api.processes.registry import ProcessRegistry
+from process_api.processes.registry import Process
 from process_api.settings import Settings
 from process_api.storage import build_storage
 from process_api.store.sql import SqlJobStore
@@ -26,6 +26,10 @@ from tests.unit.test_instances import LEASE
 from tests.unit.test_job_store import make_job
 
 REASON = "the server instance that had it stopped or restarted"
+
+
+async def _no_process(_job: Job) -> Process | None:
+    return None
 
 
 @pytest.fixture
@@ -106,7 +110,7 @@ async def test_a_starting_instance_leaves_the_container_of_a_run_whose_handle_is
     )
     leftovers.make("ended")
 
-    await lifecycle.settle(leftovers.runner, ProcessRegistry(), [], REASON)
+    await lifecycle.settle(leftovers.runner, _no_process, [], REASON)
 
     assert leftovers.left("starting") == (True, True)
     assert leftovers.left("ended") == (False, False)  # what ended jobs left still goes
@@ -130,6 +134,6 @@ async def test_a_starting_instance_leaves_what_a_run_begun_meanwhile_made(
         return found
 
     monkeypatch.setattr(store, "active", active_then_accepted)
-    await lifecycle.settle(leftovers.runner, ProcessRegistry(), [], REASON)
+    await lifecycle.settle(leftovers.runner, _no_process, [], REASON)
 
     assert leftovers.left("meanwhile") == (True, True)

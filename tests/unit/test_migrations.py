@@ -12,12 +12,13 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 
 from process_api.jobs.model import JobStatus
-from process_api.store.sql import MIGRATIONS, jobs, metadata
+from process_api.store.sql import MIGRATIONS
+from process_api.store.tables import jobs, metadata
 from tests.unit.conftest import StoreMaker, live
 from tests.unit.test_job_store import make_job
 
 #: the newest migration.
-HEAD = "0005"
+HEAD = "0006"
 
 
 def _revision_and_differences(connection: sa.Connection) -> tuple[str | None, list[Any]]:
@@ -38,7 +39,7 @@ async def test_migrations_match_the_tables(new_store: StoreMaker) -> None:
 def _first_schema(connection: sa.Connection) -> None:
     """How the first version made its schema: the jobs table of that time, no migrations."""
     first = sa.MetaData()
-    later = ("owner", "slot", "cpus", "memory", "submitter_name")
+    later = ("owner", "slot", "cpus", "memory", "submitter_name", "process_revision")
     sa.Table("jobs", first, *(c._copy() for c in jobs.columns if c.name not in later))
     first.create_all(connection)
 
@@ -60,7 +61,7 @@ def _at_0002_with_active_jobs(connection: sa.Connection) -> None:
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
     command.upgrade(config, "0002")
-    new = ("slot", "cpus", "memory", "submitter_name")
+    new = ("slot", "cpus", "memory", "submitter_name", "process_revision")
     table = sa.Table("jobs", sa.MetaData(), *(c._copy() for c in jobs.columns if c.name not in new))
     for job_id, status, handle in (
         ("waiting", "accepted", None),

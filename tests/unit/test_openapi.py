@@ -14,7 +14,6 @@ from process_api.api.openapi import to_openapi30
 from process_api.app import create_app
 from process_api.hosts import build_hosts, host_checks
 from process_api.processes.loader import load_processes
-from process_api.processes.registry import ProcessRegistry
 from process_api.settings import Settings
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "plugins"
@@ -147,7 +146,7 @@ def document(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
     settings = Settings(DATA_DIR=str(data_dir))
     processes, problems = load_processes(EXAMPLES, host_checks(build_hosts(settings)))
     assert problems == []
-    app = create_app(settings, ProcessRegistry(processes))
+    app = create_app(settings, processes)
     yield app.openapi()
 
 

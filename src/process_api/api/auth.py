@@ -1,8 +1,8 @@
 """Where each route stands once authentication is on, and the checks routes make.
 
-`AUTH_LEVEL` 1 protects execution, dismiss and the job list; 2 every route but those a
-client needs to discover the server and sign in (landing page, conformance, the API
-document, Swagger UI, health). A protected route without credentials answers 401; with
+`AUTH_LEVEL` 1 protects execution, dismiss, the job list and deployment; 2 every route but
+those a client needs to discover the server and sign in (landing page, conformance, the
+API document, Swagger UI, health). A protected route without credentials answers 401; with
 them, the user sees only their own jobs (an admin: all). A process restricted to some
 roles is absent for everyone else, on every route. Under level 1 the other routes of a
 job stay open to whoever has its id, as with the Go server.
@@ -13,7 +13,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from process_api.api.common import job_service, registry
+from process_api.api.common import catalog, job_service
 from process_api.api.errors import exception_response
 from process_api.auth.authenticate import Authenticator
 from process_api.auth.rules import may_use, owns
@@ -48,6 +48,9 @@ def protected(method: str, path: str, level: int) -> bool:
             (path == "/jobs" and reading)
             or (method == "DELETE" and path.startswith("/jobs/"))
             or (method == "POST" and path.startswith("/processes/") and path.endswith("/execution"))
+            or (method == "POST" and path == "/processes")
+            or (method in ("PUT", "DELETE") and path.startswith("/processes/"))
+            or (path.startswith("/processes/") and path.endswith("/package"))
         )
     return False
 
@@ -177,14 +180,37 @@ def visible(request: Request, process: Process) -> bool:
 
 
 def visible_processes(request: Request) -> list[Process]:
-    return [p for p in registry(request).values() if visible(request, p)]
+    return [p for p in catalog(request).values() if visible(request, p)]
 
 
-def visible_process(request: Request, process_id: str) -> Process:
-    process = registry(request).get(process_id)
+async def visible_process(request: Request, process_id: str) -> Process:
+    """The current version of the process, if the user may see it."""
+    process = await catalog(request).current(process_id)
     if process is None or not visible(request, process):
         raise NoSuchProcess(f"process {process_id!r} is not registered")
     return process
+
+
+def deployer(request: Request) -> str | None:
+    """The user who may deploy, replace and undeploy processes (None: anyone, with
+    ALLOW_DEPLOY=true and authentication off); refuses everyone else."""
+    settings = _settings(request)
+    if not settings.deploying:
+        raise Forbidden(
+            "deploying processes over the API is off on this server: it is for admins once "
+            "authentication is on (AUTH_SERVICE), or for anyone with ALLOW_DEPLOY=true"
+        )
+    user = user_of(request)
+    if not settings.auth_service:
+        return None
+    if user is None:
+        raise Unauthenticated("sign in as an admin to deploy processes", sent=False)
+    if not user.admin:
+        raise Forbidden(
+            f"only admins (role {settings.auth_admin_role!r}) may deploy, replace or undeploy "
+            "processes"
+        )
+    return user.id
 
 
 async def check_quota(request: Request) -> None:

@@ -19,6 +19,7 @@ import ipaddress
 import logging
 import socket
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -30,7 +31,7 @@ from process_api.api.results import output_forms, results_document
 from process_api.errors import InvalidInput
 from process_api.jobs.files import read_results
 from process_api.jobs.model import Job, JobStatus
-from process_api.processes.registry import ProcessRegistry
+from process_api.processes.registry import Process
 from process_api.server_log import job_context
 
 log = logging.getLogger(__name__)
@@ -141,8 +142,9 @@ class _Queue:
 class Notifier:
     """Turns job changes into callbacks for the jobs that have a subscriber."""
 
-    def __init__(self, registry: ProcessRegistry, policy: CallbackPolicy) -> None:
-        self._registry = registry
+    def __init__(self, process_of: Callable[[Job], Process | None], policy: CallbackPolicy) -> None:
+        """`process_of`: the process of a job (for the forms of its results)."""
+        self._process_of = process_of
         self._policy = policy
         self._client = httpx.AsyncClient(timeout=policy.timeout, follow_redirects=False)
         self._queues: dict[str, _Queue] = {}
@@ -157,7 +159,7 @@ class Notifier:
         if not subscriber or not isinstance(base, str):
             return
         if job.status is JobStatus.SUCCESSFUL and subscriber.get("successUri"):
-            process = self._registry.get(job.process_id)
+            process = self._process_of(job)
             results = read_results(job.results)
             forms = output_forms(process, job.request) if process else {}
             document = results_document(base, job, results, forms)

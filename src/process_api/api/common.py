@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from process_api.api.links import link, url
 from process_api.api.negotiation import Renderer
 from process_api.jobs.service import JobService
-from process_api.processes.registry import ProcessRegistry
+from process_api.processes.catalog import Catalog
 
 #: the largest page the lists serve; a larger `limit` is lowered to it.
 MAX_LIMIT = 1000
@@ -19,8 +19,8 @@ Limit = Annotated[int, Query(ge=1, description="Items per page (at most 1000)")]
 Offset = Annotated[int, Query(ge=0, description="Items to skip")]
 
 
-def registry(request: Request) -> ProcessRegistry:
-    processes: ProcessRegistry = request.app.state.registry
+def catalog(request: Request) -> Catalog:
+    processes: Catalog = request.app.state.catalog
     return processes
 
 

@@ -48,6 +48,8 @@ def process_summary(request: Request, process: Process) -> dict[str, Any]:
         if "dismiss" not in info.jobControlOptions
         else list(info.jobControlOptions),
         "outputTransmission": list(info.outputTransmission),
+        # Part 2: a process of the processes directory changes only with its file
+        "mutable": process.mutable,
         "links": [
             link(url(request, path), REL_PROCESS_DESCRIPTION, title="Process description"),
             link(
@@ -83,6 +85,12 @@ def process_description(request: Request, process: Process) -> dict[str, Any]:
     return document
 
 
+def process_path(job: Job | JobSummary) -> str:
+    """The description of the process the job ran: of its version, if it was deployed."""
+    path = f"/processes/{job.process_id}"
+    return path if job.process_revision is None else f"{path}/versions/{job.process_revision}"
+
+
 def status_info(request: Base, job: Job | JobSummary) -> dict[str, Any]:
     path = f"/jobs/{job.id}"
     document: dict[str, Any] = {
@@ -103,7 +111,7 @@ def status_info(request: Base, job: Job | JobSummary) -> dict[str, Any]:
         link(url(request, path), "status", title="Job status"),
         link(url(request, path + "/logs"), "logs", title="Job logs"),
         link(url(request, path + "/metadata"), "metadata", title="Job metadata"),
-        link(url(request, f"/processes/{job.process_id}"), "process", title="Process description"),
+        link(url(request, process_path(job)), "process", title="Process description"),
     ]
     if job.status is JobStatus.SUCCESSFUL:
         links.append(link(url(request, path + "/results"), REL_RESULTS, title="Job results"))

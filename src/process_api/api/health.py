@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 
 from process_api.errors import ServiceUnavailable
 from process_api.hosts.base import Host
-from process_api.processes.registry import ProcessRegistry
+from process_api.processes.registry import Process
 
 router = APIRouter(tags=["Server"])
 
@@ -33,12 +33,12 @@ def _example(value: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"example": value}}}
 
 
-def engine_problems(registry: ProcessRegistry, hosts: Mapping[str, Host]) -> Check:
-    """A check of the platforms the processes run on (Docker Engine, AWS Batch): a host no
-    process uses is not asked."""
-    used = {id(hosts[p.host_type]): hosts[p.host_type] for p in registry.values()}
+def engine_problems(processes: Mapping[str, Process], hosts: Mapping[str, Host]) -> Check:
+    """A check of the platforms the processes served now run on (Docker Engine, AWS Batch):
+    a host no process uses is not asked."""
 
     async def check() -> list[str]:
+        used = {id(hosts[p.host_type]): hosts[p.host_type] for p in processes.values()}
         problems = []
         for host in used.values():
             try:

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from process_api.api.auth import own_job, shows_submitter
-from process_api.api.common import GONE, RESULTS_CONTENT, job_service, registry, render
-from process_api.api.documents import status_info
+from process_api.api.common import GONE, RESULTS_CONTENT, catalog, job_service, render
+from process_api.api.documents import process_path, status_info
 from process_api.api.files import file_list, job_file
 from process_api.api.links import link, self_links, url
 from process_api.api.negotiation import wants_html
@@ -57,7 +57,7 @@ async def job_results(request: Request, jobID: str) -> Response:
     service = job_service(request)
     job = await service.get(jobID)
     service.check_kept(job)
-    process = registry(request).get(job.process_id)
+    process = await catalog(request).of_job(job)
     if wants_html(request):
         results = check_finished(job)
         forms = (
@@ -89,7 +89,7 @@ async def job_output(request: Request, jobID: str, outputID: str) -> Response:
     service = job_service(request)
     job = await service.get(jobID)
     service.check_kept(job)
-    process = registry(request).get(job.process_id)
+    process = await catalog(request).of_job(job)
     return await one_output(request, service.storage, process, job, outputID)
 
 
@@ -196,6 +196,7 @@ async def job_metadata_route(request: Request, jobID: str) -> Response:
         "links": [
             *self_links(request, f"/jobs/{jobID}/metadata", "Job metadata"),
             link(url(request, f"/jobs/{jobID}"), "up", title="Job status"),
+            link(url(request, process_path(job)), "process", title="The process it ran"),
         ],
     }
     return render(request, document, "metadata.html")

@@ -30,6 +30,9 @@ CONFORMANCE = [
     CONF + "callback",
     CONF + "dismiss",
 ]
+DRU = "http://www.opengis.net/spec/ogcapi-processes-2/1.0/conf/"
+#: the Part 2 conformance classes, when processes may be deployed over the API.
+DEPLOY_CONFORMANCE = [DRU + "deploy-replace-undeploy", DRU + "ogcapppkg", DRU + "docker"]
 OPENAPI_TYPE = "application/vnd.oai.openapi+json;version=3.0"
 
 router = APIRouter()
@@ -56,7 +59,8 @@ async def landing(request: Request) -> Response:
 @router.get("/conformance", summary="Conformance classes", tags=["Capabilities"])
 async def conformance(request: Request) -> Response:
     document = {
-        "conformsTo": CONFORMANCE,
+        "conformsTo": CONFORMANCE
+        + (DEPLOY_CONFORMANCE if request.app.state.settings.deploying else []),
         "links": self_links(request, "/conformance", "Conformance"),
     }
     return render(request, document, "conformance.html")

@@ -17,9 +17,10 @@ from pydantic import BaseModel
 
 from process_api.api.auth import protected
 from process_api.auth.tokens import keycloak_issuer
+from process_api.processes.catalog import Catalog
 from process_api.processes.config import Input
 from process_api.processes.examples import example_inputs
-from process_api.processes.registry import Process, ProcessRegistry
+from process_api.processes.registry import Process
 from process_api.settings import Settings
 
 EXCEPTION_SCHEMA: dict[str, Any] = {
@@ -207,16 +208,22 @@ def _process_paths(document: dict[str, Any], processes: list[Process]) -> None:
         document["paths"][f"/processes/{process.id}/execution"] = {"post": operation}
 
 
-def _for_everyone(registry: ProcessRegistry, settings: Settings) -> list[Process]:
+def _for_everyone(catalog: Catalog, settings: Settings) -> list[Process]:
     """The processes the API document, one for every client, shows: not those open to some
     roles only, once sign-in is on."""
-    return [p for p in registry.values() if not (settings.protection and p.config.access.roles)]
+    return [p for p in catalog.values() if not (settings.protection and p.config.access.roles)]
 
 
 def install(app: FastAPI) -> None:
+    #: the catalog's generation the document was made for: it is made again once the
+    #: processes served change (a file reloaded, a process deployed).
+    made_for = [-1]
+
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            listed = _for_everyone(app.state.registry, app.state.settings)
+        catalog: Catalog = app.state.catalog
+        if app.openapi_schema is None or made_for[0] != catalog.generation:
+            made_for[0] = catalog.generation
+            listed = _for_everyone(catalog, app.state.settings)
             document = get_openapi(
                 title=app.title,
                 version=app.version,

@@ -102,7 +102,7 @@ async def list_processes(request: Request, limit: Limit = 100, offset: Offset = 
 
 @router.get("/processes/{processID}", summary="Describe a process")
 async def describe_process(request: Request, processID: str) -> Response:
-    process = visible_process(request, processID)
+    process = await visible_process(request, processID)
     document = process_description(request, process)
     return render(request, document, "process.html", example_inputs=example_inputs(process))
 
@@ -138,7 +138,7 @@ async def execute(
     processID: str,
     prefer: Annotated[list[str] | None, Header()] = None,
 ) -> Response:
-    process = visible_process(request, processID)
+    process = await visible_process(request, processID)
     body = await _execute_request(request, process)
     try:
         check_inputs(process, body.inputs)

@@ -156,7 +156,7 @@ class BatchHost(HostBase):
             self._batch, self._logs = self._make_batch(), self._make_logs()
         return self._batch, self._logs
 
-    def check(self, config: ProcessConfig, source: Path) -> list[ConfigProblem]:
+    def check(self, config: ProcessConfig, directory: Path) -> list[ConfigProblem]:
         container = config.container
         problems = [
             ConfigProblem(f"container.{name}", why)

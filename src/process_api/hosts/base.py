@@ -83,9 +83,9 @@ class Host(Protocol):
     #: the process cannot be given a file of this machine: its inputs go to storage (Batch).
     inputs_in_storage: bool
 
-    def check(self, config: ProcessConfig, source: Path) -> list[ConfigProblem]:
-        """What does not fit this host in the file at `source` (errors and warnings): its
-        own `host:` fields, the container fields it uses, cheap look-ups (a program on
+    def check(self, config: ProcessConfig, directory: Path) -> list[ConfigProblem]:
+        """What does not fit this host in a process file (errors and warnings) whose commands
+        run in `directory` (the file's folder): its own `host:` fields, the container fields it uses, cheap look-ups (a program on
         the PATH, an image on the engine). When other parts of the file are broken,
         `config` holds only `host` and `container` (the keys of them that are valid)."""
 

@@ -186,7 +186,7 @@ class DockerHost(HostBase):
 
     # -- configuration ---------------------------------------------------------
 
-    def check(self, config: ProcessConfig, source: Path) -> list[ConfigProblem]:
+    def check(self, config: ProcessConfig, directory: Path) -> list[ConfigProblem]:
         fields = config.host.model_dump()
         problems = [
             ConfigProblem(f"host.{name}", IGNORED_HOST_FIELD, warning=True)

@@ -82,12 +82,12 @@ class SubprocessHost(HostBase):
     def resources(self, process: Process) -> Resources:
         return Resources(0.0, 0.0)
 
-    def check(self, config: ProcessConfig, source: Path) -> list[ConfigProblem]:
+    def check(self, config: ProcessConfig, directory: Path) -> list[ConfigProblem]:
         try:
             host = SubprocessHostConfig.model_validate(config.host.model_dump())
         except ValidationError as exc:
             return pydantic_problems(exc, SubprocessHostConfig, ("host",))
-        return self._program_problems(host.command[0], source.parent)
+        return self._program_problems(host.command[0], directory)
 
     def _program_problems(self, program: str, directory: Path) -> list[ConfigProblem]:
         """A warning if the command's program will not be found when a job starts: it runs
@@ -121,7 +121,7 @@ class SubprocessHost(HostBase):
             proc = await asyncio.create_subprocess_exec(
                 *config.command,
                 *run.arguments,
-                cwd=run.process.source.parent,
+                cwd=run.process.directory,
                 env=env,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,

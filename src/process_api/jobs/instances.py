@@ -127,6 +127,12 @@ class Coordinator:
         await stop_dismissed(self.runner, dismissed)
         return sum(1 for i in others if i not in dead and not self._sibling(i))
 
+    async def others_alive(self) -> int:
+        """How many instances of other servers are alive."""
+        machine = self.me.machine
+        others = [i for i in await self.store.instances() if i.id != self.me.id]
+        return sum(1 for i in others if not is_dead(i, machine) and not self._sibling(i))
+
     def _sibling(self, other: Instance) -> bool:
         """Another worker of this instance's supervisor."""
         return (

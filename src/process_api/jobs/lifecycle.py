@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 
 from process_api.errors import ApiError, JobNotDismissable
 from process_api.jobs.model import Job, JobStatus
 from process_api.jobs.running import JobRunner, RunningJob
-from process_api.processes.registry import ProcessRegistry
+from process_api.processes.registry import Process
 from process_api.server_log import job_context
 
 log = logging.getLogger(__name__)
@@ -28,14 +28,16 @@ log = logging.getLogger(__name__)
 SHUTDOWN_GRACE = 15.0
 
 
-async def settle(
-    runner: JobRunner, registry: ProcessRegistry, jobs: list[Job], reason: str
-) -> None:
+#: the process a job runs (the version it was accepted for), if it is still served.
+ProcessOf = Callable[[Job], Awaitable[Process | None]]
+
+
+async def settle(runner: JobRunner, process_of: ProcessOf, jobs: list[Job], reason: str) -> None:
     """Follows, runs again or fails each job taken over; `reason` says what happened to the
     instance that had it ("the server instance that ran it stopped")."""
     queued: list[str] = []
     for job in jobs:
-        process = registry.get(job.process_id)
+        process = await process_of(job)
         host = runner.hosts.get(job.host_type)
         if process is None or host is None:
             await fail(runner, job, f"{reason} and process {job.process_id!r} is gone")
@@ -66,11 +68,16 @@ async def settle(
         await runner.store.requeue(queued)
 
 
-async def fail_unserved(runner: JobRunner, registry: ProcessRegistry) -> None:
-    """Ends the queued jobs of processes this server no longer has (their file was removed
-    while they waited): with no other instance to run them, they would wait for ever."""
+async def fail_unserved(
+    runner: JobRunner, served: Collection[str], only: Collection[str] | None = None
+) -> None:
+    """Ends the queued jobs of files' processes this server no longer has (their file was
+    removed while they waited; of those in `only`, if given): with no other instance to
+    run them, they would wait for ever. A deployed process's jobs keep their version."""
     for job in await runner.store.active():
-        if job.slot is None and job.process_id not in registry:
+        if only is not None and job.process_id not in only:
+            continue
+        if job.slot is None and job.process_revision is None and job.process_id not in served:
             reason = f"process {job.process_id!r} is gone: no server instance runs it"
             await fail(runner, job, reason)
 

@@ -23,6 +23,7 @@ def job_metadata(job: Job) -> dict[str, Any]:
         "jobID": job.id,
         "processID": job.process_id,
         "processVersion": job.process_version,
+        **({"processRevision": job.process_revision} if job.process_revision else {}),
         "host": job.host_type,
         "status": job.status.value,
         "created": timestamp(job.created),

@@ -82,3 +82,5 @@ class Job:
     #: CPUs and megabytes of memory its run counts for in that budget.
     cpus: float = 0.0
     memory: float = 0.0
+    #: the stored version of a deployed process it runs; None for a process of a file.
+    process_revision: int | None = None

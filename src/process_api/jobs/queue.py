@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from process_api.asyncs import Outage
 from process_api.hosts.base import Host
 from process_api.jobs.budget import Resources
+from process_api.jobs.lifecycle import fail
 from process_api.jobs.running import JobRunner
-from process_api.processes.registry import ProcessRegistry
+from process_api.processes.catalog import Catalog
 from process_api.store.base import JobStore
 
 log = logging.getLogger(__name__)
@@ -66,8 +67,8 @@ class JobQueue:
         """Claims at once rather than at the next poll (a job was accepted or has ended)."""
         self._wake.set()
 
-    def start(self, registry: ProcessRegistry) -> None:
-        self._task = asyncio.create_task(self._loop(registry))
+    def start(self, catalog: Catalog) -> None:
+        self._task = asyncio.create_task(self._loop(catalog))
 
     async def stop(self) -> None:
         """Claims no more: jobs still queued are left to the other instances."""
@@ -75,11 +76,11 @@ class JobQueue:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    async def claim(self, registry: ProcessRegistry) -> int:
+    async def claim(self, catalog: Catalog) -> int:
         """Claims and starts queued jobs while the oldest of a budget fits; how many. Looks
         first (a read) which hosts have jobs waiting, so that an idle queue costs no write."""
         self.lengths = await self.store.queued()
-        process_ids = list(registry)
+        process_ids = list(catalog)
         claimed = 0
         for budget in await budgets(dict(self.runner.hosts)):
             if not any(self.lengths.get(host_type) for host_type in budget.host_types):
@@ -91,21 +92,25 @@ class JobQueue:
                 )
                 if job is None:
                     break
-                if job.process_id not in registry:  # removed since the claim began
+                process = await catalog.of_job(job)
+                if process is None and job.process_revision is not None:
+                    await fail(self.runner, job, f"process {job.process_id!r} cannot be read")
+                    continue
+                if process is None:  # its file was removed since the claim began
                     await self.store.requeue([job.id])
                     break
-                self.runner.start(registry[job.process_id], job, None)
+                self.runner.start(process, job, None)
                 claimed += 1
         return claimed
 
-    async def _loop(self, registry: ProcessRegistry) -> None:
+    async def _loop(self, catalog: Catalog) -> None:
         outage = Outage("claiming queued jobs", log)
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL)
             self._wake.clear()
             try:
-                await self.claim(registry)
+                await self.claim(catalog)
             except Exception as exc:  # the store may be away a while: try at the next poll
                 outage.failed(exc)
             else:

@@ -30,7 +30,8 @@ from process_api.jobs.model import ACTIVE, Job, JobStatus, Mode, utcnow
 from process_api.jobs.queue import POLL_INTERVAL, JobQueue
 from process_api.jobs.retention import Retention
 from process_api.jobs.running import JobRunner
-from process_api.processes.registry import Process, ProcessRegistry
+from process_api.processes.catalog import Catalog
+from process_api.processes.registry import Process
 from process_api.storage.base import Storage
 from process_api.store.base import JobQuery, JobStore, JobSummary, Position
 
@@ -78,6 +79,7 @@ class JobService:
         self.retention = Retention(store, storage, expiry)
         self.instance = Coordinator(store, self.runner, lease, supervisor)
         self.queue = JobQueue(store, self.runner)
+        self.catalog: Catalog | None = None
         self._joined = False
         self._closing = False
 
@@ -122,6 +124,7 @@ class JobService:
             owner=self.instance.id if mode == "sync" else None,
             cpus=need.cpus if need else 0.0,
             memory=need.memory if need else 0.0,
+            process_revision=process.revision,
         )
         await self.store.create(job)
         self.queue.wake()
@@ -278,14 +281,22 @@ class JobService:
         if self._joined:
             await self.instance.leave()
 
-    async def join(self, registry: ProcessRegistry) -> None:
+    async def join(self, catalog: Catalog) -> None:
         """Takes part among the instances of the job store: takes over the jobs of stopped
         instances (an earlier run of this server, too) and keeps doing so."""
-        alone = await self.instance.join(functools.partial(lifecycle.settle, self.runner, registry))
+        settle = functools.partial(lifecycle.settle, self.runner, catalog.of_job)
+        alone = await self.instance.join(settle)
         if alone:  # else another instance may run the processes this one lacks
-            await lifecycle.fail_unserved(self.runner, registry)
-        self.queue.start(registry)
+            await lifecycle.fail_unserved(self.runner, catalog)
+        self.catalog = catalog
+        self.queue.start(catalog)
         self._joined = True
+
+    async def processes_removed(self, process_ids: set[str]) -> None:
+        """Ends the queued jobs of processes whose files were removed, unless another server
+        instance, which may still have them, is alive."""
+        if self.catalog is not None and not await self.instance.others_alive():
+            await lifecycle.fail_unserved(self.runner, self.catalog, process_ids)
 
     async def expire(self) -> int:
         return await self.retention.expire()

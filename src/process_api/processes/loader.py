@@ -86,7 +86,10 @@ def _best_effort(model: type[BaseModel], value: Any) -> Any:
 
 
 def _host_problems(
-    document: dict[str, Any], config: ProcessConfig | None, path: Path, host_checks: HostChecks
+    document: dict[str, Any],
+    config: ProcessConfig | None,
+    directory: Path,
+    host_checks: HostChecks,
 ) -> list[ConfigProblem]:
     """The host's checks, even when other parts of the file are broken."""
     host = document.get("host")
@@ -106,7 +109,7 @@ def _host_problems(
             return []
         config = ProcessConfig.model_construct(**parts)
     try:
-        return check(config, path)
+        return check(config, directory)
     except HostConfigError as exc:
         return [ConfigProblem(exc.field, exc.message)]
 
@@ -147,6 +150,19 @@ def parse_process_file(path: Path, host_checks: HostChecks) -> ParsedFile:
         return ParsedFile(skipped="not a process file (empty, or not a mapping)", root=root)
     if not_a_process_file(document):
         return ParsedFile(skipped="not a process file (no info or host section)", root=root)
+    return check_document(document, root, path, path.parent, host_checks)
+
+
+def check_document(
+    document: dict[str, Any],
+    root: Node | None,
+    path: Path,
+    directory: Path,
+    host_checks: HostChecks,
+) -> ParsedFile:
+    """A process file's content into a Process (with its warnings), or every problem in it.
+    `root`: its YAML node tree, for the lines of problems (None: no lines); `path` names it
+    in problems; its commands run in `directory`."""
     found: list[ConfigProblem] = []
     config: ProcessConfig | None = None
     try:
@@ -155,7 +171,7 @@ def parse_process_file(path: Path, host_checks: HostChecks) -> ParsedFile:
         found += pydantic_problems(exc, ProcessConfig)
     found += _duplicate_ids(document)
     found += _schema_warnings(document)
-    found += _host_problems(document, config, path, host_checks)
+    found += _host_problems(document, config, directory, host_checks)
     problems = list(duplicate_keys(path, root)) if root is not None else []
     problems += [
         LoadProblem(path, p.field, p.message, *position(root, p.field), warning=p.warning)
@@ -164,7 +180,7 @@ def parse_process_file(path: Path, host_checks: HostChecks) -> ParsedFile:
     problems.sort(key=lambda p: (p.line or 0, p.column or 0))
     if config is None or any(not p.warning for p in problems):
         return ParsedFile(problems=problems, root=root)
-    process = Process.from_config(config, path)
+    process = Process.from_config(config, path, directory)
     for input_id in unexampled(process):
         index = [i.id for i in config.inputs].index(input_id)
         place = f"inputs[{index}].schema"

@@ -14,21 +14,42 @@ from process_api.processes.schemas import schema_of
 
 @dataclass(frozen=True, eq=False)
 class Process:
-    """A process as the server runs it: its file, and the schemas derived from it."""
+    """A process as the server runs it: its file (or its stored version, if it was deployed
+    over the API), and the schemas derived from it."""
 
     config: ProcessConfig
-    source: Path
+    #: its file; None for a process deployed over the API.
+    source: Path | None
+    #: where its commands run (subprocess host): its file's folder, or for a deployed
+    #: process the processes directory.
+    directory: Path
     input_schemas: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     output_schemas: Mapping[str, dict[str, Any]] = field(default_factory=dict)
+    #: the stored version of a deployed process (see store.ProcessVersion); None for a file's.
+    revision: int | None = None
 
     @classmethod
-    def from_config(cls, config: ProcessConfig, source: Path) -> Process:
+    def from_config(
+        cls,
+        config: ProcessConfig,
+        source: Path | None,
+        directory: Path | None = None,
+        revision: int | None = None,
+    ) -> Process:
+        folder = directory if directory is not None else source.parent if source else Path()
         return cls(
             config=config,
             source=source,
+            directory=folder,
             input_schemas={i.id: schema_of(i) for i in config.inputs},
             output_schemas={o.id: schema_of(o) for o in config.outputs},
+            revision=revision,
         )
+
+    @property
+    def mutable(self) -> bool:
+        """Deployed over the API: it may be replaced and undeployed over the API too."""
+        return self.revision is not None
 
     @property
     def id(self) -> str:

@@ -84,6 +84,11 @@ def read_yaml(path: Path) -> tuple[Node | None, Any] | LoadProblem:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         return LoadProblem(path, "", f"cannot read file: {exc}")
+    return parse_yaml(text, path)
+
+
+def parse_yaml(text: str, path: Path) -> tuple[Node | None, Any] | LoadProblem:
+    """A YAML (or JSON) document's node tree and value; `path` names it in problems."""
     loader = yaml.SafeLoader(text)
     try:
         root = loader.get_single_node()

@@ -55,6 +55,26 @@ class JobSummary:
     submitter: str | None
     submitter_name: str | None
     expired: bool
+    process_revision: int | None
+
+
+@dataclass(frozen=True)
+class ProcessVersion:
+    """One version of a process deployed over the API, or the mark (document None) of its
+    undeployment; `revision` counts the versions of its id from 1."""
+
+    id: str
+    revision: int
+    #: its `info.version`.
+    version: str
+    #: the process file, as JSON.
+    document: dict[str, Any] | None
+    #: what was deployed, as it was sent, and its media type.
+    package: str | None
+    media_type: str | None
+    deployed: datetime
+    #: the user who deployed (or undeployed) it.
+    deployed_by: str | None
 
 
 @dataclass(frozen=True)
@@ -181,7 +201,8 @@ class JobStore(Protocol):
         host_types: Sequence[str],
         process_ids: Sequence[str],
     ) -> Job | None:
-        """The oldest queued job `owner` may run, counted in `slot` if it fits in what
+        """The oldest queued job `owner` may run (of `host_types`, and of `process_ids` unless
+        it runs a deployed process's version), counted in `slot` if it fits in what
         `capacity` leaves there; None if none waits or the oldest does not fit."""
 
     async def requeue(self, job_ids: Sequence[str]) -> None:
@@ -199,6 +220,20 @@ class JobStore(Protocol):
 
     async def taken_among(self, job_ids: Sequence[str], owner: str) -> list[str]:
         """Those of the jobs that another instance owns now (taken over)."""
+
+    async def add_process_version(self, version: ProcessVersion, replacing: bool) -> int | None:
+        """Records the next version of a process (its revision is the next of its id and is
+        returned): a first one (`replacing` False) only when none is deployed, a replacement
+        or an undeployment mark only when one is; None otherwise."""
+
+    async def process_version(self, process_id: str, revision: int | None) -> ProcessVersion | None:
+        """That version (the newest if `revision` is None, which may be a mark)."""
+
+    async def process_versions(self, process_id: str) -> list[ProcessVersion]:
+        """Every version of the id, oldest first, without their documents and packages."""
+
+    async def deployed_processes(self) -> dict[str, int]:
+        """The revision of each process deployed now."""
 
     async def problems(self) -> list[str]:
         """What keeps the store from serving (for /ready); empty when it answers."""

@@ -28,7 +28,8 @@ from sqlalchemy.pool import NullPool
 from process_api.errors import ApiError, InsufficientStorage, StoreUnavailable
 from process_api.jobs.model import Job, JobStatus
 from process_api.store.base import JobQuery, JobSummary
-from process_api.store.sql import SqlJobStore, jobs, migrate
+from process_api.store.sql import SqlJobStore, migrate
+from process_api.store.tables import jobs
 
 #: the key of the advisory lock held while migrating ("process" in ASCII).
 MIGRATION_LOCK = 0x70726F63657373

@@ -38,90 +38,19 @@ from process_api.store.base import (
     Session,
     SignIn,
 )
+from process_api.store.process_versions import ProcessVersionRows
+from process_api.store.tables import (
+    api_keys,
+    aware,
+    instances,
+    jobs,
+    sessions,
+    sign_ins,
+)
 
 log = logging.getLogger(__name__)
 
-metadata = sa.MetaData()
-
-jobs = sa.Table(
-    "jobs",
-    metadata,
-    sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("process_id", sa.String(128), nullable=False, index=True),
-    sa.Column("process_version", sa.String(64), nullable=False),
-    sa.Column("host_type", sa.String(32), nullable=False),
-    sa.Column("mode", sa.String(8), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False, index=True),
-    sa.Column("message", sa.Text, nullable=False, default=""),
-    sa.Column("progress", sa.Integer, nullable=True),
-    sa.Column("created", sa.DateTime(timezone=True), nullable=False, index=True),
-    sa.Column("started", sa.DateTime(timezone=True), nullable=True),
-    sa.Column("finished", sa.DateTime(timezone=True), nullable=True),
-    sa.Column("updated", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("inputs", sa.JSON, nullable=False),
-    sa.Column("request", sa.JSON, nullable=False),
-    sa.Column("results", sa.JSON, nullable=True),
-    sa.Column("handle", sa.JSON, nullable=True),
-    sa.Column("submitter", sa.String(256), nullable=True),
-    sa.Column("submitter_name", sa.String(256), nullable=True),
-    sa.Column("expired", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
-    sa.Column("owner", sa.String(64), nullable=True, index=True),
-    sa.Column("slot", sa.String(200), nullable=True, index=True),
-    sa.Column("cpus", sa.Float, nullable=False, default=0.0, server_default="0"),
-    sa.Column("memory", sa.Float, nullable=False, default=0.0, server_default="0"),
-)
-
-instances = sa.Table(
-    "instances",
-    metadata,
-    sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("machine", sa.String(300), nullable=False),
-    sa.Column("pid", sa.Integer, nullable=False),
-    sa.Column("pid_started", sa.String(32), nullable=True),
-    sa.Column("started", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("expires", sa.DateTime(timezone=True), nullable=False),
-)
-
-sa.Index("ix_jobs_submitter_created", jobs.c.submitter, jobs.c.created)
-
-api_keys = sa.Table(
-    "api_keys",
-    metadata,
-    sa.Column("name", sa.String(100), primary_key=True),
-    #: SHA-256 of the key: the key itself is shown once, when it is made, and kept nowhere.
-    sa.Column("digest", sa.String(64), nullable=False, unique=True),
-    sa.Column("roles", sa.Text, nullable=False, server_default=""),
-    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
-)
-
-sign_ins = sa.Table(
-    "sign_ins",
-    metadata,
-    sa.Column("state", sa.String(64), primary_key=True),
-    sa.Column("verifier", sa.String(128), nullable=False),
-    sa.Column("nonce", sa.String(64), nullable=False),
-    sa.Column("next", sa.Text, nullable=False),
-    sa.Column("expires", sa.DateTime(timezone=True), nullable=False, index=True),
-)
-
-sessions = sa.Table(
-    "sessions",
-    metadata,
-    #: SHA-256 of the cookie's value: a copy of the database signs no browser in.
-    sa.Column("digest", sa.String(64), primary_key=True),
-    sa.Column("user", sa.JSON, nullable=False),
-    sa.Column("csrf", sa.String(64), nullable=False),
-    sa.Column("expires", sa.DateTime(timezone=True), nullable=False, index=True),
-)
-
 _TIMES = ("created", "started", "finished", "updated")
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    # SQLite gives back naive datetimes; everything we store is UTC.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
 
 
 #: what the job list and a job's status read: never inputs, request, results or handle.
@@ -142,13 +71,13 @@ def _fields(row: Row[Any]) -> dict[str, Any]:
     data = dict(row._mapping)
     data["status"] = JobStatus(data["status"])
     for name in _TIMES:
-        data[name] = _aware(data[name])
+        data[name] = aware(data[name])
     return data
 
 
 def _to_key(row: Row[Any]) -> ApiKey:
     roles = tuple(r for r in row.roles.split(",") if r)
-    return ApiKey(row.name, roles, _aware(row.created) or row.created)
+    return ApiKey(row.name, roles, aware(row.created) or row.created)
 
 
 def _to_job(row: Row[Any]) -> Job:
@@ -208,7 +137,7 @@ def _utc(values: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class SqlJobStore:
+class SqlJobStore(ProcessVersionRows):
     """Job records in one table; status guards are part of each UPDATE's WHERE.
 
     Statements run on an async engine (PostgreSQL: asyncpg). A subclass names what
@@ -453,7 +382,7 @@ class SqlJobStore:
         rows = await self._write(statement)
         if not rows:
             return None
-        return SignIn(**{**rows[0]._mapping, "expires": _aware(rows[0].expires)})
+        return SignIn(**{**rows[0]._mapping, "expires": aware(rows[0].expires)})
 
     async def add_session(self, digest: str, session: Session) -> None:
         now = utcnow().astimezone(UTC)
@@ -469,7 +398,7 @@ class SqlJobStore:
         rows = await self._read(statement)
         if not rows:
             return None
-        return Session(rows[0].user, rows[0].csrf, _aware(rows[0].expires) or utcnow())
+        return Session(rows[0].user, rows[0].csrf, aware(rows[0].expires) or utcnow())
 
     async def remove_session(self, digest: str) -> None:
         await self._write(sessions.delete().where(sessions.c.digest == digest))
@@ -502,7 +431,7 @@ class SqlJobStore:
         rows = await self._read(instances.select())
         return [
             Instance(
-                **{**row._mapping, "started": _aware(row.started), "expires": _aware(row.expires)}
+                **{**row._mapping, "started": aware(row.started), "expires": aware(row.expires)}
             )
             for row in rows
         ]
@@ -542,7 +471,8 @@ class SqlJobStore:
         host_types: Sequence[str],
         process_ids: Sequence[str],
     ) -> Job | None:
-        """The oldest job in the queue that `owner` may run (of its hosts and processes, not
+        """The oldest job in the queue that `owner` may run (of its hosts, and of its processes
+        or deployed ones, not
         a sync job another instance was asked for), now counted in `slot`, if it fits in
         what `capacity` leaves of the slot; None when none is waiting or the oldest does
         not fit (it is not overtaken). One statement, under the slot's lock: of instances
@@ -552,7 +482,10 @@ class SqlJobStore:
             queued.c.status == JobStatus.ACCEPTED.value,
             queued.c.slot.is_(None),
             queued.c.host_type.in_(list(host_types)),
-            queued.c.process_id.in_(list(process_ids)),
+            # a deployed process's version is in the store: every instance can run it
+            sa.or_(
+                queued.c.process_id.in_(list(process_ids)), queued.c.process_revision.is_not(None)
+            ),
             sa.or_(queued.c.owner.is_(None), queued.c.owner == owner),
         ]
         if capacity is not None:

@@ -1,0 +1,215 @@
+"""Deploying, replacing and undeploying processes over the API (OGC API - Processes Part 2).
+
+What is deployed is checked exactly as a process file is (`process-api validate`),
+then kept in the job store as the next version of its id: a replace keeps the
+versions before it, an undeploy adds a mark. Jobs record the version they run,
+so those accepted before a replace or an undeploy finish under theirs.
+Processes of the processes directory are not mutable: their files say what they are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from process_api.errors import (
+    DuplicatedProcess,
+    Forbidden,
+    ImmutableProcess,
+    InvalidPackage,
+    NoSuchProcess,
+    UnsupportedPackage,
+)
+from process_api.jobs.model import utcnow
+from process_api.processes.catalog import Catalog
+from process_api.processes.loader import HostChecks, check_document
+from process_api.processes.package import from_package
+from process_api.processes.problems import LoadProblem
+from process_api.processes.registry import Process
+from process_api.processes.yaml_source import parse_yaml
+from process_api.store.base import JobStore, ProcessVersion
+
+log = logging.getLogger(__name__)
+
+PACKAGE = "application/ogcapppkg+json"
+#: the media types of a process file: YAML, and its JSON form.
+YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
+JSON = "application/json"
+MEDIA_TYPES = (PACKAGE, "application/yaml", JSON)
+#: how the body is named in the problems of what was sent.
+BODY = Path("request body")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A process sent to be deployed, checked: what will be served, and what was sent."""
+
+    process: Process
+    package: str
+    media_type: str
+    #: a field of the process file -> its place in what was sent.
+    place: Callable[[str], str]
+
+
+def _essence(content_type: str | None) -> str:
+    return (content_type or "").split(";")[0].strip().lower()
+
+
+def _problem_text(problem: LoadProblem, place: Callable[[str], str]) -> str:
+    where = place(problem.field) if problem.field else ""
+    if problem.line is not None:
+        where += f" (line {problem.line}" + (
+            f", column {problem.column})" if problem.column is not None else ")"
+        )
+    return f"{where.strip()}: {problem.message}" if where else problem.message
+
+
+class Deployment:
+    def __init__(
+        self,
+        store: JobStore,
+        catalog: Catalog,
+        host_checks: HostChecks,
+        deployable_hosts: Collection[str],
+    ) -> None:
+        """`deployable_hosts`: the host types processes deployed over the API may name."""
+        self.store = store
+        self.catalog = catalog
+        self.host_checks = host_checks
+        self.deployable_hosts = frozenset(deployable_hosts)
+
+    # -- reading what is sent ----------------------------------------------------------
+
+    def candidate(self, body: bytes, content_type: str | None) -> Candidate:
+        """What was sent as a process to serve: 415 for another media type, checked first;
+        400 naming each field that is wrong; 403 for a host type not deployable here."""
+        essence = _essence(content_type)
+        if essence != PACKAGE and essence not in YAML_TYPES and essence != JSON:
+            sent = f"{essence!r}" if essence else "no Content-Type"
+            raise UnsupportedPackage(
+                f"a process to deploy is an OGC application package ({PACKAGE}) or a process "
+                f"file (application/yaml, or its JSON form as {JSON}), not {sent}"
+            )
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidPackage("the request body is not UTF-8 text") from None
+        if not text.strip():
+            raise InvalidPackage("the request body is empty: send the process to deploy")
+        document, root, place = self._document(text, essence)
+        parsed = check_document(document, root, BODY, self.catalog.directory, self.host_checks)
+        errors = [p for p in parsed.problems if not p.warning]
+        if errors or parsed.process is None:
+            details = "; ".join(_problem_text(p, place) for p in errors)
+            raise InvalidPackage(f"the process is not valid: {details}")
+        process = parsed.process
+        if process.host_type not in self.deployable_hosts:
+            allowed = ", ".join(sorted(self.deployable_hosts)) or "none"
+            raise Forbidden(
+                f"{place('host.type')}: processes of host type {process.host_type!r} cannot be "
+                f"deployed over the API on this server (DEPLOY_HOSTS: {allowed})"
+            )
+        return Candidate(process, text, essence, place)
+
+    def _document(
+        self, text: str, essence: str
+    ) -> tuple[dict[str, Any], Any, Callable[[str], str]]:
+        """The process file sent (or that a package stands for), its YAML node tree (for
+        lines) and how its fields are named in what was sent."""
+        if essence in (PACKAGE, JSON):
+            try:
+                sent = json.loads(text)
+            except ValueError as exc:
+                raise InvalidPackage(f"the request body is not valid JSON: {exc}") from None
+            if essence == PACKAGE or (isinstance(sent, dict) and "executionUnit" in sent):
+                converted = from_package(sent)
+                return converted.document, None, converted.place
+        read = parse_yaml(text, BODY)
+        if isinstance(read, LoadProblem):
+            raise InvalidPackage(_problem_text(read, str))
+        root, document = read
+        if not isinstance(document, dict):
+            raise InvalidPackage(
+                "the request body must be a process file: a mapping with info and host"
+            )
+        return document, root, str
+
+    async def package(self, process: Process) -> tuple[bytes, str]:
+        """What was deployed, as it was sent, and its media type; a file's process: its file."""
+        if process.source is not None:
+            return await asyncio.to_thread(process.source.read_bytes), "application/yaml"
+        assert process.revision is not None
+        stored = await self.store.process_version(process.id, process.revision)
+        if stored is None or stored.package is None or stored.media_type is None:
+            raise NoSuchProcess(f"process {process.id!r} has no package")
+        return stored.package.encode(), stored.media_type
+
+    # -- changing what is served ---------------------------------------------------------
+
+    def _version(self, candidate: Candidate, user: str | None) -> ProcessVersion:
+        process = candidate.process
+        return ProcessVersion(
+            id=process.id,
+            revision=0,  # the store gives the next of the id
+            version=process.version,
+            document=process.config.model_dump(mode="json", by_alias=True, exclude_unset=True),
+            package=candidate.package,
+            media_type=candidate.media_type,
+            deployed=utcnow(),
+            deployed_by=user,
+        )
+
+    def _check_mutable(self, process_id: str) -> None:
+        if process_id in self.catalog.files:
+            raise ImmutableProcess(
+                f"process {process_id!r} comes from a file of the processes directory: change "
+                "the file instead (the server reloads it)"
+            )
+
+    def _served(self, candidate: Candidate, revision: int) -> Process:
+        process = dataclasses.replace(candidate.process, source=None, revision=revision)
+        self.catalog.set_deployed(process)
+        return process
+
+    async def deploy(self, candidate: Candidate, user: str | None) -> Process:
+        process_id = candidate.process.id
+        if process_id in self.catalog.files:
+            raise DuplicatedProcess(
+                f"process {process_id!r} exists: a file of the processes directory has that id"
+            )
+        revision = await self.store.add_process_version(self._version(candidate, user), False)
+        if revision is None:
+            raise DuplicatedProcess(
+                f"process {process_id!r} is deployed already: replace it with PUT "
+                f"/processes/{process_id}, or give this one another id"
+            )
+        log.info("process %s deployed (version %d) by %s", process_id, revision, user or "-")
+        return self._served(candidate, revision)
+
+    async def replace(self, process_id: str, candidate: Candidate, user: str | None) -> Process:
+        self._check_mutable(process_id)
+        if candidate.process.id != process_id:
+            raise InvalidPackage(
+                f"{candidate.place('info.id')}: {candidate.process.id!r} is not the id of the "
+                f"process replaced, {process_id!r}"
+            )
+        revision = await self.store.add_process_version(self._version(candidate, user), True)
+        if revision is None:
+            raise NoSuchProcess(f"process {process_id!r} is not deployed: deploy it with POST")
+        log.info("process %s replaced (version %d) by %s", process_id, revision, user or "-")
+        return self._served(candidate, revision)
+
+    async def undeploy(self, process_id: str, user: str | None) -> None:
+        self._check_mutable(process_id)
+        mark = ProcessVersion(process_id, 0, "", None, None, None, utcnow(), user)
+        revision = await self.store.add_process_version(mark, True)
+        if revision is None:
+            raise NoSuchProcess(f"process {process_id!r} is not deployed")
+        self.catalog.drop_deployed(process_id)
+        log.info("process %s undeployed by %s", process_id, user or "-")
