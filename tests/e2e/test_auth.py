@@ -18,6 +18,7 @@ import jwt
 import pytest
 
 from tests.conftest import SCRUBBED, Server, process_info, wait_status
+from tests.images import busybox_image
 from tests.oidc_provider import AUDIENCE, Provider, SigningKey
 
 ASYNC = {"Prefer": "respond-async"}
@@ -481,3 +482,35 @@ def test_pages_run_only_the_servers_own_scripts_and_are_never_framed(server: Ser
         document = http.get("/conformance?f=json")
         assert "Content-Security-Policy" not in document.headers
         assert document.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_only_admins_deploy_replace_and_undeploy(
+    keycloak: Server, provider: Provider, docker_engine: None
+) -> None:
+    document = {
+        "info": process_info("deployed"),
+        "host": {"type": "docker"},
+        "container": {"image": busybox_image(), "command": ["echo", '{"plugin_results": 1}']},
+        "outputs": [{"id": "result", "schema": {"type": "integer"}}],
+    }
+    content = json.dumps(document)
+    hana, root = provider.token("hana"), provider.token("root", roles=["admin"])
+
+    def sent_by(token: str | None) -> dict[str, str]:
+        return {"Content-Type": "application/json", **(as_user(token) if token else {})}
+
+    with keycloak.client() as http:
+        # AUTH_LEVEL=1 protects deployment: it is a write
+        refused(http.post("/processes", content=content, headers=sent_by(None)), 401, "sign in")
+        for method, path in (("POST", "/processes"), ("PUT", "/processes/deployed")):
+            response = http.request(method, path, content=content, headers=sent_by(hana))
+            refused(response, 403, "only admins")
+        response = http.post("/processes", content=content, headers=sent_by(root))
+        assert response.status_code == 201, response.text
+        assert http.get("/processes/deployed").json()["mutable"] is True  # reading stays open
+        refused(http.get("/processes/deployed/package", headers=as_user(hana)), 403, "only admins")
+        assert http.get("/processes/deployed/package", headers=as_user(root)).status_code == 200
+        refused(http.delete("/processes/deployed", headers=as_user(hana)), 403, "only admins")
+        assert http.delete("/processes/deployed", headers=as_user(root)).status_code == 204
+        classes = http.get("/conformance").json()["conformsTo"]
+        assert any(c.endswith("/conf/deploy-replace-undeploy") for c in classes)
