@@ -229,9 +229,6 @@ class JobStore(Protocol):
     async def process_version(self, process_id: str, revision: int | None) -> ProcessVersion | None:
         """That version (the newest if `revision` is None, which may be a mark)."""
 
-    async def process_versions(self, process_id: str) -> list[ProcessVersion]:
-        """Every version of the id, oldest first, without their documents and packages."""
-
     async def deployed_processes(self) -> dict[str, int]:
         """The revision of each process deployed now."""
 

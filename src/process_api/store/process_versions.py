@@ -98,21 +98,6 @@ class ProcessVersionRows:
         rows = await self._read(statement)
         return _to_version(rows[0]) if rows else None
 
-    async def process_versions(self, process_id: str) -> list[ProcessVersion]:
-        table = process_versions
-        columns = [c for c in table.columns if c.name not in ("document", "package")]
-        statement = (
-            sa.select(*columns, (table.c.document.is_not(None)).label("live"))
-            .where(table.c.id == process_id)
-            .order_by(table.c.revision)
-        )
-        found = []
-        for row in await self._read(statement):
-            version = _to_version(row)
-            # the documents stay in the database: only whether there is one is read
-            found.append(_with_document_flag(version, bool(row.live)))
-        return found
-
     async def deployed_processes(self) -> dict[str, int]:
         table = process_versions
         newest = process_versions.alias("newest")
@@ -124,8 +109,3 @@ class ProcessVersionRows:
             .scalar_subquery(),
         )
         return {row.id: int(row.revision) for row in await self._read(statement)}
-
-
-def _with_document_flag(version: ProcessVersion, live: bool) -> ProcessVersion:
-    """The version listed without its document: an empty one stands for "a process"."""
-    return ProcessVersion(**{**version.__dict__, "document": {} if live else None})
