@@ -81,3 +81,27 @@ def test_authentication_protects_everything_but_discovery_once_on(
     assert load_settings(None).protection == 1
     monkeypatch.setenv("AUTH_LEVEL", "")  # an empty line of a .env file: the default
     assert load_settings(None).protection == 2
+
+
+def test_deploying_is_for_admins_once_signed_in_and_off_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("AUTH_SERVICE", "ALLOW_DEPLOY", "DEPLOY_HOSTS", "OIDC_ISSUER", "OIDC_AUDIENCE"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings(None)
+    assert not settings.deploying
+    assert settings.deployable_hosts == {"docker", "local", "aws-batch"}
+    monkeypatch.setenv("ALLOW_DEPLOY", "true")
+    assert load_settings(None).deploying
+    monkeypatch.delenv("ALLOW_DEPLOY")
+    monkeypatch.setenv("AUTH_SERVICE", "oidc")
+    monkeypatch.setenv("OIDC_ISSUER", "http://127.0.0.1:1/realm")
+    monkeypatch.setenv("OIDC_AUDIENCE", "process-api")
+    assert load_settings(None).deploying
+    monkeypatch.setenv("AUTH_LEVEL", "0")  # signed in, but nothing protected: nobody deploys
+    assert not load_settings(None).deploying
+    monkeypatch.setenv("DEPLOY_HOSTS", "local, subprocess")
+    assert load_settings(None).deployable_hosts == {"docker", "local", "subprocess"}
+    monkeypatch.setenv("DEPLOY_HOSTS", "docker,kubernetes")
+    with pytest.raises(SettingsError, match="kubernetes"):
+        load_settings(None)

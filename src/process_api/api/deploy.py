@@ -100,6 +100,8 @@ async def undeploy(request: Request, processID: str) -> Response:
             "description": "The package",
             "content": {media_type: {} for media_type in MEDIA_TYPES},
         },
+        401: REFUSALS[401],
+        403: {"description": "Deploying is off, or the user is no admin"},
         404: {"description": "No such process"},
     },
 )

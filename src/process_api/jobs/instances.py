@@ -125,13 +125,15 @@ class Coordinator:
         if taken or at_start:
             await settle(taken, "the server instance that had it stopped or restarted")
         await stop_dismissed(self.runner, dismissed)
-        return sum(1 for i in others if i not in dead and not self._sibling(i))
+        return self._of_other_servers([i for i in others if i not in dead])
 
     async def others_alive(self) -> int:
         """How many instances of other servers are alive."""
-        machine = self.me.machine
         others = [i for i in await self.store.instances() if i.id != self.me.id]
-        return sum(1 for i in others if not is_dead(i, machine) and not self._sibling(i))
+        return self._of_other_servers([i for i in others if not is_dead(i, self.me.machine)])
+
+    def _of_other_servers(self, alive: list[Instance]) -> int:
+        return sum(1 for i in alive if not self._sibling(i))
 
     def _sibling(self, other: Instance) -> bool:
         """Another worker of this instance's supervisor."""
