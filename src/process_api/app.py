@@ -134,24 +134,26 @@ async def _open_store(settings: Settings, store: SqlJobStore) -> None:
 
 
 @asynccontextmanager
-async def _processes_kept_current(
-    reloader: Reloader, watch: bool, supervisor: int | None
-) -> AsyncIterator[None]:
+async def _processes_kept_current(reloader: Reloader, watch: bool) -> AsyncIterator[None]:
     """Deployed processes read again every second; the processes directory read again on
     SIGHUP and, if `watch`, whenever its files change."""
     loop = asyncio.get_running_loop()
     reloads: set[asyncio.Task[None]] = set()
 
+    async def reloading() -> None:
+        try:
+            await reloader.reload("SIGHUP")
+        except Exception:
+            log.exception("reading the processes directory again failed")
+
     def reload() -> None:
-        task = loop.create_task(reloader.reload("SIGHUP"))
+        task = loop.create_task(reloading())
         reloads.add(task)  # referenced until it ends
         task.add_done_callback(reloads.discard)
 
     # Signals are handled in the main thread only (not by an app in a test's thread).
     with contextlib.suppress(ValueError, RuntimeError):
         loop.add_signal_handler(signal.SIGHUP, reload)
-    if supervisor is not None:  # a worker started after the files changed (a replacement)
-        await reloader.reload("worker start")
     tasks = [asyncio.create_task(reloader.catalog.refresh_periodically())]
     if watch:
         tasks.append(asyncio.create_task(reloader.watch()))
@@ -161,6 +163,8 @@ async def _processes_kept_current(
         reloader.stop()
         with contextlib.suppress(ValueError, RuntimeError):
             loop.remove_signal_handler(signal.SIGHUP)
+            # Jobs are still being stopped: a SIGHUP now must not end the process.
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
         for task in [*tasks, *reloads]:
             task.cancel()
         await asyncio.gather(*tasks, *reloads, return_exceptions=True)
@@ -181,7 +185,9 @@ def create_app(
     store = build_store(settings)
     catalog = Catalog(files, settings.plugins_dir, store)
     checks = host_checks(hosts)
-    deployment = Deployment(store, catalog, checks, settings.deployable_hosts)
+    deployment = Deployment(
+        store, catalog, checks, settings.deployable_hosts, settings.deploy_env_vars
+    )
     policy = CallbackPolicy(
         settings.callback_allow_private, settings.callback_timeout, settings.callback_attempts
     )
@@ -213,6 +219,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await _open_store(settings, store)
         await catalog.refresh()
+        if supervisor is not None:  # a worker started after the files changed (a replacement)
+            await reloader.reload("worker start")
         await service.join(catalog)
         log.info("serving %d process(es)", len(catalog))
         tasks = []
@@ -221,7 +229,7 @@ def create_app(
         if metrics.shared:
             tasks.append(asyncio.create_task(_refresh_periodically(metrics)))
         try:
-            async with _processes_kept_current(reloader, settings.watch_processes, supervisor):
+            async with _processes_kept_current(reloader, settings.watch_processes):
                 yield
         finally:
             for task in tasks:

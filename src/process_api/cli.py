@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import ipaddress
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -257,6 +258,9 @@ def _run(settings: Settings, app: Any, loaded: Loaded) -> int:
         )
     if app is None:
         return run_workers(config, settings, loaded.processes)
+    # Until the app handles it (a reload of the processes directory), a SIGHUP must not end
+    # the server (one from a closed terminal, say).
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     server = JobsServer(config, app.state.jobs)
     server.run()
     return 0 if server.started else 1

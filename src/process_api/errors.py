@@ -15,10 +15,11 @@ documents. Nothing below the API layer knows about HTTP beyond the number.
      ├── JobDismissed         410  results of a dismissed job
      ├── ResultsExpired       410  results, logs and metadata past retention (EXPIRY_DAYS)
      ├── PayloadTooLarge      413  an execute request too large for the job's host
+     ├── UnsupportedMediaType 415  an execute request that is not JSON
      │    └── UnsupportedPackage 415  (Part 2) a process to deploy in another format
      ├── InvalidParameter     400  invalid-parameter-value (query parameters, headers)
-     ├── InvalidInput         400  invalid-parameter-value (execute request body)
-     ├── InvalidPackage       400  (Part 2) a process to deploy that is not valid
+     │    ├── InvalidInput    400  (execute request body)
+     │    └── InvalidPackage  400  (Part 2) a process to deploy that is not valid
      ├── JobNotDismissable    409  the job already finished
      ├── DuplicatedProcess    409  (Part 2) a process of that id exists
      ├── ImmutableProcess     403  (Part 2) a process of the processes directory

@@ -98,3 +98,6 @@ def configure(level: str, log_format: LogFormat = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Each reload of the processes directory says what changed; the watcher's own line for
+    # each batch of changes would be noise.
+    logging.getLogger("watchfiles").setLevel(max(logging.WARNING, root.level))

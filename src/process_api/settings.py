@@ -155,6 +155,9 @@ class Settings(BaseSettings):
     deploy_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
         ("docker", "aws-batch"), alias="DEPLOY_HOSTS"
     )
+    #: the server variables and secrets a deployed process may name (envVars, secrets): none
+    #: by default, since a deployer chooses the image that would read them.
+    deploy_env_vars: Annotated[tuple[str, ...], NoDecode] = Field((), alias="DEPLOY_ENV_VARS")
     #: whether the processes directory is watched and read again when its files change.
     watch_processes: bool = Field(True, alias="WATCH_PROCESSES")
 
@@ -181,6 +184,7 @@ class Settings(BaseSettings):
         "auth_roles_claims",
         "cors_origins",
         "deploy_hosts",
+        "deploy_env_vars",
         mode="before",
     )
     @classmethod

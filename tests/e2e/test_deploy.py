@@ -90,7 +90,8 @@ def start(root: Path, env: dict[str, str] | None = None, *args: str) -> Server:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, image: str) -> Iterator[Server]:
-    started = start(tmp_path_factory.mktemp("deploy"))
+    env = {"DEPLOY_ENV_VARS": "GREETING", "GREETING": "hello", "SECRET_TOKEN": "s3cr3t"}
+    started = start(tmp_path_factory.mktemp("deploy"), env)
     yield started
     started.stop()
 
@@ -269,6 +270,83 @@ def test_a_process_file_is_deployed_as_yaml_and_as_json(http: httpx.Client, imag
     document["host"] = {"type": "subprocess", "command": ["id"]}
     response = deploy(http, document, "application/json")
     assert response.status_code == 403 and "host.type" in response.json()["detail"], response.text
+
+
+def test_a_deployed_process_gets_only_the_server_variables_allowed_to_deployers(
+    http: httpx.Client, image: str
+) -> None:
+    document = {
+        "info": process_info("greeter"),
+        "host": {"type": "docker"},
+        "container": {
+            "image": image,
+            "command": ["sh", "-c", 'echo "{\\"plugin_results\\": \\"$GREETING\\"}"'],
+            "envVars": ["GREETING"],
+        },
+        "outputs": [{"id": "greeting", "schema": {"type": "string"}}],
+    }
+    assert deploy(http, document, "application/json").status_code == 201
+    try:
+        assert http.post("/processes/greeter/execution", json={"inputs": {}}).json() == "hello"
+    finally:
+        http.delete("/processes/greeter")
+    for field in ("envVars", "secrets"):
+        taking = copy.deepcopy(document)
+        taking["container"][field] = ["SECRET_TOKEN"]
+        refused = deploy(http, taking, "application/json")
+        assert refused.status_code == 403, refused.text
+        assert f"container.{field}" in refused.json()["detail"]
+        assert "DEPLOY_ENV_VARS" in refused.json()["detail"]
+        assert "s3cr3t" not in refused.text
+    assert http.get("/processes/greeter").status_code == 404
+
+
+def test_hostile_bodies_get_a_400_that_says_why(http: httpx.Client, image: str) -> None:
+    def sent(body: str, media_type: str) -> httpx.Response:
+        return http.post("/processes", content=body, headers={"Content-Type": media_type})
+
+    looping = "info: &a [*a, *a]\nhost: {type: docker}\n"
+    refused = sent(looping, "application/yaml")
+    assert refused.status_code == 400 and "refers to itself" in refused.text, refused.text
+    deep = "[" * 100_000 + "]" * 100_000
+    assert sent(deep, "application/json").status_code == 400
+    lone = package(image, answer("x"))
+    lone["processDescription"]["process"]["title"] = "\ud800"
+    refused = deploy(http, lone)
+    assert refused.status_code == 400 and "surrogate" in refused.text, refused.text
+    assert sent("[1, 2]", "application/json").status_code == 400
+    listed = http.get("/processes")  # nothing half-stored breaks the list
+    assert listed.status_code == 200 and "echo-pkg" not in listed.text
+    # JSON is read as JSON (tabs are not YAML's)
+    tabbed = json.dumps(
+        {
+            "info": process_info("tabbed"),
+            "host": {"type": "docker"},
+            "container": {"image": image, "command": answer("t")},
+        },
+        indent="\t",
+    )
+    assert sent(tabbed, "application/json").status_code == 201
+    http.delete("/processes/tabbed")
+    for revision in ("0", "9223372036854775808", "x"):
+        assert http.get(f"/processes/echo-pkg/versions/{revision}").status_code in (400, 404)
+
+
+def test_a_file_given_a_deployed_id_leaves_it_undeployable(tmp_path: Path, image: str) -> None:
+    server = start(tmp_path)
+    try:
+        with server.client() as http:
+            assert deploy(http, package(image, answer("deployed"))).status_code == 201
+            document = yaml.safe_load(file_process())
+            document["info"]["id"] = "echo-pkg"
+            (server.plugins / "echo-pkg.yml").write_text(yaml.safe_dump(document))
+            wait_until(lambda: "the deployed one is served" in server.output(), 10, "the log")
+            assert http.get("/processes/echo-pkg").json()["mutable"] is True
+            assert http.delete("/processes/echo-pkg").status_code == 204
+            assert http.get("/processes/echo-pkg").json()["mutable"] is False  # the file's now
+            assert http.post("/processes/echo-pkg/execution", json={"inputs": {}}).json() == 1
+    finally:
+        server.stop()
 
 
 def replace_json(http: httpx.Client, document: dict[str, Any]) -> httpx.Response:

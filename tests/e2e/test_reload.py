@@ -85,6 +85,13 @@ def test_file_edits_take_effect_without_a_restart_and_running_jobs_go_on(
         api = http.get("/api").json()["paths"]
         assert "/processes/added/execution" in api and "/processes/slow/execution" not in api
 
+        # a folder moved in: only directories change (so does a ConfigMap's symlink swap)
+        folder = tmp_path / "more"
+        folder.mkdir()
+        (folder / "moved.yml").write_text(answering("moved", "in"))
+        folder.rename(plugins / "more")
+        wait_until(lambda: version(http, "moved") == "1.0.0", 10, "the moved folder's process")
+
         job = wait_status(http, running, ENDED)
         assert job["status"] == "successful", job
         assert http.get(f"/jobs/{running}/results/result").json() == "slept"

@@ -384,3 +384,14 @@ def test_existing_files_load_with_no_problem_nor_warning(
     loaded = load_directory(directory, checks)
     assert loaded.problems == [] and loaded.skipped == []
     assert len(loaded.processes) == len(list(directory.rglob("*.y*ml")))
+
+
+def test_a_yaml_alias_that_refers_to_itself_is_a_problem_of_its_file(
+    tmp_path: Path, checks: HostChecks
+) -> None:
+    """It crashed the whole load (and a reload of the directory) with a RecursionError."""
+    write(tmp_path, "good.yml", SUBPROCESS.replace("id: p", "id: good"))
+    write(tmp_path, "p.yml", "info: &a [*a, *a]\nhost:\n  type: subprocess\n")
+    loaded = load_directory(tmp_path, checks)
+    assert [p.id for p in loaded.processes] == ["good"]
+    assert lines(loaded, tmp_path) == ["p.yml: nests too deeply, or a YAML alias refers to itself"]

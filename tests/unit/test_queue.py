@@ -106,6 +106,20 @@ async def test_only_jobs_of_the_claimers_hosts_and_processes_are_claimed(
     assert await store.queued() == {"aws-batch": 1, "docker": 1}
 
 
+async def test_a_deployed_processs_jobs_are_claimed_by_their_version_and_a_files_by_its_id(
+    store: SqlJobStore,
+) -> None:
+    """A queued job of a removed file must not be claimed once its id is deployed: no version
+    of it could run it, and put back at the head each time it would block its budget."""
+    await store.create(make_job("file-gone", 0, host_type="docker", process_id="x"))
+    await store.create(
+        make_job("deployed", 1, host_type="docker", process_id="x", process_revision=2)
+    )
+    claimed = await claim(store, "a", None)  # "x" is no file's process here
+    assert claimed is not None and claimed.id == "deployed"
+    assert await claim(store, "a", None) is None
+
+
 async def test_a_requeued_job_keeps_its_place(store: SqlJobStore) -> None:
     await store.create(make_job("first", 0, host_type="docker"))
     await store.create(make_job("second", 1, host_type="docker"))

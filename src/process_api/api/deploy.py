@@ -3,7 +3,10 @@ and the versions jobs ran."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, Response
 
 from process_api.api.auth import deployer, visible
@@ -11,7 +14,7 @@ from process_api.api.common import catalog, render
 from process_api.api.documents import process_description, process_summary
 from process_api.api.links import link, url
 from process_api.errors import NoSuchProcess
-from process_api.processes.deployment import MEDIA_TYPES, Deployment
+from process_api.processes.deployment import MEDIA_TYPES, Candidate, Deployment
 from process_api.processes.examples import example_inputs
 
 router = APIRouter(tags=["Deploy, Replace, Undeploy"])
@@ -34,6 +37,12 @@ def _deployment(request: Request) -> Deployment:
     return deployment
 
 
+async def _candidate(request: Request) -> Candidate:
+    """The process sent, checked in a thread: the hosts' checks ask the Docker Engine and AWS."""
+    body, content_type = await request.body(), request.headers.get("content-type")
+    return await asyncio.to_thread(_deployment(request).candidate, body, content_type)
+
+
 @router.post(
     "/processes",
     summary="Deploy a process",
@@ -47,9 +56,7 @@ def _deployment(request: Request) -> Deployment:
 )
 async def deploy(request: Request) -> Response:
     user = deployer(request)
-    deployment = _deployment(request)
-    candidate = deployment.candidate(await request.body(), request.headers.get("content-type"))
-    process = await deployment.deploy(candidate, user)
+    process = await _deployment(request).deploy(await _candidate(request), user)
     location = url(request, f"/processes/{process.id}")
     return JSONResponse(
         process_summary(request, process), status_code=201, headers={"Location": location}
@@ -63,16 +70,17 @@ async def deploy(request: Request) -> Response:
     openapi_extra={"requestBody": PROCESS_BODY},
     responses={
         204: {"description": "Replaced"},
-        403: {"description": "A process of the processes directory (immutable-process)"},
+        403: {
+            "description": "A process of the processes directory (immutable-process), or as "
+            "for a deploy"
+        },
         404: {"description": "No such deployed process"},
         **{code: answer for code, answer in REFUSALS.items() if code != 403},
     },
 )
 async def replace(request: Request, processID: str) -> Response:
     user = deployer(request)
-    deployment = _deployment(request)
-    candidate = deployment.candidate(await request.body(), request.headers.get("content-type"))
-    await deployment.replace(processID, candidate, user)
+    await _deployment(request).replace(processID, await _candidate(request), user)
     return Response(status_code=204)
 
 
@@ -82,7 +90,11 @@ async def replace(request: Request, processID: str) -> Response:
     status_code=204,
     responses={
         204: {"description": "Undeployed"},
-        403: {"description": "A process of the processes directory (immutable-process)"},
+        401: REFUSALS[401],
+        403: {
+            "description": "A process of the processes directory (immutable-process); "
+            "deploying is off, or the user is no admin"
+        },
         404: {"description": "No such deployed process"},
     },
 )
@@ -119,7 +131,9 @@ async def package(request: Request, processID: str) -> Response:
     summary="A version of a deployed process, current or not (the one a job ran)",
     responses={404: {"description": "No such version"}},
 )
-async def process_version(request: Request, processID: str, revision: int) -> Response:
+async def process_version(
+    request: Request, processID: str, revision: Annotated[int, Path(ge=1, le=2**31 - 1)]
+) -> Response:
     process = await catalog(request).version(processID, revision)
     if process is None or not visible(request, process):
         raise NoSuchProcess(f"process {processID!r} has no version {revision}")

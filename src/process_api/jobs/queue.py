@@ -80,7 +80,8 @@ class JobQueue:
         """Claims and starts queued jobs while the oldest of a budget fits; how many. Looks
         first (a read) which hosts have jobs waiting, so that an idle queue costs no write."""
         self.lengths = await self.store.queued()
-        process_ids = list(catalog)
+        # Jobs of deployed processes are claimed by their revision (see store.claim).
+        process_ids = sorted(catalog.file_ids)
         claimed = 0
         for budget in await budgets(dict(self.runner.hosts)):
             if not any(self.lengths.get(host_type) for host_type in budget.host_types):
@@ -92,7 +93,11 @@ class JobQueue:
                 )
                 if job is None:
                     break
-                process = await catalog.of_job(job)
+                try:
+                    process = await catalog.of_job(job)
+                except Exception:
+                    await self.store.requeue([job.id])
+                    raise
                 if process is None and job.process_revision is not None:
                     await fail(self.runner, job, f"process {job.process_id!r} cannot be read")
                     continue

@@ -287,7 +287,7 @@ class JobService:
         settle = functools.partial(lifecycle.settle, self.runner, catalog.of_job)
         alone = await self.instance.join(settle)
         if alone:  # else another instance may run the processes this one lacks
-            await lifecycle.fail_unserved(self.runner, catalog)
+            await lifecycle.fail_unserved(self.runner, catalog.file_ids)
         self.catalog = catalog
         self.queue.start(catalog)
         self._joined = True
@@ -296,7 +296,7 @@ class JobService:
         """Ends the queued jobs of processes whose files were removed, unless another server
         instance, which may still have them, is alive."""
         if self.catalog is not None and not await self.instance.others_alive():
-            await lifecycle.fail_unserved(self.runner, self.catalog, process_ids)
+            await lifecycle.fail_unserved(self.runner, self.catalog.file_ids, process_ids)
 
     async def expire(self) -> int:
         return await self.retention.expire()

@@ -48,6 +48,9 @@ class Catalog(Mapping[str, Process]):
         self._deployed: dict[str, Process] = {}
         self._versions: OrderedDict[tuple[str, int], Process] = OrderedDict()
         self._snapshot = ProcessRegistry(list(files))
+        #: counts the changes of the deployed processes made here (a refresh that read the
+        #: store before one of them is left out).
+        self._changes = 0
         #: counts the changes of what is served (the API document is made again after one).
         self.generation = 0
 
@@ -66,6 +69,11 @@ class Catalog(Mapping[str, Process]):
     def files(self) -> Mapping[str, Process]:
         """The processes of the processes directory, by id."""
         return dict(self._files)
+
+    @property
+    def file_ids(self) -> frozenset[str]:
+        """The ids of the processes of the processes directory."""
+        return frozenset(self._files)
 
     @property
     def deployed_ids(self) -> frozenset[str]:
@@ -88,11 +96,13 @@ class Catalog(Mapping[str, Process]):
         assert process.revision is not None
         self._keep(process)
         self._deployed[process.id] = process
+        self._changes += 1
         self._rebuild()
 
     def drop_deployed(self, process_id: str) -> None:
         """A process this instance has just undeployed."""
         if self._deployed.pop(process_id, None) is not None:
+            self._changes += 1
             self._rebuild()
 
     # -- lookups that see every instance's deploys at once -----------------------------
@@ -108,10 +118,12 @@ class Catalog(Mapping[str, Process]):
         if stored is None or stored.document is None:
             self.drop_deployed(process_id)
             return found
+        known = self._deployed.get(process_id)
+        if known is not None and known.revision == stored.revision:
+            return known
         process = self._built(stored)
-        if process is not None and self._deployed.get(process_id) is not process:
-            self._deployed[process_id] = process
-            self._rebuild()
+        if process is not None:
+            self.set_deployed(process)
         return process
 
     async def version(self, process_id: str, revision: int) -> Process | None:
@@ -128,8 +140,8 @@ class Catalog(Mapping[str, Process]):
         return self._built(stored)
 
     def known_of_job(self, job: Job | JobSummary) -> Process | None:
-        """The process of a job without asking the store: None for a stored version not in
-        memory (a running job's always is: the job holds it)."""
+        """The process of a job without asking the store: None for a stored version no longer
+        kept in memory (of the KEPT_VERSIONS last used)."""
         if job.process_revision is not None:
             return self._versions.get((job.process_id, job.process_revision))
         return self._files.get(job.process_id)
@@ -171,6 +183,7 @@ class Catalog(Mapping[str, Process]):
         """Reads which processes are deployed now, and builds those not known yet."""
         if self.store is None:
             return
+        changes = self._changes
         revisions = await self.store.deployed_processes()
         deployed: dict[str, Process] = {}
         for process_id, revision in revisions.items():
@@ -184,7 +197,7 @@ class Catalog(Mapping[str, Process]):
         changed = deployed.keys() != self._deployed.keys() or any(
             deployed[i] is not self._deployed[i] for i in deployed
         )
-        if changed:
+        if changed and changes == self._changes:  # else the next refresh reads them anew
             self._deployed = deployed
             self._rebuild()
 

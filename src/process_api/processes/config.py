@@ -76,9 +76,9 @@ ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
 class MaxResources(Section):
-    cpus: float | None = Field(None, gt=0)
+    cpus: float | None = Field(None, gt=0, allow_inf_nan=False)
     #: megabytes
-    memory: float | None = Field(None, gt=0)
+    memory: float | None = Field(None, gt=0, allow_inf_nan=False)
     #: processes and threads (docker: at most the server's DOCKER_PIDS_LIMIT, its default).
     pids: int | None = Field(None, gt=0)
 

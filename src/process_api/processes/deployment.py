@@ -61,6 +61,20 @@ def _essence(content_type: str | None) -> str:
     return (content_type or "").split(";")[0].strip().lower()
 
 
+def _check_text(document: Any) -> None:
+    """Refuses text that UTF-8 cannot hold (a lone surrogate, from a JSON or YAML escape):
+    stored, it would break every answer that shows the process."""
+    try:
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidPackage(
+            "the process holds an escape of a lone UTF-16 surrogate (such as \\ud800), "
+            "which is not text"
+        ) from None
+    except ValueError as exc:  # a YAML alias that refers to itself: a circular reference
+        raise RecursionError from exc
+
+
 def _problem_text(problem: LoadProblem, place: Callable[[str], str]) -> str:
     where = place(problem.field) if problem.field else ""
     if problem.line is not None:
@@ -77,18 +91,23 @@ class Deployment:
         catalog: Catalog,
         host_checks: HostChecks,
         deployable_hosts: Collection[str],
+        shared_variables: Collection[str] = (),
     ) -> None:
-        """`deployable_hosts`: the host types processes deployed over the API may name."""
+        """`deployable_hosts`: the host types processes deployed over the API may name;
+        `shared_variables`: the server variables and secrets they may be given."""
         self.store = store
         self.catalog = catalog
         self.host_checks = host_checks
         self.deployable_hosts = frozenset(deployable_hosts)
+        self.shared_variables = frozenset(shared_variables)
 
     # -- reading what is sent ----------------------------------------------------------
 
     def candidate(self, body: bytes, content_type: str | None) -> Candidate:
         """What was sent as a process to serve: 415 for another media type, checked first;
-        400 naming each field that is wrong; 403 for a host type not deployable here."""
+        400 naming each field that is wrong; 403 for a host type not deployable here, or for
+        server variables or secrets it may not have. Blocks (parsing, the hosts' look-ups of
+        images and job definitions): call it in a thread."""
         essence = _essence(content_type)
         if essence != PACKAGE and essence not in YAML_TYPES and essence != JSON:
             sent = f"{essence!r}" if essence else "no Content-Type"
@@ -102,8 +121,16 @@ class Deployment:
             raise InvalidPackage("the request body is not UTF-8 text") from None
         if not text.strip():
             raise InvalidPackage("the request body is empty: send the process to deploy")
-        document, root, place = self._document(text, essence)
-        parsed = check_document(document, root, BODY, self.catalog.directory, self.host_checks)
+        try:
+            document, root, place = self._document(text, essence)
+            _check_text(document)
+            parsed = check_document(
+                document, root, BODY, self.catalog.directory, self.host_checks
+            )
+        except RecursionError:
+            raise InvalidPackage(
+                "the request body nests too deeply, or a YAML alias refers to itself"
+            ) from None
         errors = [p for p in parsed.problems if not p.warning]
         if errors or parsed.process is None:
             details = "; ".join(_problem_text(p, place) for p in errors)
@@ -115,7 +142,25 @@ class Deployment:
                 f"{place('host.type')}: processes of host type {process.host_type!r} cannot be "
                 f"deployed over the API on this server (DEPLOY_HOSTS: {allowed})"
             )
+        self._check_variables(process, place)
         return Candidate(process, text, essence, place)
+
+    def _check_variables(self, process: Process, place: Callable[[str], str]) -> None:
+        """A deployer chooses the image: it gets none of the server's variables or secrets
+        but those DEPLOY_ENV_VARS names."""
+        container = process.config.container
+        named = {
+            "container.envVars": container.envVars if container else [],
+            "container.secrets": container.secrets if container else [],
+            "host.envVars": process.config.host.model_dump().get("envVars") or [],
+        }
+        for field, names in named.items():
+            refused = sorted(set(names) - self.shared_variables)
+            if refused:
+                raise Forbidden(
+                    f"{place(field)}: a deployed process may not be given {refused}: only the "
+                    "server variables and secrets DEPLOY_ENV_VARS names"
+                )
 
     def _document(
         self, text: str, essence: str
@@ -130,6 +175,11 @@ class Deployment:
             if essence == PACKAGE or (isinstance(sent, dict) and "executionUnit" in sent):
                 converted = from_package(sent)
                 return converted.document, None, converted.place
+            if not isinstance(sent, dict):
+                raise InvalidPackage(
+                    "the request body must be a process file: an object with info and host"
+                )
+            return sent, None, str
         read = parse_yaml(text, BODY)
         if isinstance(read, LoadProblem):
             raise InvalidPackage(_problem_text(read, str))
@@ -141,9 +191,13 @@ class Deployment:
         return document, root, str
 
     async def package(self, process: Process) -> tuple[bytes, str]:
-        """What was deployed, as it was sent, and its media type; a file's process: its file."""
+        """What was deployed, as it was sent, and its media type; a file's process: its file
+        as it is now."""
         if process.source is not None:
-            return await asyncio.to_thread(process.source.read_bytes), "application/yaml"
+            try:
+                return await asyncio.to_thread(process.source.read_bytes), "application/yaml"
+            except OSError:
+                raise NoSuchProcess(f"the file of process {process.id!r} is gone") from None
         assert process.revision is not None
         stored = await self.store.process_version(process.id, process.revision)
         if stored is None or stored.package is None or stored.media_type is None:
@@ -166,7 +220,9 @@ class Deployment:
         )
 
     def _check_mutable(self, process_id: str) -> None:
-        if process_id in self.catalog.files:
+        """A file's process may not be changed over the API (a deployed one of the same id,
+        served instead of the file, may)."""
+        if process_id in self.catalog.file_ids and process_id not in self.catalog.deployed_ids:
             raise ImmutableProcess(
                 f"process {process_id!r} comes from a file of the processes directory: change "
                 "the file instead (the server reloads it)"
@@ -179,7 +235,7 @@ class Deployment:
 
     async def deploy(self, candidate: Candidate, user: str | None) -> Process:
         process_id = candidate.process.id
-        if process_id in self.catalog.files:
+        if process_id in self.catalog.file_ids:
             raise DuplicatedProcess(
                 f"process {process_id!r} exists: a file of the processes directory has that id"
             )
@@ -207,7 +263,16 @@ class Deployment:
 
     async def undeploy(self, process_id: str, user: str | None) -> None:
         self._check_mutable(process_id)
-        mark = ProcessVersion(process_id, 0, "", None, None, None, utcnow(), user)
+        mark = ProcessVersion(
+            id=process_id,
+            revision=0,
+            version="",
+            document=None,
+            package=None,
+            media_type=None,
+            deployed=utcnow(),
+            deployed_by=user,
+        )
         revision = await self.store.add_process_version(mark, True)
         if revision is None:
             raise NoSuchProcess(f"process {process_id!r} is not deployed")

@@ -142,6 +142,14 @@ def _schema_warnings(document: dict[str, Any]) -> list[ConfigProblem]:
 
 def parse_process_file(path: Path, host_checks: HostChecks) -> ParsedFile:
     """One file into a Process (with its warnings), or every problem found in it."""
+    try:
+        return _parse_process_file(path, host_checks)
+    except RecursionError:
+        message = "nests too deeply, or a YAML alias refers to itself"
+        return ParsedFile(problems=[LoadProblem(path, "", message)])
+
+
+def _parse_process_file(path: Path, host_checks: HostChecks) -> ParsedFile:
     read = read_yaml(path)
     if isinstance(read, LoadProblem):
         return ParsedFile(problems=[read])

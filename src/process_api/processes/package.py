@@ -126,7 +126,7 @@ def _described_items(
     for item_id, item in items.items():
         item = _mapping(item, f"{where}.{section}.{item_id}")
         kept = {k: v for k, v in item.items() if k not in DROPPED_MEMBERS}
-        converted.append({"id": item_id, **kept})
+        converted.append({**kept, "id": item_id})  # the key is the id
     return converted, list(items)
 
 
@@ -154,8 +154,7 @@ def from_package(package: Any) -> Converted:
     inputs, input_ids = _described_items(described, "inputs", where)
     outputs, output_ids = _described_items(described, "outputs", where)
     container: dict[str, Any] = {k: unit[k] for k in ("image", "command") if k in unit}
-    config = unit.get("config") or {}
-    config = _mapping(config, f"{unit_where}.config")
+    config = _mapping(unit.get("config", {}), f"{unit_where}.config")
     resources = _resources(config)
     if resources:
         container["maxResources"] = resources

@@ -17,23 +17,16 @@ from pathlib import Path
 import watchfiles
 
 from process_api.processes.catalog import Catalog
-from process_api.processes.discovery import IGNORE_FILE
 from process_api.processes.loader import HostChecks, Loaded, load_directory
 from process_api.processes.registry import Process
 
 log = logging.getLogger(__name__)
-# Each reload says what changed; the watcher's own line for each batch of changes is noise.
-logging.getLogger("watchfiles").setLevel(logging.WARNING)
 
 #: milliseconds of quiet after a change before the directory is read (an editor, or a
 #: checkout, writes several files, some of them more than once).
 DEBOUNCE_MS = 300
 #: seconds before watching again once the directory could not be watched (it was removed).
 WATCH_RETRY = 5.0
-
-
-def _process_file_change(_change: watchfiles.Change, path: str) -> bool:
-    return path.endswith((".yml", ".yaml", IGNORE_FILE))
 
 
 def _log_problems(loaded: Loaded) -> None:
@@ -126,9 +119,10 @@ class Reloader:
         """Reloads whenever a process file of the directory changes, until stop()."""
         while not self._stop.is_set():
             try:
+                # Any change: a folder moved in or out, a ConfigMap's symlink swapped, only
+                # show as changes of directories.
                 async for _changes in watchfiles.awatch(
                     self.directory,
-                    watch_filter=_process_file_change,
                     debounce=DEBOUNCE_MS,
                     stop_event=self._stop,
                 ):

@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Row
 
+from process_api.errors import StoreUnavailable
 from process_api.store.base import ProcessVersion
 from process_api.store.tables import aware, process_versions
 
@@ -81,15 +82,13 @@ class ProcessVersionRows:
             .from_select([*names, "deployed", "deployed_by"], sa.select(*values).where(condition))
             .returning(table.c.revision)
         )
-        for attempt in range(RACE_ATTEMPTS):
+        for _ in range(RACE_ATTEMPTS):
             try:
                 rows = await self._write(statement)
             except sa.exc.IntegrityError:
-                if attempt + 1 == RACE_ATTEMPTS:
-                    raise
                 continue
             return int(rows[0].revision) if rows else None
-        return None
+        raise StoreUnavailable(f"process {version.id!r} is being changed by others; try again")
 
     async def process_version(self, process_id: str, revision: int | None) -> ProcessVersion | None:
         table = process_versions
