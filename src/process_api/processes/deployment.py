@@ -124,9 +124,7 @@ class Deployment:
         try:
             document, root, place = self._document(text, essence)
             _check_text(document)
-            parsed = check_document(
-                document, root, BODY, self.catalog.directory, self.host_checks
-            )
+            parsed = check_document(document, root, BODY, self.catalog.directory, self.host_checks)
         except RecursionError:
             raise InvalidPackage(
                 "the request body nests too deeply, or a YAML alias refers to itself"
