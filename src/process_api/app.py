@@ -38,6 +38,7 @@ from process_api.api.health import engine_problems
 from process_api.api.metrics import CountRequests
 from process_api.api.middleware import BodyLimit, CatchUnexpected, SecurityHeaders, TrustedHosts
 from process_api.api.negotiation import Renderer
+from process_api.api.streams import Streams
 from process_api.auth.authenticate import Authenticator
 from process_api.auth.sign_in import SignIns
 from process_api.errors import ApiError
@@ -57,6 +58,8 @@ from process_api.store.sql import SqlJobStore
 
 log = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).parent / "api" / "templates"
+#: the pages' own scripts (no asset is fetched from elsewhere).
+STATIC = Path(__file__).parent / "api" / "static"
 
 
 async def _expire_periodically(service: JobService) -> None:
@@ -266,6 +269,7 @@ def create_app(
         settings.results_redirect == "presigned", settings.results_url_expiry
     )
     app.state.render = Renderer(templates)
+    app.state.streams = Streams(settings.max_streams)
     app.state.metrics = metrics
     app.state.ready_checks = [store.problems, storage.problems, engine_problems(catalog, hosts)]
     errors.install(app)
@@ -301,6 +305,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(metrics_api.router)
     app.include_router(sign_in.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.mount(
         "/swagger/static",
         StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),

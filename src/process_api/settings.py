@@ -158,6 +158,8 @@ class Settings(BaseSettings):
     #: the server variables and secrets a deployed process may name (envVars, secrets): none
     #: by default, since a deployer chooses the image that would read them.
     deploy_env_vars: Annotated[tuple[str, ...], NoDecode] = Field((), alias="DEPLOY_ENV_VARS")
+    #: job status and log streams (Server-Sent Events, followed logs) open at once.
+    max_streams: int = Field(200, alias="MAX_STREAMS", ge=1)
     #: whether the processes directory is watched and read again when its files change.
     watch_processes: bool = Field(True, alias="WATCH_PROCESSES")
 

@@ -32,7 +32,7 @@ from process_api.settings import Settings
 
 #: the routes every client may reach under AUTH_LEVEL=2.
 PUBLIC = frozenset({"/", "/conformance", "/api", "/health", "/ready"})
-PUBLIC_PREFIXES = ("/swagger/", "/auth/")
+PUBLIC_PREFIXES = ("/swagger/", "/auth/", "/static/")
 #: methods that change nothing: others, from a signed-in browser, need its CSRF token.
 SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 #: seconds a client over its quota of active jobs is asked to wait before it tries again.

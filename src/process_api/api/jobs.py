@@ -21,6 +21,15 @@ from process_api.api.results import (
     results_document,
     results_response,
 )
+from process_api.api.streams import (
+    EVENT_STREAM,
+    JSON_LINES,
+    Streams,
+    log_events,
+    log_json_lines,
+    status_events,
+    wants_events,
+)
 from process_api.errors import ResultNotReady
 from process_api.jobs.metadata import SUBMITTER_FIELDS, job_metadata
 from process_api.jobs.model import Job, timestamp
@@ -28,9 +37,23 @@ from process_api.jobs.model import Job, timestamp
 router = APIRouter(tags=["Jobs"], dependencies=[Depends(own_job)])
 
 
-@router.get("/jobs/{jobID}", summary="The status of a job")
+@router.get(
+    "/jobs/{jobID}",
+    summary="The status of a job; with Accept: text/event-stream, each change as it happens",
+    responses={
+        200: {
+            "description": "The statusInfo; or Server-Sent Events: a `status` event (the "
+            "statusInfo) at each change, until the job ends",
+            "content": {"application/json": {}, EVENT_STREAM: {"schema": {"type": "string"}}},
+        },
+        503: {"description": "Too many streams are open (MAX_STREAMS)"},
+    },
+)
 async def job_status(request: Request, jobID: str) -> Response:
-    job = await job_service(request).summary(jobID)
+    service = job_service(request)
+    job = await service.summary(jobID)
+    if wants_events(request):
+        return streams(request).response(status_events(request, service, jobID), EVENT_STREAM)
     return render(request, status_info(request, job), "job.html")
 
 
@@ -123,6 +146,17 @@ async def one_job_file(request: Request, jobID: str, path: str) -> Response:
     return await job_file(request, job_service(request).storage, job, path)
 
 
+def streams(request: Request) -> Streams:
+    found: Streams = request.app.state.streams
+    return found
+
+
+def _last_event_id(request: Request) -> int | None:
+    """The line an EventSource that reconnects saw last."""
+    value = request.headers.get("last-event-id", "")
+    return int(value) if value.isdigit() else None
+
+
 # HEAD answers as GET does, without the body (uvicorn drops it; files are not read).
 for _path, _route in (
     ("/jobs/{jobID}/results/{outputID}", job_output),
@@ -139,17 +173,46 @@ LogLimit = Annotated[int, Query(ge=1, le=LOG_PAGE, description="Lines per page")
 LogAfter = Annotated[int, Query(ge=0, description="Lines to skip: the next page starts there")]
 
 
+LogFollow = Annotated[
+    bool,
+    Query(description="Stream the lines as they are printed (JSON lines), until the job ends"),
+]
+
+
 @router.get(
     "/jobs/{jobID}/logs",
-    summary="The lines the job's process printed, a page at a time",
-    responses=GONE,
+    summary="The lines the job's process printed, a page at a time, or as they are printed",
+    responses={
+        200: {
+            "description": "A page of lines; with `follow=true`, JSON lines as they are "
+            "printed; with Accept: text/event-stream, a `log` event per line (its id is the "
+            "line's number: `Last-Event-ID` resumes after it) and an `end` event",
+            "content": {
+                "application/json": {},
+                JSON_LINES: {"schema": {"type": "string"}},
+                EVENT_STREAM: {"schema": {"type": "string"}},
+            },
+        },
+        503: {"description": "Too many streams are open (MAX_STREAMS)"},
+        **GONE,
+    },
 )
 async def job_logs(
-    request: Request, jobID: str, limit: LogLimit = LOG_PAGE, after: LogAfter = 0
+    request: Request,
+    jobID: str,
+    limit: LogLimit = LOG_PAGE,
+    after: LogAfter = 0,
+    follow: LogFollow = False,
 ) -> Response:
     service = job_service(request)
     job = await service.summary(jobID)
-    page = await service.logs(jobID, after, limit)
+    page = await service.logs(jobID, after, limit)  # also: 410 once expired, before a stream
+    if wants_events(request):
+        resumed = _last_event_id(request)
+        chunks = log_events(service, jobID, after if resumed is None else resumed)
+        return streams(request).response(chunks, EVENT_STREAM)
+    if follow:
+        return streams(request).response(log_json_lines(service, jobID, after), JSON_LINES)
     path = f"/jobs/{jobID}/logs"
     links = [
         *self_links(

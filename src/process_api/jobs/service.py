@@ -266,6 +266,11 @@ class JobService:
                 self.runner.drop(running)
         return dismissed
 
+    @property
+    def closing(self) -> bool:
+        """The server is stopping (its streams of job events end)."""
+        return self._closing
+
     def begin_shutdown(self) -> None:
         """Refuses new jobs from now on; called from the signal handler."""
         self._closing = True

@@ -1,0 +1,148 @@
+"""Live forms of a job's status and log, for pages and scripts alike.
+
+`GET /jobs/{id}` with `Accept: text/event-stream` sends a `status` event (the
+statusInfo) at each change until the job ends. `GET /jobs/{id}/logs` sends each
+line as it is printed: as Server-Sent Events (`log` events whose id is the line's
+number, so that a client reconnecting with `Last-Event-ID` goes on where it was,
+and an `end` event), or with `?follow=true` as JSON lines. Both read the job store
+and the log as every other route does, so they follow a job that runs on another
+instance too, and both end when the job ends or the server stops. A client that
+goes away ends its stream at once: nothing is kept for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import StreamingResponse
+
+from process_api.api.documents import status_info
+from process_api.errors import ServiceUnavailable
+from process_api.jobs.log import Record
+from process_api.jobs.service import JobService
+
+EVENT_STREAM = "text/event-stream"
+JSON_LINES = "application/x-ndjson"
+#: seconds between two looks for new lines or a new status.
+POLL = 0.25
+#: seconds of quiet after which a comment is sent, so that proxies keep the stream open.
+KEEP_ALIVE = 15.0
+#: lines read at a time.
+STREAM_PAGE = 1000
+#: milliseconds an EventSource waits before it reconnects.
+RETRY_MS = 2000
+HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def wants_events(request: Request) -> bool:
+    """An EventSource (and `curl -H 'Accept: text/event-stream'`) asks for events."""
+    return request.query_params.get("f") is None and EVENT_STREAM in request.headers.get(
+        "accept", ""
+    )
+
+
+def event(name: str, data: Any, event_id: int | None = None) -> bytes:
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+class Streams:
+    """Counts the open streams: each holds a connection for as long as a job runs."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open = 0
+
+    def response(self, chunks: AsyncIterator[bytes], media_type: str) -> StreamingResponse:
+        if self.open >= self.limit:
+            error = ServiceUnavailable(
+                f"{self.open} job streams are open, the most this server keeps (MAX_STREAMS); "
+                "poll the job instead, or try again shortly"
+            )
+            error.headers["Retry-After"] = "5"
+            raise error
+        return StreamingResponse(self._counted(chunks), media_type=media_type, headers=HEADERS)
+
+    async def _counted(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        self.open += 1
+        try:
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            self.open -= 1
+
+
+async def _pause(service: JobService) -> bool:
+    """Waits a poll; False once the server is stopping (streams end then)."""
+    await asyncio.sleep(POLL)
+    return not service.closing
+
+
+async def status_events(request: Request, service: JobService, job_id: str) -> AsyncIterator[bytes]:
+    yield f"retry: {RETRY_MS}\n\n".encode()
+    last: tuple[Any, ...] | None = None
+    quiet = 0.0
+    while True:
+        job = await service.summary(job_id)
+        state = (job.status, job.progress, job.message, job.updated)
+        if state != last:
+            last, quiet = state, 0.0
+            yield event("status", status_info(request, job))
+        if job.status.terminal or not await _pause(service):
+            return
+        quiet += POLL
+        if quiet >= KEEP_ALIVE:
+            quiet = 0.0
+            yield b": keep-alive\n\n"
+
+
+async def log_lines(
+    service: JobService, job_id: str, after: int
+) -> AsyncIterator[tuple[int, Record] | None]:
+    """The job's log lines after the first `after`, with their numbers, as they are printed,
+    until the job ends; None each time there is none new (for keep-alives)."""
+    ended = False
+    while True:
+        page = await service.logs(job_id, after, STREAM_PAGE)
+        for line in page.lines:
+            after += 1
+            yield after, line
+        if page.more:
+            continue
+        if ended:
+            return
+        # The lines printed before the end are read once more after it: they may have
+        # moved from the running job to storage meanwhile.
+        ended = (await service.summary(job_id)).status.terminal
+        if not ended:
+            yield None
+            if not await _pause(service):
+                return
+
+
+async def log_events(service: JobService, job_id: str, after: int) -> AsyncIterator[bytes]:
+    yield f"retry: {RETRY_MS}\n\n".encode()
+    quiet = 0.0
+    async for found in log_lines(service, job_id, after):
+        if found is not None:
+            quiet = 0.0
+            yield event("log", found[1], found[0])
+            continue
+        quiet += POLL
+        if quiet >= KEEP_ALIVE:
+            quiet = 0.0
+            yield b": keep-alive\n\n"
+    if service.closing:  # no end: an EventSource reconnects, to another instance if any
+        return
+    job = await service.summary(job_id)
+    yield event("end", {"status": job.status.value})
+
+
+async def log_json_lines(service: JobService, job_id: str, after: int) -> AsyncIterator[bytes]:
+    async for found in log_lines(service, job_id, after):
+        if found is not None:
+            yield json.dumps(found[1], ensure_ascii=False).encode() + b"\n"

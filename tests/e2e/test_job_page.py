@@ -1,0 +1,131 @@
+"""The job page in a real browser (headless Chromium): status, progress and log lines appear
+as the job runs, its results once it ends, and a person dismisses a job from it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.browser import chromium
+from tests.conftest import Server, process_info, wait_status, wait_until
+
+ASYNC = {"Prefer": "respond-async"}
+PROGRESS = (
+    "echo 'reading the grid'; sleep 1; "
+    """echo '{"progress": 50, "message": "half way"}'; sleep 1.5; """
+    "echo 'writing the depths' >&2; sleep 1; "
+    """echo '{"plugin_results": "flooded"}'"""
+)
+
+
+def process(process_id: str, script: str) -> str:
+    document = {
+        "info": process_info(process_id),
+        "host": {"type": "subprocess", "command": ["sh", "-c", script]},
+        "outputs": [{"id": "result", "schema": {"type": "string"}}],
+    }
+    return json.dumps(document)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("pages")
+    plugins = root / "plugins"
+    plugins.mkdir()
+    (plugins / "flood.yml").write_text(process("flood", PROGRESS))
+    (plugins / "long.yml").write_text(process("long", "echo started; sleep 60"))
+    started = Server(plugins, root / "data").start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    with chromium(tmp_path_factory.mktemp("chromium")) as driver:
+        yield driver
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the pages are photographed: test artifacts, kept with the test run's files."""
+    return tmp_path_factory.mktemp("screenshots")
+
+
+def submit(http: httpx.Client, process_id: str) -> str:
+    response = http.post(f"/processes/{process_id}/execution", json={"inputs": {}}, headers=ASYNC)
+    assert response.status_code == 201, response.text
+    return str(response.json()["jobID"])
+
+
+def text_of(browser: Any, element_id: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    return str(browser.find_element(By.ID, element_id).text)
+
+
+def test_a_person_watches_a_job_run_and_reads_its_results(
+    server: Server, browser: Any, screenshots: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    with server.client() as http:
+        job_id = submit(http, "flood")
+        browser.get(f"{server.url}/jobs/{job_id}?f=html")
+        wait_until(lambda: "reading the grid" in text_of(browser, "log"), 10, "the first line")
+        assert text_of(browser, "status") in ("accepted", "running")
+        wait_until(lambda: text_of(browser, "message") == "half way", 10, "the progress message")
+        progress = browser.find_element(By.ID, "progress")
+        assert progress.get_attribute("value") == "50"
+        assert text_of(browser, "progress-text") == "50 %"
+        wait_until(lambda: "writing the depths" in text_of(browser, "log"), 10, "the second line")
+        stderr = browser.find_elements(By.CSS_SELECTOR, "#log .stderr")
+        assert [e.text for e in stderr] == ["writing the depths"]
+        browser.save_screenshot(str(screenshots / "job-running.png"))
+        # once it ends the page shows it as it is now, with a way to its results
+        wait_until(lambda: text_of(browser, "status") == "successful", 15, "the job's end")
+        results = wait_until(
+            lambda: browser.find_elements(By.LINK_TEXT, "Results"), 10, "the results link"
+        )
+        assert wait_status(http, job_id, {"successful"})["status"] == "successful"
+        assert not browser.find_elements(By.ID, "dismiss")
+        assert text_of(browser, "duration").endswith(" s")
+        results[0].click()
+        wait_until(lambda: "flooded" in browser.page_source, 10, "the results page")
+
+
+def test_a_person_dismisses_a_job_from_its_page(server: Server, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    with server.client() as http:
+        job_id = submit(http, "long")
+        wait_status(http, job_id, {"running"})
+        browser.get(f"{server.url}/jobs/{job_id}?f=html")
+        button = wait_until(
+            lambda: [b for b in browser.find_elements(By.ID, "dismiss") if b.is_displayed()],
+            10,
+            "the dismiss button",
+        )[0]
+        button.click()
+        browser.switch_to.alert.dismiss()  # on second thoughts: nothing happens
+        assert http.get(f"/jobs/{job_id}").json()["status"] == "running"
+        button.click()
+        browser.switch_to.alert.accept()
+        wait_until(lambda: text_of(browser, "status") == "dismissed", 10, "the dismissed status")
+        assert http.get(f"/jobs/{job_id}").json()["status"] == "dismissed"
+
+
+def test_the_job_page_reads_without_javascript(server: Server) -> None:
+    with server.client() as http:
+        job_id = submit(http, "long")
+        wait_status(http, job_id, {"running"})
+        page = http.get(f"/jobs/{job_id}", headers={"Accept": "text/html"}).text
+        assert 'id="status"' in page and "running" in page
+        assert "<noscript>" in page and f"curl -X DELETE {http.base_url}jobs/{job_id}" in page
+        assert "/static/job.js" in page
+        assert http.get("/static/job.js").headers["content-type"].startswith("text/javascript")
+        http.delete(f"/jobs/{job_id}")

@@ -1,0 +1,162 @@
+"""Live job status and logs for every client: Server-Sent Events and followed JSON lines,
+read while the process prints, from the instance that runs the job or another one."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import Server, process_info, wait_status, wait_until
+
+ASYNC = {"Prefer": "respond-async"}
+EVENTS = {"Accept": "text/event-stream"}
+
+#: prints a line, waits, prints another, waits, and answers.
+TICKS = (
+    "echo first; sleep 1.5; echo second >&2; sleep 1.5; "
+    """echo '{"plugin_results": "done"}'"""
+)
+
+
+def process(process_id: str, script: str) -> str:
+    document = {
+        "info": process_info(process_id),
+        "host": {"type": "subprocess", "command": ["sh", "-c", script]},
+        "outputs": [{"id": "result", "schema": {"type": "string"}}],
+    }
+    return json.dumps(document)
+
+
+@pytest.fixture
+def plugins(tmp_path: Path) -> Path:
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    (folder / "ticks.yml").write_text(process("ticks", TICKS))
+    (folder / "long.yml").write_text(process("long", "echo started; sleep 60"))
+    return folder
+
+
+@pytest.fixture
+def server(server_factory: Callable[..., Server], plugins: Path) -> Server:
+    return server_factory(plugins, env={"MAX_STREAMS": "2"})
+
+
+@pytest.fixture
+def http(server: Server) -> Iterator[httpx.Client]:
+    with server.client() as client:
+        yield client
+
+
+def submit(http: httpx.Client, process_id: str) -> str:
+    response = http.post(f"/processes/{process_id}/execution", json={"inputs": {}}, headers=ASYNC)
+    assert response.status_code == 201, response.text
+    return str(response.json()["jobID"])
+
+
+def events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
+    """The events of a Server-Sent Events stream, as they come."""
+    fields: dict[str, Any] = {}
+    for line in lines:
+        if not line:
+            if "event" in fields:
+                yield fields
+            fields = {}
+        elif not line.startswith(":"):
+            name, _, value = line.partition(": ")
+            fields[name] = json.loads(value) if name == "data" else value
+
+
+def test_a_followed_log_gives_each_line_as_it_is_printed_and_ends_with_the_job(
+    http: httpx.Client,
+) -> None:
+    job_id = submit(http, "ticks")
+    with http.stream("GET", f"/jobs/{job_id}/logs", params={"follow": "true"}) as stream:
+        assert stream.headers["content-type"].startswith("application/x-ndjson")
+        lines = stream.iter_lines()
+        first = json.loads(next(lines))
+        assert first["text"] == "first" and first["stream"] == "stdout"
+        # read before the job printed the rest: the line came as it was printed
+        assert http.get(f"/jobs/{job_id}").json()["status"] == "running"
+        rest = [json.loads(line) for line in lines]
+    assert [line["text"] for line in rest] == ["second", '{"plugin_results": "done"}']
+    assert rest[0]["stream"] == "stderr"
+    assert http.get(f"/jobs/{job_id}").json()["status"] == "successful"  # the stream ended with it
+    whole = http.get(f"/jobs/{job_id}/logs").json()["logs"]
+    assert [first, *rest] == whole
+
+
+def test_log_events_resume_after_the_last_event_id_and_end_with_the_job(
+    http: httpx.Client,
+) -> None:
+    job_id = submit(http, "ticks")
+    with http.stream("GET", f"/jobs/{job_id}/logs", headers=EVENTS) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        first = next(events(stream.iter_lines()))
+    assert (first["event"], first["id"], first["data"]["text"]) == ("log", "1", "first")
+    again = {**EVENTS, "Last-Event-ID": "1"}  # as an EventSource reconnects
+    with http.stream("GET", f"/jobs/{job_id}/logs", headers=again) as stream:
+        rest = list(events(stream.iter_lines()))
+    assert [(e["event"], e.get("id")) for e in rest] == [("log", "2"), ("log", "3"), ("end", None)]
+    assert rest[0]["data"]["text"] == "second" and rest[-1]["data"] == {"status": "successful"}
+
+
+def test_status_events_follow_the_job_until_it_ends(http: httpx.Client) -> None:
+    job_id = submit(http, "ticks")
+    with http.stream("GET", f"/jobs/{job_id}", headers=EVENTS) as stream:
+        seen = [e["data"] for e in events(stream.iter_lines())]
+    assert all(e["jobID"] == job_id for e in seen)
+    statuses = [e["status"] for e in seen]
+    assert statuses[-1] == "successful" and "running" in statuses, statuses
+    assert len(seen) == len({json.dumps(e, sort_keys=True) for e in seen})  # changes only
+    # a browser's plain request still gets the page, a script's the JSON
+    assert http.get(f"/jobs/{job_id}").json()["status"] == "successful"
+
+
+def test_dropped_stream_clients_cost_nothing_and_streams_are_bounded(
+    server: Server, http: httpx.Client
+) -> None:
+    job_id = submit(http, "long")
+    wait_status(http, job_id, {"running"})
+    for _ in range(3):  # MAX_STREAMS=2, opened and dropped three times over
+        with server.client() as one, server.client() as two:
+            with one.stream("GET", f"/jobs/{job_id}", headers=EVENTS) as a:
+                with two.stream("GET", f"/jobs/{job_id}/logs?follow=true") as b:
+                    assert next(events(a.iter_lines()))["event"] == "status"
+                    assert json.loads(next(b.iter_lines()))["text"] == "started"
+                    third = http.get(f"/jobs/{job_id}", headers=EVENTS)
+                    assert third.status_code == 503 and "MAX_STREAMS" in third.text
+                    assert third.headers["Retry-After"] == "5"
+        time.sleep(0.5)  # the server sees the clients go at its next look
+    assert http.get("/processes").status_code == 200
+    assert http.delete(f"/jobs/{job_id}").json()["status"] == "dismissed"
+
+
+def test_a_job_run_by_another_instance_is_streamed_and_a_stop_ends_the_streams(
+    server_factory: Callable[..., Server], plugins: Path
+) -> None:
+    runner = server_factory(plugins)
+    with runner.client() as http:
+        job_id = submit(http, "ticks")
+        wait_status(http, job_id, {"running"})
+    other = server_factory(plugins)  # the same data directory and job database
+    with other.client() as http:
+        with http.stream("GET", f"/jobs/{job_id}/logs", params={"follow": "true"}) as stream:
+            texts = [json.loads(line)["text"] for line in stream.iter_lines()]
+        assert texts == ["first", "second", '{"plugin_results": "done"}']
+        long_job = submit(http, "long")
+        wait_status(http, long_job, {"running"})
+        with http.stream("GET", f"/jobs/{long_job}", headers=EVENTS) as stream:
+            lines = stream.iter_lines()
+            wait_until(lambda: next(lines) == "event: status", 5, "a status event")
+            started = time.monotonic()
+            runner.stop(signal.SIGTERM)
+            other.stop(signal.SIGTERM)
+            list(lines)  # ends: the server stops, not only once the job does
+        assert time.monotonic() - started < 20
