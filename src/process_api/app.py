@@ -259,6 +259,8 @@ def create_app(
     templates = Jinja2Templates(directory=TEMPLATES)
     templates.env.filters["timestamp"] = timestamp
     templates.env.filters["pretty"] = pretty_json
+    # Documents embedded for the pages' scripts keep their order (the inputs' order, say).
+    templates.env.policies["json.dumps_kwargs"] = {"sort_keys": False}
     app.state.settings = settings
     app.state.catalog = catalog
     app.state.deployment = deployment

@@ -125,7 +125,10 @@ def test_the_job_page_reads_without_javascript(server: Server) -> None:
         wait_status(http, job_id, {"running"})
         page = http.get(f"/jobs/{job_id}", headers={"Accept": "text/html"}).text
         assert 'id="status"' in page and "running" in page
-        assert "<noscript>" in page and f"curl -X DELETE {http.base_url}jobs/{job_id}" in page
+        assert (
+            "<noscript>" in page
+            and f"curl -X DELETE {str(http.base_url).rstrip('/')}/jobs/{job_id}" in page
+        )
         assert "/static/job.js" in page
         assert http.get("/static/job.js").headers["content-type"].startswith("text/javascript")
         http.delete(f"/jobs/{job_id}")

@@ -98,7 +98,8 @@ def test_log_events_resume_after_the_last_event_id_and_end_with_the_job(
     job_id = submit(http, "ticks")
     with http.stream("GET", f"/jobs/{job_id}/logs", headers=EVENTS) as stream:
         assert stream.headers["content-type"].startswith("text/event-stream")
-        first = next(events(stream.iter_lines()))
+        received = events(stream.iter_lines())
+        first = next(received)
     assert (first["event"], first["id"], first["data"]["text"]) == ("log", "1", "first")
     again = {**EVENTS, "Last-Event-ID": "1"}  # as an EventSource reconnects
     with http.stream("GET", f"/jobs/{job_id}/logs", headers=again) as stream:
@@ -128,8 +129,10 @@ def test_dropped_stream_clients_cost_nothing_and_streams_are_bounded(
         with server.client() as one, server.client() as two:
             with one.stream("GET", f"/jobs/{job_id}", headers=EVENTS) as a:
                 with two.stream("GET", f"/jobs/{job_id}/logs?follow=true") as b:
-                    assert next(events(a.iter_lines()))["event"] == "status"
-                    assert json.loads(next(b.iter_lines()))["text"] == "started"
+                    # kept: an iterator let go of closes its connection (a dropped client)
+                    status_events, lines = events(a.iter_lines()), b.iter_lines()
+                    assert next(status_events)["event"] == "status"
+                    assert json.loads(next(lines))["text"] == "started"
                     third = http.get(f"/jobs/{job_id}", headers=EVENTS)
                     assert third.status_code == 503 and "MAX_STREAMS" in third.text
                     assert third.headers["Retry-After"] == "5"
