@@ -1,5 +1,6 @@
-"""The job page in a real browser (headless Chromium): status, progress and log lines appear
-as the job runs, its results once it ends, and a person dismisses a job from it."""
+"""The job pages in a real browser (headless Chromium): on a job's page status, progress and
+log lines appear as the job runs, its results once it ends, and a person dismisses a job from
+it; the job list is filtered, paged and kept current; the landing page sums up."""
 
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     plugins.mkdir()
     (plugins / "flood.yml").write_text(process("flood", PROGRESS))
     (plugins / "long.yml").write_text(process("long", "echo started; sleep 60"))
+    (plugins / "quick.yml").write_text(process("quick", """echo '{"plugin_results": "ok"}'"""))
     started = Server(plugins, root / "data").start()
     yield started
     started.stop()
@@ -132,3 +134,82 @@ def test_the_job_page_reads_without_javascript(server: Server) -> None:
         assert "/static/job.js" in page
         assert http.get("/static/job.js").headers["content-type"].startswith("text/javascript")
         http.delete(f"/jobs/{job_id}")
+
+
+def rows(browser: Any) -> list[dict[str, str]]:
+    from selenium.webdriver.common.by import By
+
+    found = []
+    for row in browser.find_elements(By.CSS_SELECTOR, "#jobs tbody tr"):
+        cells = [c.text for c in row.find_elements(By.TAG_NAME, "td")]
+        found.append({"id": row.get_attribute("data-job"), "process": cells[1], "status": cells[2]})
+    return found
+
+
+def test_a_person_filters_and_pages_the_job_list(server: Server, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    with server.client() as http:
+        quick = [submit(http, "quick") for _ in range(3)]
+        for job_id in quick:
+            wait_status(http, job_id, {"successful"})
+        browser.get(f"{server.url}/jobs?f=html")
+        Select(browser.find_element(By.NAME, "processID")).select_by_visible_text("quick")
+        browser.find_element(By.CSS_SELECTOR, "input[name=status][value=successful]").click()
+        Select(browser.find_element(By.NAME, "limit")).select_by_visible_text("10")
+        browser.find_element(By.CSS_SELECTOR, "#filters button[type=submit]").click()
+        wait_until(lambda: "processID=quick" in browser.current_url, 10, "the filtered list")
+        listed = rows(browser)
+        assert {r["process"] for r in listed} == {"quick"} and len(listed) >= 3
+        assert {r["status"] for r in listed} == {"successful"}
+        # the filters stay chosen, and pages of two go back and forth
+        address = browser.current_url.replace("limit=10", "limit=2")
+        browser.get(address)
+        first_page = [r["id"] for r in rows(browser)]
+        assert first_page == quick[::-1][:2]
+        browser.find_element(By.LINK_TEXT, "Older jobs →").click()
+        wait_until(lambda: [r["id"] for r in rows(browser)] != first_page, 10, "the next page")
+        assert rows(browser)[0]["id"] == quick[0]
+        browser.find_element(By.LINK_TEXT, "← Newer jobs").click()
+        wait_until(lambda: [r["id"] for r in rows(browser)] == first_page, 10, "the page before")
+        chosen = Select(browser.find_element(By.NAME, "processID")).first_selected_option
+        assert chosen.text == "quick"
+
+
+def test_active_rows_of_the_job_list_follow_their_jobs(server: Server, browser: Any) -> None:
+    with server.client() as http:
+        job_id = submit(http, "long")
+        wait_status(http, job_id, {"running"})
+        browser.get(f"{server.url}/jobs?f=html&status=running&processID=long")
+        assert {"id": job_id, "process": "long", "status": "running"} in rows(browser)
+        http.delete(f"/jobs/{job_id}")
+        wait_until(
+            lambda: {"id": job_id, "process": "long", "status": "dismissed"} in rows(browser),
+            10,
+            "the row to show the job dismissed, without a reload",
+        )
+
+
+def test_the_landing_page_sums_up_jobs_and_processes(server: Server, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    with server.client() as http:
+        wait_status(http, submit(http, "quick"), {"successful"})
+        browser.get(f"{server.url}/")
+        counts = {
+            item.find_element(By.CSS_SELECTOR, ".status").text: int(
+                item.find_element(By.TAG_NAME, "strong").text
+            )
+            for item in browser.find_elements(By.CSS_SELECTOR, ".counts li")
+        }
+        for status, shown in counts.items():
+            listed = http.get("/jobs", params={"status": status, "limit": 1}).json()
+            assert shown == listed["numberMatched"], status
+        assert counts["successful"] >= 1
+        last = browser.find_element(By.CSS_SELECTOR, "table caption").text
+        assert last == "The last jobs"
+        names = [a.text for a in browser.find_elements(By.CSS_SELECTOR, "ul.processes a")]
+        assert names == ["flood", "long", "quick"]
+        # a script's landing page stays the OGC document
+        assert "counts" not in http.get("/", headers={"Accept": "application/json"}).json()

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from process_api.api.auth import submitters
+from process_api.api.auth import submitters, visible_processes
 from process_api.api.common import MAX_LIMIT, Limit, job_service, render
 from process_api.api.documents import status_info
 from process_api.api.links import link, self_links, url
@@ -164,4 +164,5 @@ async def list_jobs(
         "numberMatched": page.total,
         "numberReturned": len(page.jobs),
     }
-    return render(request, document, "jobs.html")
+    processes = [p.id for p in visible_processes(request)]
+    return render(request, document, "jobs.html", processes=processes)

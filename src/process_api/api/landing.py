@@ -8,7 +8,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from process_api.api.common import render
+from process_api.api.auth import submitters, visible_processes
+from process_api.api.common import job_service, render
+from process_api.api.documents import process_summary, status_info
 from process_api.api.links import (
     REL_CONFORMANCE,
     REL_JOB_LIST,
@@ -17,6 +19,9 @@ from process_api.api.links import (
     self_links,
     url,
 )
+from process_api.api.negotiation import wants_html
+from process_api.jobs.model import JobStatus
+from process_api.store.base import JobQuery
 
 CONF = "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/"
 #: the Part 1 conformance classes this server implements.
@@ -53,7 +58,30 @@ async def landing(request: Request) -> Response:
             link(url(request, "/jobs"), REL_JOB_LIST, title="Jobs"),
         ],
     }
-    return render(request, document, "landing.html")
+    if not wants_html(request):
+        return render(request, document, "landing.html")
+    return render(request, document, "landing.html", **await _dashboard(request))
+
+
+#: jobs shown on the landing page.
+LAST_JOBS = 5
+
+
+async def _dashboard(request: Request) -> dict[str, Any]:
+    """What a person sees first: how many jobs are in each status, the last ones, the
+    processes (the user's own jobs, once signed in)."""
+    service = job_service(request)
+    mine = submitters(request)
+    counts = {
+        status.value: await service.count(JobQuery(submitters=mine, statuses=(status,)))
+        for status in JobStatus
+    }
+    last = await service.find(JobQuery(submitters=mine, statuses=tuple(JobStatus), limit=LAST_JOBS))
+    return {
+        "counts": counts,
+        "last_jobs": [status_info(request, job) for job in last.jobs],
+        "processes": [process_summary(request, p) for p in visible_processes(request)],
+    }
 
 
 @router.get("/conformance", summary="Conformance classes", tags=["Capabilities"])

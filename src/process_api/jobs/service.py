@@ -157,6 +157,10 @@ class JobService:
         newer = await self.store.find(replace(edge, before=(jobs[0].created, jobs[0].id)))
         return JobPage(jobs, total, bool(older), bool(newer))
 
+    async def count(self, query: JobQuery) -> int:
+        """How many jobs match (the page's own filters and position aside)."""
+        return await self.store.count(query)
+
     async def position(
         self, job_id: str, submitters: Sequence[str] | None = None
     ) -> Position | None:
