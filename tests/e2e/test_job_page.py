@@ -155,7 +155,8 @@ def test_a_person_filters_and_pages_the_job_list(server: Server, browser: Any) -
         for job_id in quick:
             wait_status(http, job_id, {"successful"})
         browser.get(f"{server.url}/jobs?f=html")
-        Select(browser.find_element(By.NAME, "processID")).select_by_visible_text("quick")
+        process = wait_until(lambda: browser.find_elements(By.NAME, "processID"), 10, "the form")
+        Select(process[0]).select_by_visible_text("quick")
         browser.find_element(By.CSS_SELECTOR, "input[name=status][value=successful]").click()
         Select(browser.find_element(By.NAME, "limit")).select_by_visible_text("10")
         browser.find_element(By.CSS_SELECTOR, "#filters button[type=submit]").click()

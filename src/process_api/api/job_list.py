@@ -70,8 +70,9 @@ def _instant(text: str) -> tuple[datetime, datetime]:
 
 
 def parse_datetime(text: str | None) -> tuple[datetime | None, datetime | None]:
-    """`datetime`: an instant, or an interval `start/end` whose ends may be open (`..`)."""
-    if text is None:
+    """`datetime`: an instant, or an interval `start/end` whose ends may be open (`..`); left
+    blank (a form's empty field), no bound."""
+    if text is None or not text.strip():
         return None, None
     if "/" not in text:
         return _instant(text)
