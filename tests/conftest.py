@@ -285,6 +285,16 @@ def raw_post(server: Server, path: str, body: dict[str, Any]) -> socket.socket:
     return sock
 
 
+def script_process(process_id: str, script: str) -> str:
+    """A process file (JSON, which YAML reads) running `sh -c script`, with one text output."""
+    document = {
+        "info": process_info(process_id),
+        "host": {"type": "subprocess", "command": ["sh", "-c", script]},
+        "outputs": [{"id": "result", "schema": {"type": "string"}}],
+    }
+    return json.dumps(document)
+
+
 def process_info(process_id: str) -> dict[str, Any]:
     """The `info:` section of a test process that runs sync and async."""
     return {

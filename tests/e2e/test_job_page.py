@@ -4,7 +4,6 @@ it; the job list is filtered, paged and kept current; the landing page sums up."
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ import httpx
 import pytest
 
 from tests.browser import chromium
-from tests.conftest import Server, process_info, wait_status, wait_until
+from tests.conftest import Server, script_process, wait_status, wait_until
 
 ASYNC = {"Prefer": "respond-async"}
 PROGRESS = (
@@ -24,23 +23,16 @@ PROGRESS = (
 )
 
 
-def process(process_id: str, script: str) -> str:
-    document = {
-        "info": process_info(process_id),
-        "host": {"type": "subprocess", "command": ["sh", "-c", script]},
-        "outputs": [{"id": "result", "schema": {"type": "string"}}],
-    }
-    return json.dumps(document)
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("pages")
     plugins = root / "plugins"
     plugins.mkdir()
-    (plugins / "flood.yml").write_text(process("flood", PROGRESS))
-    (plugins / "long.yml").write_text(process("long", "echo started; sleep 60"))
-    (plugins / "quick.yml").write_text(process("quick", """echo '{"plugin_results": "ok"}'"""))
+    (plugins / "flood.yml").write_text(script_process("flood", PROGRESS))
+    (plugins / "long.yml").write_text(script_process("long", "echo started; sleep 60"))
+    (plugins / "quick.yml").write_text(
+        script_process("quick", """echo '{"plugin_results": "ok"}'""")
+    )
     started = Server(plugins, root / "data").start()
     yield started
     started.stop()

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Server, process_info, wait_status, wait_until
+from tests.conftest import Server, script_process, wait_status, wait_until
 
 ASYNC = {"Prefer": "respond-async"}
 EVENTS = {"Accept": "text/event-stream"}
@@ -25,21 +25,12 @@ TICKS = (
 )
 
 
-def process(process_id: str, script: str) -> str:
-    document = {
-        "info": process_info(process_id),
-        "host": {"type": "subprocess", "command": ["sh", "-c", script]},
-        "outputs": [{"id": "result", "schema": {"type": "string"}}],
-    }
-    return json.dumps(document)
-
-
 @pytest.fixture
 def plugins(tmp_path: Path) -> Path:
     folder = tmp_path / "plugins"
     folder.mkdir()
-    (folder / "ticks.yml").write_text(process("ticks", TICKS))
-    (folder / "long.yml").write_text(process("long", "echo started; sleep 60"))
+    (folder / "ticks.yml").write_text(script_process("ticks", TICKS))
+    (folder / "long.yml").write_text(script_process("long", "echo started; sleep 60"))
     return folder
 
 

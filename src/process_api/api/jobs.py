@@ -206,13 +206,14 @@ async def job_logs(
 ) -> Response:
     service = job_service(request)
     job = await service.summary(jobID)
-    page = await service.logs(jobID, after, limit)  # also: 410 once expired, before a stream
+    service.check_kept(job)  # 410 once expired, before a stream begins
     if wants_events(request):
         resumed = _last_event_id(request)
         chunks = log_events(service, jobID, after if resumed is None else resumed)
         return streams(request).response(chunks, EVENT_STREAM)
     if follow:
         return streams(request).response(log_json_lines(service, jobID, after), JSON_LINES)
+    page = await service.logs(jobID, after, limit)
     path = f"/jobs/{jobID}/logs"
     links = [
         *self_links(
