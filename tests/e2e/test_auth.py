@@ -514,3 +514,17 @@ def test_only_admins_deploy_replace_and_undeploy(
         assert http.delete("/processes/deployed", headers=as_user(root)).status_code == 204
         classes = http.get("/conformance").json()["conformsTo"]
         assert any(c.endswith("/conf/deploy-replace-undeploy") for c in classes)
+
+
+def test_the_landing_page_sums_up_only_the_users_own_jobs(
+    server: Server, provider: Provider
+) -> None:
+    lena, omar = provider.token("lena"), provider.token("omar")
+    html = {"Accept": "text/html"}
+    with server.client() as http:
+        job_id = submit(http, lena)
+        wait_status_as(http, lena, job_id, {"successful"})
+        anonymous = http.get("/", headers=html).text  # the landing page is public
+        assert "Sign in to see your jobs" in anonymous and job_id[:8] not in anonymous
+        assert job_id[:8] in http.get("/", headers={**html, **as_user(lena)}).text
+        assert job_id[:8] not in http.get("/", headers={**html, **as_user(omar)}).text

@@ -95,14 +95,23 @@ def test_log_events_resume_after_the_last_event_id_and_end_with_the_job(
     again = {**EVENTS, "Last-Event-ID": "1"}  # as an EventSource reconnects
     with http.stream("GET", f"/jobs/{job_id}/logs", headers=again) as stream:
         rest = list(events(stream.iter_lines()))
-    assert [(e["event"], e.get("id")) for e in rest] == [("log", "2"), ("log", "3"), ("end", None)]
+    assert [(e["event"], e.get("id")) for e in rest] == [("log", "2"), ("log", "3"), ("end", "end")]
     assert rest[0]["data"]["text"] == "second" and rest[-1]["data"] == {"status": "successful"}
+    # an EventSource reconnecting after the end is told there is nothing more
+    over = http.get(f"/jobs/{job_id}/logs", headers={**EVENTS, "Last-Event-ID": "end"})
+    assert over.status_code == 204
 
 
 def test_status_events_follow_the_job_until_it_ends(http: httpx.Client) -> None:
     job_id = submit(http, "ticks")
     with http.stream("GET", f"/jobs/{job_id}", headers=EVENTS) as stream:
-        seen = [e["data"] for e in events(stream.iter_lines())]
+        received = list(events(stream.iter_lines()))
+    seen = [e["data"] for e in received]
+    assert received[-1]["id"] == "end" and all("id" not in e for e in received[:-1])
+    over = http.get(f"/jobs/{job_id}", headers={**EVENTS, "Last-Event-ID": "end"})
+    assert over.status_code == 204
+    odd = http.get(f"/jobs/{job_id}/logs", headers={**EVENTS, "Last-Event-ID": "²"})
+    assert odd.status_code == 200  # not a number: from the start (it was a 500)
     assert all(e["jobID"] == job_id for e in seen)
     statuses = [e["status"] for e in seen]
     assert statuses[-1] == "successful" and "running" in statuses, statuses

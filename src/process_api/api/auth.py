@@ -158,6 +158,18 @@ async def own_job(request: Request) -> None:
         raise NoSuchJob(f"job {job_id!r} does not exist")
 
 
+def own_jobs(request: Request) -> tuple[str, ...] | None:
+    """Whose jobs a page that sums jobs up may show, whatever its route's protection: the
+    user's own (none at all without a user, once authentication is on), an admin's every
+    job (None), anybody's with authentication off (None)."""
+    if not _settings(request).protection:
+        return None
+    user = user_of(request)
+    if user is None:
+        return ()
+    return None if user.admin else user.identities
+
+
 def submitters(request: Request) -> tuple[str, ...] | None:
     """The submitters whose jobs the job list shows; everybody's if None."""
     user = _restricted(request)

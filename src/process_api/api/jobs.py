@@ -25,6 +25,7 @@ from process_api.api.streams import (
     EVENT_STREAM,
     JSON_LINES,
     Streams,
+    ended,
     log_events,
     log_json_lines,
     status_events,
@@ -53,6 +54,8 @@ async def job_status(request: Request, jobID: str) -> Response:
     service = job_service(request)
     job = await service.summary(jobID)
     if wants_events(request):
+        if ended(request):
+            return Response(status_code=204)
         return streams(request).response(status_events(request, service, jobID), EVENT_STREAM)
     return render(request, status_info(request, job), "job.html")
 
@@ -154,7 +157,7 @@ def streams(request: Request) -> Streams:
 def _last_event_id(request: Request) -> int | None:
     """The line an EventSource that reconnects saw last."""
     value = request.headers.get("last-event-id", "")
-    return int(value) if value.isdigit() else None
+    return int(value) if value.isascii() and value.isdigit() else None
 
 
 # HEAD answers as GET does, without the body (uvicorn drops it; files are not read).
@@ -208,6 +211,8 @@ async def job_logs(
     job = await service.summary(jobID)
     service.check_kept(job)  # 410 once expired, before a stream begins
     if wants_events(request):
+        if ended(request):
+            return Response(status_code=204)
         resumed = _last_event_id(request)
         chunks = log_events(service, jobID, after if resumed is None else resumed)
         return streams(request).response(chunks, EVENT_STREAM)

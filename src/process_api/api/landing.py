@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from process_api.api.auth import submitters, visible_processes
+from process_api.api.auth import own_jobs, visible_processes
 from process_api.api.common import job_service, render
 from process_api.api.documents import process_summary, status_info
 from process_api.api.links import (
@@ -69,9 +69,12 @@ LAST_JOBS = 5
 
 async def _dashboard(request: Request) -> dict[str, Any]:
     """What a person sees first: how many jobs are in each status, the last ones, the
-    processes (the user's own jobs, once signed in)."""
+    processes. Once authentication is on: the user's own jobs (an admin's: all), none
+    without a user."""
     service = job_service(request)
-    mine = submitters(request)
+    mine = own_jobs(request)
+    if mine == ():
+        return {"processes": [process_summary(request, p) for p in visible_processes(request)]}
     counts = {
         status.value: await service.count(JobQuery(submitters=mine, statuses=(status,)))
         for status in JobStatus

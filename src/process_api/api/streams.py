@@ -18,7 +18,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from process_api.api.documents import status_info
 from process_api.errors import ServiceUnavailable
@@ -45,19 +46,44 @@ def wants_events(request: Request) -> bool:
     )
 
 
-def event(name: str, data: Any, event_id: int | None = None) -> bytes:
+def event(name: str, data: Any, event_id: int | str | None = None) -> bytes:
     head = f"id: {event_id}\n" if event_id is not None else ""
     return f"{head}event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
 
+#: the id of the last event of a stream: an EventSource that reconnects with it is told
+#: (204) that there is nothing more, rather than reconnecting for ever.
+ENDED = "end"
+
+
+def ended(request: Request) -> bool:
+    return request.headers.get("last-event-id") == ENDED
+
+
+class _Counted(StreamingResponse):
+    """A stream that holds its place among the open ones until it is over, however it ends
+    (the client gone before the first chunk, too)."""
+
+    def __init__(self, streams: Streams, chunks: AsyncIterator[bytes], media_type: str) -> None:
+        super().__init__(chunks, media_type=media_type, headers=HEADERS)
+        self.streams = streams
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.streams.open -= 1
+
+
 class Streams:
-    """Counts the open streams: each holds a connection for as long as a job runs."""
+    """Counts the open streams of this server process: each holds a connection for as long
+    as a job runs."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.open = 0
 
-    def response(self, chunks: AsyncIterator[bytes], media_type: str) -> StreamingResponse:
+    def response(self, chunks: AsyncIterator[bytes], media_type: str) -> Response:
         if self.open >= self.limit:
             error = ServiceUnavailable(
                 f"{self.open} job streams are open, the most this server keeps (MAX_STREAMS); "
@@ -65,15 +91,8 @@ class Streams:
             )
             error.headers["Retry-After"] = "5"
             raise error
-        return StreamingResponse(self._counted(chunks), media_type=media_type, headers=HEADERS)
-
-    async def _counted(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        self.open += 1
-        try:
-            async for chunk in chunks:
-                yield chunk
-        finally:
-            self.open -= 1
+        self.open += 1  # counted at once: requests arriving together cannot all pass
+        return _Counted(self, chunks, media_type)
 
 
 async def _pause(service: JobService) -> bool:
@@ -91,7 +110,8 @@ async def status_events(request: Request, service: JobService, job_id: str) -> A
         state = (job.status, job.progress, job.message, job.updated)
         if state != last:
             last, quiet = state, 0.0
-            yield event("status", status_info(request, job))
+            final = ENDED if job.status.terminal else None
+            yield event("status", status_info(request, job), final)
         if job.status.terminal or not await _pause(service):
             return
         quiet += POLL
@@ -139,7 +159,7 @@ async def log_events(service: JobService, job_id: str, after: int) -> AsyncItera
     if service.closing:  # no end: an EventSource reconnects, to another instance if any
         return
     job = await service.summary(job_id)
-    yield event("end", {"status": job.status.value})
+    yield event("end", {"status": job.status.value}, ENDED)
 
 
 async def log_json_lines(service: JobService, job_id: str, after: int) -> AsyncIterator[bytes]:

@@ -197,6 +197,7 @@ class JobService:
                 pass  # the job ended meanwhile: its spool file went once the log was kept
         elif not summary.status.terminal:
             return await self._spooled_elsewhere(job_id, after, limit)
+        # Just ended elsewhere, its log may be on its way to storage: from the spool meanwhile.
         key = self.storage.layout.log(job_id)
         local = self.storage.local_path(key)
         if local is not None:
@@ -205,10 +206,10 @@ class JobService:
                     file_page, local, None, after, limit, MAX_LOG_PAGE_BYTES
                 )
             except FileNotFoundError:
-                return LogPage([], False)
+                return await self._spooled_elsewhere(job_id, after, limit)
         stored = await self.storage.stat(key)
         if stored is None:
-            return LogPage([], False)
+            return await self._spooled_elsewhere(job_id, after, limit)
         chunks = self.storage.stream(key, 0, stored.size)
         return await stream_page(chunks, after, limit, MAX_LOG_PAGE_BYTES)
 

@@ -42,16 +42,19 @@
       schema.format === "byte" || schema.contentEncoding === "base64");
   }
 
-  function example(schema) {
-    if (schema.default !== undefined) { return schema.default; }
-    if (Array.isArray(schema.examples) && schema.examples.length) { return schema.examples[0]; }
+  // An example is shown as a hint, never sent unless the person types it.
+  function hint(schema) {
+    if (Array.isArray(schema.examples) && schema.examples.length) {
+      var first = schema.examples[0];
+      return typeof first === "string" ? first : JSON.stringify(first);
+    }
     return undefined;
   }
 
   // One value of a schema: an element to show, and how to read it (undefined: left empty).
   function control(id, schema, required) {
     var type = typeOf(schema);
-    var given = example(schema);
+    var given = schema.default;
     if (Array.isArray(schema.enum)) {
       var select = element("select", {id: id, required: required});
       if (!required) { select.appendChild(element("option", {value: ""}, ["(none)"])); }
@@ -63,14 +66,22 @@
         return select.value === "" ? undefined : schema.enum[Number(select.value)];
       }};
     }
-    if (type === "boolean") {
+    if (type === "boolean" && required) {
       var box = element("input", {type: "checkbox", id: id, checked: given === true});
       return {node: box, focus: box, read: function () { return box.checked; }};
     }
+    if (type === "boolean") {  // optional: it may also be left out
+      var choice = element("select", {id: id}, [element("option", {value: ""}, ["(none)"]),
+        element("option", {value: "true", selected: given === true}, ["yes"]),
+        element("option", {value: "false", selected: given === false}, ["no"])]);
+      return {node: choice, focus: choice, read: function () {
+        return choice.value === "" ? undefined : choice.value === "true";
+      }};
+    }
     if (type === "integer" || type === "number") {
       var number = element("input", {type: "number", id: id, required: required,
-        step: type === "integer" ? (schema.multipleOf || 1) : (schema.multipleOf || "any"),
-        min: schema.minimum, max: schema.maximum, value: given, inputmode: "decimal"});
+        step: type === "integer" ? 1 : "any", min: schema.minimum, max: schema.maximum,
+        value: given, placeholder: hint(schema), inputmode: "decimal"});
       return {node: number, focus: number, read: function () {
         if (number.value === "") { return undefined; }
         var value = Number(number.value);
@@ -79,6 +90,10 @@
         }
         if (schema.exclusiveMaximum !== undefined && value >= schema.exclusiveMaximum) {
           throw new Error("must be less than " + schema.exclusiveMaximum);
+        }
+        if (schema.multipleOf && Math.abs(value / schema.multipleOf -
+            Math.round(value / schema.multipleOf)) > 1e-9) {
+          throw new Error("must be a multiple of " + schema.multipleOf);
         }
         return value;
       }};
@@ -91,10 +106,14 @@
       var inputType = {"date": "date", "date-time": "datetime-local", "email": "email",
         "uri": "url"}[schema.format] || "text";
       var text = element("input", {type: inputType, id: id, required: required,
-        minlength: schema.minLength, maxlength: schema.maxLength, pattern: schema.pattern,
-        value: given});
+        minlength: schema.minLength, maxlength: schema.maxLength, value: given,
+        placeholder: hint(schema)});
       return {node: text, focus: text, read: function () {
         if (text.value === "") { return undefined; }
+        // JSON Schema's pattern is found anywhere in the text (HTML's would match it whole)
+        if (schema.pattern && !new RegExp(schema.pattern, "u").test(text.value)) {
+          throw new Error("does not match " + schema.pattern);
+        }
         return inputType === "datetime-local" ? new Date(text.value).toISOString() : text.value;
       }};
     }
@@ -102,6 +121,7 @@
     var area = element("textarea", {id: id, rows: 4, required: required, spellcheck: "false",
       "aria-describedby": id + "-json-note"});
     area.value = given === undefined ? "" : JSON.stringify(given, null, 2);
+    if (hint(schema)) { area.placeholder = hint(schema); }
     var holder = element("div", {}, [area, element("small", {id: id + "-json-note"},
       [" JSON"])]);
     return {node: holder, focus: area, read: function () {
@@ -117,9 +137,10 @@
         id: id + "-" + index, "aria-label": name, placeholder: name});
     });
     var crs = element("select", {id: id + "-crs", "aria-label": "Coordinate reference system"}, [
-      element("option", {value: "http://www.opengis.net/def/crs/OGC/1.3/CRS84"}, ["CRS84 (lon, lat)"]),
-      element("option", {value: "http://www.opengis.net/def/crs/OGC/0/CRS84h"}, ["CRS84h"])]);
-    var node = element("div", {class: "bbox"}, corners.concat([crs]));
+      element("option", {value: "http://www.opengis.net/def/crs/OGC/1.3/CRS84"},
+        ["CRS84 (longitude, latitude)"])]);
+    var node = element("fieldset", {class: "bbox"}, [element("legend", {}, ["Bounding box"])]
+      .concat(corners, [crs]));
     return {node: node, focus: corners[0], read: function () {
       var values = corners.map(function (c) { return c.value; });
       if (values.every(function (v) { return v === ""; })) { return undefined; }
@@ -135,7 +156,11 @@
       read.data = undefined;
       if (!file.files.length) { return; }
       var reader = new FileReader();
-      reader.onload = function () { read.data = String(reader.result).split(",")[1] || ""; };
+      reader.onload = function () {
+        read.data = String(reader.result).split(",")[1] || "";
+        form.dispatchEvent(new Event("change"));  // the snippets now hold the file
+      };
+      reader.onerror = function () { file.value = ""; };
       reader.readAsDataURL(file.files[0]);
     });
     return {node: file, focus: file, read: function () {
@@ -147,25 +172,27 @@
   function listControl(id, itemSchema, least, most, required) {
     var items = element("ol", {class: "items", id: id + "-items"});
     var controls = [];
+    var made = 0;  // ids stay unique as values are removed and added
     var add = element("button", {type: "button", class: "add"}, ["Add a value"]);
     function addItem() {
-      var index = controls.length;
-      var made = control(id + "-" + index, itemSchema, required);
-      var remove = element("button", {type: "button", class: "remove",
-        "aria-label": "Remove value " + (index + 1)}, ["Remove"]);
-      var item = element("li", {}, [made.node, remove]);
-      controls.push(made);
+      // each value is checked by read() (an empty one is left out), not by the browser
+      var one = control(id + "-" + made, itemSchema, false);
+      made += 1;
+      var remove = element("button", {type: "button", class: "remove"}, ["Remove"]);
+      var item = element("li", {}, [one.node, remove]);
+      controls.push(one);
       remove.addEventListener("click", function () {
-        controls.splice(controls.indexOf(made), 1);
+        controls.splice(controls.indexOf(one), 1);
         items.removeChild(item);
         add.disabled = false;
+        add.focus();
       });
       items.appendChild(item);
       add.disabled = most !== undefined && controls.length >= most;
     }
     add.addEventListener("click", addItem);
     for (var i = 0; i < Math.max(least, 1); i++) { addItem(); }
-    return {node: element("div", {}, [items, add]), focus: items, read: function () {
+    return {node: element("div", {}, [items, add]), focus: controls[0].focus, read: function () {
       var values = controls.map(function (c) { return c.read(); })
         .filter(function (v) { return v !== undefined; });
       if (!values.length && !required) { return undefined; }
@@ -189,8 +216,13 @@
     byReference.addEventListener("change", function () {
       link.hidden = !byReference.checked;
       made.node.hidden = byReference.checked;
+      // the hidden value is neither checked nor sent
+      Array.prototype.forEach.call(made.node.querySelectorAll("input,select,textarea,button"),
+        function (control) { control.disabled = byReference.checked; });
+      if (made.node.matches("input,select,textarea")) { made.node.disabled = byReference.checked; }
     });
     var error = element("p", {class: "field-error", id: "error-" + id, role: "alert"});
+    made.focus.setAttribute("aria-describedby", "error-" + id);
     var help = description.description ? element("small", {}, [description.description]) : null;
     var field = element("div", {class: "field", "data-input": id}, [label,
       help || "", made.node, link,
@@ -243,6 +275,13 @@
     var wanted = Array.prototype.slice.call(form.querySelectorAll("input[name=output]:checked"))
       .map(function (box) { return box.value; });
     var transmission = form.querySelector("select[name=transmission]");
+    var outputs = Object.keys(process.outputs || {});
+    if (outputs.length && !wanted.length) {
+      if (!quiet) {
+        document.getElementById("execute-error").textContent = "Choose at least one output.";
+        return null;
+      }
+    }
     if (wanted.length !== Object.keys(process.outputs || {}).length ||
         (transmission && transmission.value !== "value")) {
       body.outputs = {};
@@ -259,24 +298,42 @@
 
   function quoted(text) { return "'" + text.replace(/'/g, "'\\''") + "'"; }
 
+  // A JSON value as a Python literal (JSON's strings and numbers are Python's too).
+  function python(value, indent) {
+    var inner = indent + "    ";
+    if (value === null) { return "None"; }
+    if (value === true) { return "True"; }
+    if (value === false) { return "False"; }
+    if (typeof value !== "object") { return JSON.stringify(value); }
+    if (Array.isArray(value)) {
+      if (!value.length) { return "[]"; }
+      return "[\n" + value.map(function (item) { return inner + python(item, inner); })
+        .join(",\n") + ",\n" + indent + "]";
+    }
+    var keys = Object.keys(value);
+    if (!keys.length) { return "{}"; }
+    return "{\n" + keys.map(function (key) {
+      return inner + JSON.stringify(key) + ": " + python(value[key], inner);
+    }).join(",\n") + ",\n" + indent + "}";
+  }
+
   function snippets(wanted) {
-    var json = JSON.stringify(wanted.body);
+    var body = wanted.body;
     var prefer = wanted.async ? " -H 'Prefer: respond-async'" : "";
     var base = executeUrl.replace(/\/processes\/[^/]+\/execution$/, "");
-    var python = JSON.stringify(wanted.body, null, 4).replace(/\btrue\b/g, "True")
-      .replace(/\bfalse\b/g, "False").replace(/\bnull\b/g, "None");
     document.getElementById("snippet-curl").textContent = "curl -s " + quoted(executeUrl) +
-      " -H 'Content-Type: application/json'" + prefer + " -d " + quoted(json);
-    document.getElementById("snippet-httpx").textContent = "import httpx\n\nresponse = httpx.post(\n    " +
-      JSON.stringify(executeUrl) + ",\n    json=" + python.replace(/\n/g, "\n    ") + ",\n" +
-      (wanted.async ? "    headers={\"Prefer\": \"respond-async\"},\n" : "") +
-      "    timeout=None,\n)\nprint(response.status_code, response.json())";
+      " -H 'Content-Type: application/json'" + prefer + " -d " + quoted(JSON.stringify(body));
+    document.getElementById("snippet-httpx").textContent = "import httpx\n\nresponse = httpx.post(\n" +
+      "    " + JSON.stringify(executeUrl) + ",\n    json=" + python(body, "    ") + ",\n" +
+      (wanted.async ? '    headers={"Prefer": "respond-async"},\n' : "") +
+      "    timeout=None,\n)\nprint(response.status_code, response.json())\n";
     document.getElementById("snippet-owslib").textContent =
       "from owslib.ogcapi.processes import Processes\n\nserver = Processes(" +
       JSON.stringify(base) + ")\nresult = server.execute(\n    " + JSON.stringify(process.id) +
-      ",\n    " + python.replace(/^\{\n {4}"inputs": /, "").replace(/\n/g, "\n    ")
-        .replace(/,?\s*"outputs": [\s\S]*$/, "").replace(/\n {4}\}$/, "") +
-      ",\n    async_=" + (wanted.async ? "True" : "False") + ",\n)\nprint(result)";
+      ",\n    inputs=" + python(body.inputs, "    ") + ",\n" +
+      (body.outputs ? "    outputs=" + python(body.outputs, "    ") + ",\n" : "") +
+      (body.response ? "    response=" + JSON.stringify(body.response) + ",\n" : "") +
+      "    async_=" + (wanted.async ? "True" : "False") + ",\n)\nprint(result)\n";
   }
 
   function showServerError(detail) {

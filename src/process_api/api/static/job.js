@@ -84,7 +84,9 @@
       fetch(statusUrl, {method: "DELETE", headers: headers, credentials: "same-origin"})
         .then(function (response) { return response.json(); })
         .then(function (body) {
-          if (body.status) { showStatus(body); } else { text("message", body.detail); }
+          if (body.status) { showStatus(body); return; }
+          text("message", body.detail);
+          button.disabled = false;  // refused (already ended, signed out): it may be tried again
         })
         .catch(function () { button.disabled = false; });
     });
