@@ -164,7 +164,9 @@ def test_each_kind_of_input_reaches_the_process(
     grid.write_bytes(bytes(range(256)))
     browser.get(f"{server.url}/processes/kinds?f=html")
     wait_until(lambda: by_id(browser, "execute").is_displayed(), 10, "the form")
-    by_id(browser, "in-flag").click()
+    from selenium.webdriver.support.ui import Select
+
+    Select(by_id(browser, "in-flag")).select_by_visible_text("yes")  # optional: may be left out
     for index, corner in enumerate(("-0.5", "51.2", "0.3", "51.7")):
         fill(browser, f"in-area-{index}", corner)
     by_id(browser, "in-grid").send_keys(str(grid))

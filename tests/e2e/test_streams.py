@@ -110,7 +110,8 @@ def test_status_events_follow_the_job_until_it_ends(http: httpx.Client) -> None:
     assert received[-1]["id"] == "end" and all("id" not in e for e in received[:-1])
     over = http.get(f"/jobs/{job_id}", headers={**EVENTS, "Last-Event-ID": "end"})
     assert over.status_code == 204
-    odd = http.get(f"/jobs/{job_id}/logs", headers={**EVENTS, "Last-Event-ID": "²"})
+    superscript = "²".encode("latin-1")  # a digit to str.isdigit, not to int()
+    odd = http.get(f"/jobs/{job_id}/logs", headers={**EVENTS, "Last-Event-ID": superscript})
     assert odd.status_code == 200  # not a number: from the start (it was a 500)
     assert all(e["jobID"] == job_id for e in seen)
     statuses = [e["status"] for e in seen]
