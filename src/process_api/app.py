@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -136,43 +134,6 @@ async def _open_store(settings: Settings, store: SqlJobStore) -> None:
     log.info("job database: %s", store.location)
 
 
-@asynccontextmanager
-async def _processes_kept_current(reloader: Reloader, watch: bool) -> AsyncIterator[None]:
-    """Deployed processes read again every second; the processes directory read again on
-    SIGHUP and, if `watch`, whenever its files change."""
-    loop = asyncio.get_running_loop()
-    reloads: set[asyncio.Task[None]] = set()
-
-    async def reloading() -> None:
-        try:
-            await reloader.reload("SIGHUP")
-        except Exception:
-            log.exception("reading the processes directory again failed")
-
-    def reload() -> None:
-        task = loop.create_task(reloading())
-        reloads.add(task)  # referenced until it ends
-        task.add_done_callback(reloads.discard)
-
-    # Signals are handled in the main thread only (not by an app in a test's thread).
-    with contextlib.suppress(ValueError, RuntimeError):
-        loop.add_signal_handler(signal.SIGHUP, reload)
-    tasks = [asyncio.create_task(reloader.catalog.refresh_periodically())]
-    if watch:
-        tasks.append(asyncio.create_task(reloader.watch()))
-    try:
-        yield
-    finally:
-        reloader.stop()
-        with contextlib.suppress(ValueError, RuntimeError):
-            loop.remove_signal_handler(signal.SIGHUP)
-            # Jobs are still being stopped: a SIGHUP now must not end the process.
-            signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        for task in [*tasks, *reloads]:
-            task.cancel()
-        await asyncio.gather(*tasks, *reloads, return_exceptions=True)
-
-
 def create_app(
     settings: Settings,
     files: Sequence[Process],
@@ -232,7 +193,7 @@ def create_app(
         if metrics.shared:
             tasks.append(asyncio.create_task(_refresh_periodically(metrics)))
         try:
-            async with _processes_kept_current(reloader, settings.watch_processes):
+            async with reloader.serving(settings.watch_processes):
                 yield
         finally:
             for task in tasks:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.browser import chromium
 from tests.e2e.test_callbacks import Receiver
 from tests.e2e.test_instances import RECORDER_PY, RECORDER_YML, SLEEPER_PY, SLEEPER_YML
 
@@ -30,3 +32,10 @@ def sleeper_plugins(tmp_path: Path) -> Path:
     (folder / "recorder.yml").write_text(RECORDER_YML)
     (folder / "recorder.py").write_text(RECORDER_PY)
     return folder
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Headless Chromium, one per test module (its pages' state stays in that module)."""
+    with chromium(tmp_path_factory.mktemp("chromium")) as driver:
+        yield driver

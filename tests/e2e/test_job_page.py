@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.browser import chromium
 from tests.conftest import Server, script_process, wait_status, wait_until
 
 ASYNC = {"Prefer": "respond-async"}
@@ -36,12 +35,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     started = Server(plugins, root / "data").start()
     yield started
     started.stop()
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    with chromium(tmp_path_factory.mktemp("chromium")) as driver:
-        yield driver
 
 
 @pytest.fixture(scope="module")

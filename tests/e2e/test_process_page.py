@@ -15,7 +15,6 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.browser import chromium
 from tests.conftest import EXAMPLES, Server, process_info, wait_until
 
 #: echoes its inputs as its result.
@@ -54,12 +53,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     started = Server(plugins, root / "data").start()
     yield started
     started.stop()
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    with chromium(tmp_path_factory.mktemp("chromium")) as driver:
-        yield driver
 
 
 def by_id(browser: Any, element_id: str) -> Any:

@@ -11,16 +11,9 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 import pytest
 
-from tests.browser import chromium
 from tests.conftest import Server, wait_status, wait_until
 from tests.e2e.test_auth import FILES, as_user
 from tests.oidc_provider import AUDIENCE, CLIENT_ID, Provider
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    with chromium(tmp_path_factory.mktemp("chromium")) as driver:
-        yield driver
 
 
 @pytest.fixture(scope="module")

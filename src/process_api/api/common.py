@@ -9,8 +9,10 @@ from fastapi.responses import Response
 
 from process_api.api.links import link, url
 from process_api.api.negotiation import Renderer
+from process_api.api.streams import Streams
 from process_api.jobs.service import JobService
 from process_api.processes.catalog import Catalog
+from process_api.processes.deployment import Deployment
 
 #: the largest page the lists serve; a larger `limit` is lowered to it.
 MAX_LIMIT = 1000
@@ -27,6 +29,16 @@ def catalog(request: Request) -> Catalog:
 def job_service(request: Request) -> JobService:
     service: JobService = request.app.state.jobs
     return service
+
+
+def deployment(request: Request) -> Deployment:
+    found: Deployment = request.app.state.deployment
+    return found
+
+
+def streams(request: Request) -> Streams:
+    found: Streams = request.app.state.streams
+    return found
 
 
 def page_links(

@@ -10,11 +10,11 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, Response
 
 from process_api.api.auth import deployer, visible
-from process_api.api.common import catalog, render
+from process_api.api.common import catalog, deployment, render
 from process_api.api.documents import process_description, process_summary
 from process_api.api.links import link, url
 from process_api.errors import NoSuchProcess
-from process_api.processes.deployment import MEDIA_TYPES, Candidate, Deployment
+from process_api.processes.deployment import MEDIA_TYPES, Candidate
 from process_api.processes.examples import example_inputs
 
 router = APIRouter(tags=["Deploy, Replace, Undeploy"])
@@ -32,15 +32,10 @@ REFUSALS: dict[int | str, dict[str, str]] = {
 }
 
 
-def _deployment(request: Request) -> Deployment:
-    deployment: Deployment = request.app.state.deployment
-    return deployment
-
-
 async def _candidate(request: Request) -> Candidate:
     """The process sent, checked in a thread: the hosts' checks ask the Docker Engine and AWS."""
     body, content_type = await request.body(), request.headers.get("content-type")
-    return await asyncio.to_thread(_deployment(request).candidate, body, content_type)
+    return await asyncio.to_thread(deployment(request).candidate, body, content_type)
 
 
 @router.post(
@@ -56,7 +51,7 @@ async def _candidate(request: Request) -> Candidate:
 )
 async def deploy(request: Request) -> Response:
     user = deployer(request)
-    process = await _deployment(request).deploy(await _candidate(request), user)
+    process = await deployment(request).deploy(await _candidate(request), user)
     location = url(request, f"/processes/{process.id}")
     return JSONResponse(
         process_summary(request, process), status_code=201, headers={"Location": location}
@@ -80,7 +75,7 @@ async def deploy(request: Request) -> Response:
 )
 async def replace(request: Request, processID: str) -> Response:
     user = deployer(request)
-    await _deployment(request).replace(processID, await _candidate(request), user)
+    await deployment(request).replace(processID, await _candidate(request), user)
     return Response(status_code=204)
 
 
@@ -100,7 +95,7 @@ async def replace(request: Request, processID: str) -> Response:
 )
 async def undeploy(request: Request, processID: str) -> Response:
     user = deployer(request)
-    await _deployment(request).undeploy(processID, user)
+    await deployment(request).undeploy(processID, user)
     return Response(status_code=204)
 
 
@@ -122,7 +117,7 @@ async def package(request: Request, processID: str) -> Response:
     process = await catalog(request).current(processID)
     if process is None:
         raise NoSuchProcess(f"process {processID!r} is not registered")
-    content, media_type = await _deployment(request).package(process)
+    content, media_type = await deployment(request).package(process)
     return Response(content, media_type=media_type)
 
 

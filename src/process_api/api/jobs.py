@@ -8,7 +8,14 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from process_api.api.auth import own_job, shows_submitter
-from process_api.api.common import GONE, RESULTS_CONTENT, catalog, job_service, render
+from process_api.api.common import (
+    GONE,
+    RESULTS_CONTENT,
+    catalog,
+    job_service,
+    render,
+    streams,
+)
 from process_api.api.documents import process_path, status_info
 from process_api.api.files import file_list, job_file
 from process_api.api.links import link, self_links, url
@@ -24,8 +31,8 @@ from process_api.api.results import (
 from process_api.api.streams import (
     EVENT_STREAM,
     JSON_LINES,
-    Streams,
     ended,
+    last_line_seen,
     log_events,
     log_json_lines,
     status_events,
@@ -149,17 +156,6 @@ async def one_job_file(request: Request, jobID: str, path: str) -> Response:
     return await job_file(request, job_service(request).storage, job, path)
 
 
-def streams(request: Request) -> Streams:
-    found: Streams = request.app.state.streams
-    return found
-
-
-def _last_event_id(request: Request) -> int | None:
-    """The line an EventSource that reconnects saw last."""
-    value = request.headers.get("last-event-id", "")
-    return int(value) if value.isascii() and value.isdigit() else None
-
-
 # HEAD answers as GET does, without the body (uvicorn drops it; files are not read).
 for _path, _route in (
     ("/jobs/{jobID}/results/{outputID}", job_output),
@@ -213,7 +209,7 @@ async def job_logs(
     if wants_events(request):
         if ended(request):
             return Response(status_code=204)
-        resumed = _last_event_id(request)
+        resumed = last_line_seen(request)
         chunks = log_events(service, jobID, after if resumed is None else resumed)
         return streams(request).response(chunks, EVENT_STREAM)
     if follow:

@@ -60,6 +60,12 @@ def ended(request: Request) -> bool:
     return request.headers.get("last-event-id") == ENDED
 
 
+def last_line_seen(request: Request) -> int | None:
+    """The line an EventSource that reconnects saw last (the id of its last log event)."""
+    value = request.headers.get("last-event-id", "")
+    return int(value) if value.isascii() and value.isdigit() else None
+
+
 class _Counted(StreamingResponse):
     """A stream that holds its place among the open ones until it is over, however it ends
     (the client gone before the first chunk, too)."""

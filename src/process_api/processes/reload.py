@@ -10,8 +10,11 @@ started with: they hold it, whatever the directory says since.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import watchfiles
@@ -140,3 +143,39 @@ class Reloader:
 
     def stop(self) -> None:
         self._stop.set()
+
+    @asynccontextmanager
+    async def serving(self, watch: bool) -> AsyncIterator[None]:
+        """While the server serves: the deployed processes read again every second, and the
+        processes directory on SIGHUP and, if `watch`, whenever its files change."""
+        loop = asyncio.get_running_loop()
+        reloads: set[asyncio.Task[None]] = set()
+
+        async def reloading() -> None:
+            try:
+                await self.reload("SIGHUP")
+            except Exception:
+                log.exception("reading the processes directory again failed")
+
+        def reload() -> None:
+            task = loop.create_task(reloading())
+            reloads.add(task)  # referenced until it ends
+            task.add_done_callback(reloads.discard)
+
+        # Signals are handled in the main thread only (not by an app in a test's thread).
+        with contextlib.suppress(ValueError, RuntimeError):
+            loop.add_signal_handler(signal.SIGHUP, reload)
+        tasks = [asyncio.create_task(self.catalog.refresh_periodically())]
+        if watch:
+            tasks.append(asyncio.create_task(self.watch()))
+        try:
+            yield
+        finally:
+            self.stop()
+            with contextlib.suppress(ValueError, RuntimeError):
+                loop.remove_signal_handler(signal.SIGHUP)
+                # Jobs are still being stopped: a SIGHUP now must not end the process.
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            for task in [*tasks, *reloads]:
+                task.cancel()
+            await asyncio.gather(*tasks, *reloads, return_exceptions=True)

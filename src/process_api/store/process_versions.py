@@ -10,7 +10,7 @@ succeed: the second computes the same revision and the primary key refuses it.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC
 from typing import Any
 
@@ -56,11 +56,11 @@ def _to_version(row: Row[Any]) -> ProcessVersion:
 
 
 class ProcessVersionRows:
-    async def _read(self, statement: Any) -> Sequence[Row[Any]]:
-        raise NotImplementedError
+    """The process-version part of SqlJobStore, which runs its statements."""
 
-    async def _write(self, statement: Any, lock: str | None = None) -> Sequence[Row[Any]]:
-        raise NotImplementedError
+    #: one statement read, or written in a transaction of its own (SqlJobStore's).
+    _read: Callable[[Any], Awaitable[Sequence[Row[Any]]]]
+    _write: Callable[[Any], Awaitable[Sequence[Row[Any]]]]
 
     async def add_process_version(self, version: ProcessVersion, replacing: bool) -> int | None:
         table = process_versions
