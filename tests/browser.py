@@ -13,7 +13,8 @@ DRIVER = shutil.which("chromedriver")
 
 
 @contextmanager
-def chromium(profile: Path) -> Iterator[Any]:
+def chromium(profile: Path, scripts: bool = True) -> Iterator[Any]:
+    """`scripts=False`: a browser with JavaScript off, as some people and readers use."""
     assert CHROMIUM and DRIVER, "Debian's chromium and chromium-driver (.ci/run installs them)"
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -34,6 +35,10 @@ def chromium(profile: Path) -> Iterator[Any]:
         f"--user-data-dir={profile}",
     ):
         options.add_argument(flag)
+    if not scripts:
+        options.add_experimental_option(
+            "prefs", {"profile.managed_default_content_settings.javascript": 2}
+        )
     driver = webdriver.Chrome(service=Service(DRIVER), options=options)
     driver.set_page_load_timeout(30)
     try:

@@ -30,7 +30,7 @@ from process_api.api import (
 from process_api.api import metrics as metrics_api
 from process_api.api.auth import Authenticate
 from process_api.api.callbacks import CallbackPolicy, Notifier
-from process_api.api.documents import pretty_json
+from process_api.api.documents import compact_json, pretty_json
 from process_api.api.files import FilePolicy
 from process_api.api.health import engine_problems
 from process_api.api.metrics import CountRequests
@@ -220,6 +220,7 @@ def create_app(
     templates = Jinja2Templates(directory=TEMPLATES)
     templates.env.filters["timestamp"] = timestamp
     templates.env.filters["pretty"] = pretty_json
+    templates.env.filters["json"] = compact_json
     # Documents embedded for the pages' scripts keep their order (the inputs' order, say).
     templates.env.policies["json.dumps_kwargs"] = {"sort_keys": False}
     app.state.settings = settings

@@ -37,12 +37,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     started.stop()
 
 
-@pytest.fixture(scope="module")
-def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where the pages are photographed: test artifacts, kept with the test run's files."""
-    return tmp_path_factory.mktemp("screenshots")
-
-
 def submit(http: httpx.Client, process_id: str) -> str:
     response = http.post(f"/processes/{process_id}/execution", json={"inputs": {}}, headers=ASYNC)
     assert response.status_code == 201, response.text
@@ -76,8 +70,11 @@ def test_a_person_watches_a_job_run_and_reads_its_results(
         # once it ends the page shows it as it is now, with a way to its results
         wait_until(lambda: text_of(browser, "status") == "successful", 15, "the job's end")
         results = wait_until(
-            lambda: browser.find_elements(By.LINK_TEXT, "Results"), 10, "the results link"
+            lambda: browser.find_elements(By.LINK_TEXT, "The results page"), 10, "the results"
         )
+        # the results show on the job page itself
+        shown = browser.find_element(By.CSS_SELECTOR, ".output output").text
+        assert shown == "flooded"
         assert wait_status(http, job_id, {"successful"})["status"] == "successful"
         assert not browser.find_elements(By.ID, "dismiss")
         assert text_of(browser, "duration").endswith(" s")

@@ -27,6 +27,11 @@ def pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False)
 
 
+def compact_json(value: Any) -> str:
+    """JSON on one line, non-ASCII kept (the page escapes it as HTML)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
 def _described(item: Described | Any) -> dict[str, Any]:
     document: dict[str, Any] = {}
     for name in ("title", "description"):

@@ -20,6 +20,7 @@ from process_api.api.documents import process_path, status_info
 from process_api.api.files import file_list, job_file
 from process_api.api.links import link, self_links, url
 from process_api.api.negotiation import wants_html
+from process_api.api.result_views import OutputView, output_views
 from process_api.api.results import (
     OutputForm,
     check_finished,
@@ -40,7 +41,8 @@ from process_api.api.streams import (
 )
 from process_api.errors import ResultNotReady
 from process_api.jobs.metadata import SUBMITTER_FIELDS, job_metadata
-from process_api.jobs.model import Job, timestamp
+from process_api.jobs.model import Job, JobStatus, timestamp
+from process_api.processes.registry import Process
 
 router = APIRouter(tags=["Jobs"], dependencies=[Depends(own_job)])
 
@@ -64,7 +66,27 @@ async def job_status(request: Request, jobID: str) -> Response:
         if ended(request):
             return Response(status_code=204)
         return streams(request).response(status_events(request, service, jobID), EVENT_STREAM)
-    return render(request, status_info(request, job), "job.html")
+    outputs = None
+    if wants_html(request) and job.status is JobStatus.SUCCESSFUL:
+        outputs = await _outputs(request, await service.get(jobID))
+    return render(request, status_info(request, job), "job.html", outputs=outputs)
+
+
+async def _outputs(request: Request, job: Job) -> list[OutputView]:
+    """How the outputs of a successful job show on its page."""
+    results = check_finished(job)
+    forms = _page_forms(await catalog(request).of_job(job), job, results)
+    return output_views(request, job, results, forms)
+
+
+def _page_forms(
+    process: Process | None, job: Job, results: dict[str, Any]
+) -> dict[str, OutputForm]:
+    """The outputs a page shows: those the execute request asked for (every output as JSON
+    once the process is gone)."""
+    if process is None:
+        return {o: OutputForm("value", "application/json") for o in results}
+    return output_forms(process, job.request)
 
 
 @router.delete(
@@ -93,13 +115,12 @@ async def job_results(request: Request, jobID: str) -> Response:
     process = await catalog(request).of_job(job)
     if wants_html(request):
         results = check_finished(job)
-        forms = (
-            output_forms(process, job.request)
-            if process
-            else {o: OutputForm("value", "application/json") for o in results}
-        )
+        forms = _page_forms(process, job, results)
         document = results_document(request, job, results, forms)
-        return render(request, document, "results.html", job=status_info(request, job))
+        outputs = output_views(request, job, results, forms)
+        return render(
+            request, document, "results.html", job=status_info(request, job), outputs=outputs
+        )
     return await results_response(request, service.storage, process, job)
 
 

@@ -351,6 +351,12 @@
     var area = document.getElementById("execute-results");
     area.hidden = false;
     area.textContent = "";
+    // the job's page shows each output by its type (images, maps, JSON that folds)
+    var monitor = /<([^>]+)>;\s*rel="monitor"/.exec(response.headers.get("Link") || "");
+    if (monitor) {
+      area.appendChild(element("p", {}, [
+        element("a", {href: monitor[1] + "?f=html", id: "execute-job"}, ["The job's page"])]));
+    }
     var type = response.headers.get("content-type") || "";
     if (response.status === 204) { area.textContent = "Done: the process has no outputs."; return; }
     if (type.indexOf("json") >= 0) {
