@@ -29,6 +29,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     plugins.mkdir()
     (plugins / "flood.yml").write_text(script_process("flood", PROGRESS))
     (plugins / "long.yml").write_text(script_process("long", "echo started; sleep 60"))
+    (plugins / "chatty.yml").write_text(script_process("chatty", "seq 1 600; sleep 60"))
     (plugins / "quick.yml").write_text(
         script_process("quick", """echo '{"plugin_results": "ok"}'""")
     )
@@ -80,6 +81,24 @@ def test_a_person_watches_a_job_run_and_reads_its_results(
         assert text_of(browser, "duration").endswith(" s")
         results[0].click()
         wait_until(lambda: "flooded" in browser.page_source, 10, "the results page")
+
+
+def test_a_long_log_opens_at_its_last_lines(server: Server, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    with server.client() as http:
+        job_id = submit(http, "chatty")
+        wait_until(
+            lambda: len(http.get(f"/jobs/{job_id}/logs").json()["logs"]) == 600, 10, "600 lines"
+        )
+        browser.get(f"{server.url}/jobs/{job_id}?f=html")
+        wait_until(lambda: text_of(browser, "log").endswith("600"), 10, "the last line")
+        lines = browser.find_elements(By.CSS_SELECTOR, "#log span")
+        assert [line.text for line in lines] == [str(n) for n in range(101, 601)]
+        assert text_of(browser, "log-skipped") == (
+            "The first 100 lines are left out here: see the whole log."
+        )
+        http.delete(f"/jobs/{job_id}")
 
 
 def test_a_person_dismisses_a_job_from_its_page(server: Server, browser: Any) -> None:
@@ -193,6 +212,6 @@ def test_the_landing_page_sums_up_jobs_and_processes(server: Server, browser: An
         last = browser.find_element(By.CSS_SELECTOR, "table caption").text
         assert last == "The last jobs"
         names = [a.text for a in browser.find_elements(By.CSS_SELECTOR, "ul.processes a")]
-        assert names == ["flood", "long", "quick"]
+        assert names == ["chatty", "flood", "long", "quick"]
         # a script's landing page stays the OGC document
         assert "counts" not in http.get("/", headers={"Accept": "application/json"}).json()

@@ -25,12 +25,20 @@ TICKS = (
 )
 
 
+#: says how far it is, prints 30 lines, waits, prints one more and answers.
+COUNTER = (
+    """echo '{"progress": 40, "message": "counted"}'; seq 1 30; sleep 3; echo after; """
+    """echo '{"plugin_results": "done"}'"""
+)
+
+
 @pytest.fixture
 def plugins(tmp_path: Path) -> Path:
     folder = tmp_path / "plugins"
     folder.mkdir()
     (folder / "ticks.yml").write_text(script_process("ticks", TICKS))
     (folder / "long.yml").write_text(script_process("long", "echo started; sleep 60"))
+    (folder / "counter.yml").write_text(script_process("counter", COUNTER))
     return folder
 
 
@@ -164,3 +172,65 @@ def test_a_job_run_by_another_instance_is_streamed_and_a_stop_ends_the_streams(
             other.stop(signal.SIGTERM)
             list(lines)  # ends: the server stops, not only once the job does
         assert time.monotonic() - started < 20
+
+
+def log_length(http: httpx.Client, job_id: str) -> int:
+    return len(http.get(f"/jobs/{job_id}/logs").json()["logs"])
+
+
+def test_one_stream_gives_the_last_lines_then_new_ones_and_the_status_as_it_changes(
+    http: httpx.Client,
+) -> None:
+    job_id = submit(http, "counter")
+    wait_until(lambda: log_length(http, job_id) >= 30, 10, "the first 30 lines")
+    printed = http.get(f"/jobs/{job_id}/logs").json()["logs"]
+    params = {"tail": "5", "withStatus": "true"}
+    with http.stream("GET", f"/jobs/{job_id}/logs", params=params, headers=EVENTS) as stream:
+        received = list(events(stream.iter_lines()))
+    logged = [e for e in received if e["event"] == "log"]
+    whole = http.get(f"/jobs/{job_id}/logs").json()["logs"]
+    # the last five lines printed when it opened, numbered as in the whole log, then the rest
+    first = len(printed) - 4
+    assert [e["id"] for e in logged] == [str(n) for n in range(first, len(whole) + 1)]
+    assert [e["data"] for e in logged] == whole[first - 1 :]
+    assert logged[0]["data"]["text"] == "26" and logged[5]["data"]["text"] == "after"
+    statuses = [e["data"] for e in received if e["event"] == "status"]
+    assert statuses[0]["status"] == "running" and statuses[0]["message"] == "counted"
+    assert statuses[-1]["status"] == "successful" and statuses[-1]["jobID"] == job_id
+    assert [e["event"] for e in received[-2:]] == ["status", "end"]
+    assert received[-1]["id"] == "end"
+    # a page of the last lines, for scripts
+    page = http.get(f"/jobs/{job_id}/logs", params={"tail": "2"}).json()
+    assert page["logs"] == whole[-2:]
+    assert http.get(f"/jobs/{job_id}/logs", params={"tail": "0"}).status_code == 400
+    # without withStatus, the log stream stays log lines and its end
+    with http.stream("GET", f"/jobs/{job_id}/logs", params={"tail": "1"}, headers=EVENTS) as stream:
+        plain = [e["event"] for e in events(stream.iter_lines())]
+    assert plain == ["log", "end"]
+
+
+def test_a_job_page_refused_a_stream_polls_instead(server: Server, browser: Any) -> None:
+    """MAX_STREAMS=2, both held: the page follows the job by polling."""
+    from selenium.webdriver.common.by import By
+
+    with server.client() as http:
+        held = submit(http, "long")
+        wait_status(http, held, {"running"})
+        with server.client() as one, server.client() as two:
+            with one.stream("GET", f"/jobs/{held}", headers=EVENTS) as a:
+                with two.stream("GET", f"/jobs/{held}", headers=EVENTS) as b:
+                    kept = events(a.iter_lines()), events(b.iter_lines())
+                    assert [next(found)["event"] for found in kept] == ["status", "status"]
+                    job_id = submit(http, "ticks")
+                    wait_status(http, job_id, {"running"})
+                    browser.get(f"{server.url}/jobs/{job_id}?f=html")
+
+                    def shown(element_id: str) -> Any:
+                        return browser.find_element(By.ID, element_id)  # also after a reload
+
+                    polling = lambda: shown("log-note").get_attribute("data-polling")  # noqa: E731
+                    wait_until(polling, 10, "polling")
+                    wait_until(lambda: "second" in shown("log").text, 10, "a line printed later")
+                    ended = lambda: shown("status").text == "successful"  # noqa: E731
+                    wait_until(ended, 15, "the job's end")
+        http.delete(f"/jobs/{held}")

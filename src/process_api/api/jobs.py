@@ -197,6 +197,22 @@ LogFollow = Annotated[
     bool,
     Query(description="Stream the lines as they are printed (JSON lines), until the job ends"),
 ]
+LogTail = Annotated[
+    int | None,
+    Query(
+        ge=1,
+        le=LOG_PAGE,
+        description="Start at the last lines printed so far, this many (instead of `after`)",
+    ),
+]
+LogWithStatus = Annotated[
+    bool,
+    Query(
+        alias="withStatus",
+        description="With Accept: text/event-stream, a `status` event (the statusInfo) at "
+        "each change of the job too: one stream for a job's page",
+    ),
+]
 
 
 @router.get(
@@ -223,15 +239,20 @@ async def job_logs(
     limit: LogLimit = LOG_PAGE,
     after: LogAfter = 0,
     follow: LogFollow = False,
+    tail: LogTail = None,
+    with_status: LogWithStatus = False,
 ) -> Response:
     service = job_service(request)
     job = await service.summary(jobID)
     service.check_kept(job)  # 410 once expired, before a stream begins
+    if tail is not None:
+        after = max(0, await service.log_length(jobID) - tail)
     if wants_events(request):
         if ended(request):
             return Response(status_code=204)
         resumed = last_line_seen(request)
-        chunks = log_events(service, jobID, after if resumed is None else resumed)
+        start = after if resumed is None else resumed
+        chunks = log_events(request, service, jobID, start, with_status)
         return streams(request).response(chunks, EVENT_STREAM)
     if follow:
         return streams(request).response(log_json_lines(service, jobID, after), JSON_LINES)

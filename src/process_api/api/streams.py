@@ -25,6 +25,7 @@ from process_api.api.documents import status_info
 from process_api.errors import ServiceUnavailable
 from process_api.jobs.log import Record
 from process_api.jobs.service import JobService
+from process_api.store.base import JobSummary
 
 EVENT_STREAM = "text/event-stream"
 JSON_LINES = "application/x-ndjson"
@@ -107,15 +108,19 @@ async def _pause(service: JobService) -> bool:
     return not service.closing
 
 
+def _state(job: JobSummary) -> tuple[Any, ...]:
+    """What a status event shows of a job: a new event when it changes."""
+    return (job.status, job.progress, job.message, job.updated)
+
+
 async def status_events(request: Request, service: JobService, job_id: str) -> AsyncIterator[bytes]:
     yield f"retry: {RETRY_MS}\n\n".encode()
     last: tuple[Any, ...] | None = None
     quiet = 0.0
     while True:
         job = await service.summary(job_id)
-        state = (job.status, job.progress, job.message, job.updated)
-        if state != last:
-            last, quiet = state, 0.0
+        if _state(job) != last:
+            last, quiet = _state(job), 0.0
             final = ENDED if job.status.terminal else None
             yield event("status", status_info(request, job), final)
         if job.status.terminal or not await _pause(service):
@@ -128,9 +133,10 @@ async def status_events(request: Request, service: JobService, job_id: str) -> A
 
 async def log_lines(
     service: JobService, job_id: str, after: int
-) -> AsyncIterator[tuple[int, Record] | None]:
+) -> AsyncIterator[tuple[int, Record] | JobSummary]:
     """The job's log lines after the first `after`, with their numbers, as they are printed,
-    until the job ends; None each time there is none new (for keep-alives)."""
+    until the job ends; between them, the job as it was at each look for more lines (for
+    status events and keep-alives)."""
     ended = False
     while True:
         page = await service.logs(job_id, after, STREAM_PAGE)
@@ -143,32 +149,44 @@ async def log_lines(
             return
         # The lines printed before the end are read once more after it: they may have
         # moved from the running job to storage meanwhile.
-        ended = (await service.summary(job_id)).status.terminal
-        if not ended:
-            yield None
-            if not await _pause(service):
-                return
+        job = await service.summary(job_id)
+        ended = job.status.terminal
+        yield job
+        if not ended and not await _pause(service):
+            return
 
 
-async def log_events(service: JobService, job_id: str, after: int) -> AsyncIterator[bytes]:
+async def log_events(
+    request: Request, service: JobService, job_id: str, after: int, statuses: bool
+) -> AsyncIterator[bytes]:
+    """`statuses`: a `status` event at each change of the job too, so that one stream
+    serves a job's page."""
     yield f"retry: {RETRY_MS}\n\n".encode()
     quiet = 0.0
+    shown: tuple[Any, ...] | None = None
+    final: JobSummary | None = None
     async for found in log_lines(service, job_id, after):
-        if found is not None:
+        if isinstance(found, tuple):
             quiet = 0.0
             yield event("log", found[1], found[0])
-            continue
-        quiet += POLL
-        if quiet >= KEEP_ALIVE:
-            quiet = 0.0
-            yield b": keep-alive\n\n"
-    if service.closing:  # no end: an EventSource reconnects, to another instance if any
+        elif found.status.terminal:
+            final = found  # said after the last lines
+        elif statuses and _state(found) != shown:
+            shown, quiet = _state(found), 0.0
+            yield event("status", status_info(request, found))
+        else:
+            quiet += POLL
+            if quiet >= KEEP_ALIVE:
+                quiet = 0.0
+                yield b": keep-alive\n\n"
+    if final is None:  # the server is stopping: an EventSource reconnects, elsewhere if it may
         return
-    job = await service.summary(job_id)
-    yield event("end", {"status": job.status.value}, ENDED)
+    if statuses:
+        yield event("status", status_info(request, final))
+    yield event("end", {"status": final.status.value}, ENDED)
 
 
 async def log_json_lines(service: JobService, job_id: str, after: int) -> AsyncIterator[bytes]:
     async for found in log_lines(service, job_id, after):
-        if found is not None:
+        if isinstance(found, tuple):
             yield json.dumps(found[1], ensure_ascii=False).encode() + b"\n"

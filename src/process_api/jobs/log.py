@@ -54,6 +54,9 @@ class LogPage:
     lines: list[Record]
     #: more lines follow this page (already printed, beyond its limit or size).
     more: bool
+    #: the lines passed over before the page (`after`, or fewer when the log is shorter):
+    #: asked with a large `after`, the log's length, its lines not read.
+    skipped: int = 0
 
 
 class JobLog:
@@ -211,6 +214,7 @@ class _Pager:
 
     def __init__(self, after: int, limit: int, max_bytes: int) -> None:
         self.lines: list[Record] = []
+        self.skipped = 0
         self._skip = after
         self._limit = limit
         self._room = max_bytes
@@ -221,6 +225,7 @@ class _Pager:
             return True
         if self._skip:
             self._skip -= 1
+            self.skipped += 1
             return True
         if len(self.lines) >= self._limit or (self.lines and len(raw) > self._room):
             return False
@@ -233,8 +238,8 @@ def read_page(source: Iterable[bytes], after: int, limit: int, max_bytes: int) -
     pager = _Pager(after, limit, max_bytes)
     for raw in source:
         if not pager.take(raw):
-            return LogPage(pager.lines, True)
-    return LogPage(pager.lines, False)
+            return LogPage(pager.lines, True, pager.skipped)
+    return LogPage(pager.lines, False, pager.skipped)
 
 
 async def stream_page(
@@ -249,16 +254,18 @@ async def stream_page(
             *complete, partial = (partial + chunk).split(b"\n")
             for raw in complete:
                 if not pager.take(raw):
-                    return LogPage(pager.lines, True)
+                    return LogPage(pager.lines, True, pager.skipped)
     finally:
         if isinstance(chunks, AsyncGenerator):  # stop the download where the page ends
             await chunks.aclose()
     more = not pager.take(partial)
-    return LogPage(pager.lines, more)
+    return LogPage(pager.lines, more, pager.skipped)
 
 
 def page_of(records: list[Record], after: int, limit: int) -> LogPage:
-    return LogPage(records[after : after + limit], len(records) > after + limit)
+    return LogPage(
+        records[after : after + limit], len(records) > after + limit, min(after, len(records))
+    )
 
 
 def parse_log(data: bytes) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ import contextlib
 import functools
 import itertools
 import logging
+import sys
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -212,6 +213,10 @@ class JobService:
             return await self._spooled_elsewhere(job_id, after, limit)
         chunks = self.storage.stream(key, 0, stored.size)
         return await stream_page(chunks, after, limit, MAX_LOG_PAGE_BYTES)
+
+    async def log_length(self, job_id: str) -> int:
+        """How many lines the job's log holds now (counted, not read)."""
+        return (await self.logs(job_id, sys.maxsize, 1)).skipped
 
     async def _spooled_elsewhere(self, job_id: str, after: int, limit: int) -> LogPage:
         """What the instance running the job has appended to its spool file so far, if it

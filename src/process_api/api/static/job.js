@@ -8,6 +8,10 @@
   var statusUrl = table.dataset.statusUrl;
   var ended = ["successful", "failed", "dismissed"];
   var MAX_LINES = 2000;
+  // the lines the page starts with: the last ones printed so far.
+  var TAIL = 500;
+  var lastLine = 0;
+  var active = ended.indexOf(table.dataset.status) < 0;
 
   function text(id, value) {
     var element = document.getElementById(id);
@@ -42,33 +46,67 @@
     showDuration();
   }
 
-  function follow() {
-    var statuses = new EventSource(statusUrl);
-    statuses.addEventListener("status", function (message) {
-      var info = JSON.parse(message.data);
-      showStatus(info);
-      if (ended.indexOf(info.status) >= 0) {
-        statuses.close();
-        // the page as it is now: results, final message, no dismiss button
-        window.setTimeout(function () { window.location.reload(); }, 500);
-      }
-    });
+  function appendLine(line, number) {
+    var log = document.getElementById("log");
+    if (lastLine === 0 && number > 1) {
+      var skipped = document.getElementById("log-skipped");
+      skipped.hidden = false;
+      skipped.querySelector("span").textContent = String(number - 1);
+    }
+    lastLine = number;
+    var row = document.createElement("span");
+    if (line.stream === "stderr") { row.className = "stderr"; }
+    row.textContent = line.text + "\n";
+    var atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+    log.appendChild(row);
+    while (log.childNodes.length > MAX_LINES) { log.removeChild(log.firstChild); }
+    if (atBottom) { log.scrollTop = log.scrollHeight; }
   }
 
-  function followLog() {
-    var log = document.getElementById("log");
-    var lines = new EventSource(table.dataset.logsUrl);
-    lines.addEventListener("log", function (message) {
-      var line = JSON.parse(message.data);
-      var row = document.createElement("span");
-      if (line.stream === "stderr") { row.className = "stderr"; }
-      row.textContent = line.text + "\n";
-      var atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
-      log.appendChild(row);
-      while (log.childNodes.length > MAX_LINES) { log.removeChild(log.firstChild); }
-      if (atBottom) { log.scrollTop = log.scrollHeight; }
+  function statusChanged(info) {
+    showStatus(info);
+    if (active && ended.indexOf(info.status) >= 0) {
+      active = false;
+      // the page as it is now: results, final message, no dismiss button
+      window.setTimeout(function () { window.location.reload(); }, 500);
+    }
+  }
+
+  // Polling, for when no stream may be opened (the server's MAX_STREAMS reached, say).
+  function poll() {
+    var json = {headers: {"Accept": "application/json"}, credentials: "same-origin"};
+    var logs = table.dataset.logsUrl + "?limit=1000&after=" + lastLine;
+    Promise.all([
+      fetch(statusUrl, json).then(function (r) { return r.ok ? r.json() : null; }),
+      fetch(logs, json).then(function (r) { return r.ok ? r.json() : null; })
+    ]).then(function (found) {
+      if (found[1]) {
+        var first = lastLine + 1;
+        found[1].logs.forEach(function (line, index) { appendLine(line, first + index); });
+      }
+      if (found[0]) { statusChanged(found[0]); }
+      if (active || (found[1] && found[1].logs.length)) { window.setTimeout(poll, 2000); }
+    }).catch(function () { window.setTimeout(poll, 5000); });
+  }
+
+  // One stream for the whole page: log lines, and the job's status as it changes.
+  function follow() {
+    var address = table.dataset.logsUrl + "?tail=" + TAIL + "&withStatus=true";
+    var stream = new EventSource(address);
+    var done = false;
+    stream.addEventListener("log", function (message) {
+      appendLine(JSON.parse(message.data), Number(message.lastEventId));
     });
-    lines.addEventListener("end", function () { lines.close(); });
+    stream.addEventListener("status", function (message) {
+      statusChanged(JSON.parse(message.data));
+    });
+    stream.addEventListener("end", function () { done = true; stream.close(); });
+    stream.addEventListener("error", function () {
+      if (!done && stream.readyState === EventSource.CLOSED) {
+        document.getElementById("log-note").dataset.polling = "true";
+        poll();
+      }
+    });
   }
 
   function dismissButton() {
@@ -93,9 +131,8 @@
   }
 
   showDuration();
-  followLog();
-  if (ended.indexOf(table.dataset.status) < 0) {
-    follow();
+  follow();
+  if (active) {
     dismissButton();
     window.setInterval(showDuration, 1000);
   }
