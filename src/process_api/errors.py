@@ -31,6 +31,8 @@ documents. Nothing below the API layer knows about HTTP beyond the number.
 
 from __future__ import annotations
 
+from typing import Any
+
 OGC = "http://www.opengis.net/def/exceptions/ogcapi-processes-1/1.0/"
 #: the exception types of Part 2 (Deploy, Replace, Undeploy).
 OGC_DRU = "http://www.opengis.net/def/exceptions/ogcapi-processes-2/1.0/"
@@ -48,6 +50,8 @@ class ApiError(Exception):
         self.detail = detail
         #: response headers that belong with the error (WWW-Authenticate, Retry-After).
         self.headers: dict[str, str] = {}
+        #: members of the exception document besides the standard ones.
+        self.extra: dict[str, Any] = {}
 
 
 class Unauthenticated(ApiError):
@@ -147,6 +151,13 @@ class InvalidParameter(ApiError):
 
 class InvalidInput(InvalidParameter):
     title = "Invalid execute request"
+
+    def __init__(self, detail: str, problems: list[tuple[str | None, str]] | None = None) -> None:
+        """`problems`: each problem with the input it is about (None: the request), listed
+        in the document as `problems` so that a form can show each at its field."""
+        super().__init__(detail)
+        if problems:
+            self.extra["problems"] = [{"input": i, "detail": text} for i, text in problems]
 
 
 class InvalidPackage(InvalidParameter):

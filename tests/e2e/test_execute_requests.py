@@ -106,3 +106,15 @@ def test_every_process_example_of_the_api_document_runs_as_it_is(http: httpx.Cli
         # the `fail` example fails by design, with its own message and not for its inputs
         expected = "failed" if process_id == "fail" else "successful"
         assert status["status"] == expected, (process_id, status)
+
+
+def test_a_400_lists_each_problem_with_the_input_it_is_about(http: httpx.Client) -> None:
+    """So that a form shows each problem at its field, whatever the input's id holds."""
+    body = {"inputs": {"doubleInput": "two", "surplus": 1}}
+    response = http.post("/processes/echo/execution", json=body)
+    document = assert_exception(response, 400, "invalid-parameter-value")
+    problems = document["problems"]
+    assert {p["input"] for p in problems} == {"surplus", "stringInput", "doubleInput"}
+    assert all(p["detail"] in document["detail"] for p in problems)
+    double = next(p for p in problems if p["input"] == "doubleInput")
+    assert "'two' is not of type 'number'" in double["detail"]

@@ -55,7 +55,9 @@ def validation_detail(errors: Sequence[Any]) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> Response:
-        response = exception_response(request, exc.status, exc.type, exc.title, exc.detail)
+        response = exception_response(
+            request, exc.status, exc.type, exc.title, exc.detail, **exc.extra
+        )
         response.headers.update(exc.headers)
         return response
 

@@ -110,22 +110,27 @@ MAX_FORMATS_BYTES = 64 * 1024
 def check_inputs(process: Process, inputs: dict[str, Any]) -> None:
     """Raises InvalidInput naming every unknown, missing or invalid input."""
     declared = {i.id: i for i in process.config.inputs}
-    problems = [f"unknown input {name!r}" for name in inputs if name not in declared]
+    problems: list[tuple[str | None, str]] = [
+        (name, f"unknown input {name!r}") for name in inputs if name not in declared
+    ]
     for spec in process.config.inputs:
         if spec.id not in inputs:
             if spec.minOccurs > 0:
-                problems.append(f"missing required input {spec.id!r}")
+                problems.append((spec.id, f"missing required input {spec.id!r}"))
             continue
-        problems.extend(_problems_of(process, spec.id, inputs[spec.id]))
+        problems.extend((spec.id, p) for p in _problems_of(process, spec.id, inputs[spec.id]))
     if not problems:
         size = len(json.dumps(for_process(process, inputs)[1]))
         if size > MAX_FORMATS_BYTES:
             problems.append(
-                f"the mediaType, encoding and schema members of the qualified values take "
-                f"{size} bytes; at most {MAX_FORMATS_BYTES} are allowed"
+                (
+                    None,
+                    f"the mediaType, encoding and schema members of the qualified values "
+                    f"take {size} bytes; at most {MAX_FORMATS_BYTES} are allowed",
+                )
             )
     if problems:
-        raise InvalidInput("; ".join(problems))
+        raise InvalidInput("; ".join(text for _, text in problems), problems)
 
 
 def _format_of(item: Any) -> dict[str, Any] | None:

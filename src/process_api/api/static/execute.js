@@ -336,12 +336,15 @@
       "    async_=" + (wanted.async ? "True" : "False") + ",\n)\nprint(result)\n";
   }
 
-  function showServerError(detail) {
+  // The server's 400 lists each problem with the input it is about (`problems`); other
+  // errors have their detail only.
+  function showServerError(answer, status) {
     var placed = false;
-    detail.split("; ").forEach(function (problem) {
-      var named = /input '([^']+)'/.exec(problem);
-      if (named && showError(named[1], problem)) { placed = true; }
-      else { document.getElementById("execute-error").textContent += problem + " "; }
+    var problems = answer.problems ||
+      [{input: null, detail: answer.detail || answer.title || String(status)}];
+    problems.forEach(function (problem) {
+      if (problem.input != null && showError(problem.input, problem.detail)) { placed = true; }
+      else { document.getElementById("execute-error").textContent += problem.detail + " "; }
     });
     var invalid = form.querySelector("[aria-invalid=true]");
     if (placed && invalid) { invalid.focus(); }
@@ -392,7 +395,7 @@
         }
         if (response.ok) { return showResults(response); }
         return response.json().then(function (problem) {
-          showServerError(problem.detail || problem.title || String(response.status));
+          showServerError(problem, response.status);
         });
       })
       .catch(function (error) {
