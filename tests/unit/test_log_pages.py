@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
-from process_api.jobs.log import read_page, stream_page
+from process_api.jobs.log import LogCursor, file_page, read_page, stream_page
 
 LOG = b"".join(
     json.dumps({"time": f"t{i}", "stream": "stdout", "line": f"line {i}"}).encode() + b"\n"
@@ -47,3 +48,59 @@ def test_a_log_without_a_final_newline_keeps_its_last_line() -> None:
     page = asyncio.run(stream_page(chunked(LOG.rstrip(b"\n"), 50, []), 998, 10, 10**6))
     assert [line["line"] for line in page.lines] == ["line 998", "line 999"]
     assert not page.more
+
+
+def test_a_page_from_the_cursor_reads_on_from_its_byte(tmp_path: Path) -> None:
+    """Not the log again from its start: a stream's polls of a long log stay cheap."""
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(LOG)
+    page = file_page(path, None, 0, 10, 10**6)
+    assert page.cursor is not None
+    # the first ten lines' bytes rewritten as twenty other lines: read from the start,
+    # the eleventh line would be one of these
+    head = page.cursor.offset
+    filler = [b'{"line": "pad"}'] * 20
+    filler[-1] += b" " * (head - sum(len(f) + 1 for f in filler))
+    path.write_bytes(b"\n".join(filler) + b"\n" + LOG[head:])
+    assert path.stat().st_size == len(LOG)
+    following = file_page(path, None, 10, 5, 10**6, page.cursor)
+    assert [line["line"] for line in following.lines] == [f"line {i}" for i in range(10, 15)]
+    assert following.skipped == 10
+    assert following.cursor == LogCursor(str(path), 15, len(b"".join(LOG.splitlines(True)[:15])))
+
+
+def test_a_cursor_of_another_file_or_a_file_made_again_is_not_followed(tmp_path: Path) -> None:
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(LOG)
+    page = file_page(path, None, 0, 10, 10**6)
+    assert page.cursor == LogCursor(str(path), 10, len(b"".join(LOG.splitlines(True)[:10])))
+    other = tmp_path / "other.jsonl"
+    other.write_bytes(LOG)
+    again = file_page(other, None, 10, 5, 10**6, page.cursor)
+    assert [line["line"] for line in again.lines] == [f"line {i}" for i in range(10, 15)]
+    # the file made again with other lines: its cursor no longer falls at a line's end
+    path.write_bytes(b"\n".join(b'{"line": "new %d"}' % i for i in range(20)) + b"\n")
+    anew = file_page(path, None, 10, 5, 10**6, page.cursor)
+    assert [line["line"] for line in anew.lines] == [f"new {i}" for i in range(10, 15)]
+    assert anew.skipped == 10
+
+
+def test_a_page_from_a_cursor_counts_the_lines_before_it(tmp_path: Path) -> None:
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(LOG)
+    first = file_page(path, None, 0, 400, 10**6)
+    length = file_page(path, None, 10**9, 1, 10**6, first.cursor)
+    assert length.skipped == 1000 and not length.lines
+    # a file being written: a line not yet whole is not read
+    path.write_bytes(LOG + b'{"line": "half')
+    whole = file_page(path, None, 998, 10, 10**6, first.cursor, whole_lines=True)
+    assert [line["line"] for line in whole.lines] == ["line 998", "line 999"]
+
+
+@pytest.mark.parametrize("chunk", [7, 4096])
+def test_a_streamed_page_has_the_cursor_of_the_file_page(chunk: int) -> None:
+    expected = read_page(LOG.splitlines(keepends=True), 20, 30, 10**6)
+    page = asyncio.run(stream_page(chunked(LOG, chunk, []), 20, 30, 10**6))
+    assert page.cursor == expected.cursor and page.cursor is not None
+    rest = LOG[page.cursor.offset :]
+    assert rest.startswith(b'{"time": "t50"')

@@ -138,8 +138,10 @@ async def log_lines(
     until the job ends; between them, the job as it was at each look for more lines (for
     status events and keep-alives)."""
     ended = False
+    cursor = None
     while True:
-        page = await service.logs(job_id, after, STREAM_PAGE)
+        page = await service.logs(job_id, after, STREAM_PAGE, cursor)
+        cursor = page.cursor
         for line in page.lines:
             after += 1
             yield after, line

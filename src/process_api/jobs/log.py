@@ -10,12 +10,13 @@ ends the spool file is handed to storage whole, never rebuilt in memory.
 from __future__ import annotations
 
 import bisect
+import itertools
 import json
 import logging
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -49,6 +50,19 @@ def _encode(record: Record) -> bytes:
     return (json.dumps(record) + "\n").encode()
 
 
+@dataclass(frozen=True)
+class LogCursor:
+    """Where a page of a log ended, in the file or object it was read from: the next page
+    of the same source starts there instead of reading the log again from its start (a
+    stream's polls would read a long log over and over)."""
+
+    source: str
+    #: lines before this place.
+    line: int
+    #: bytes before it.
+    offset: int
+
+
 @dataclass
 class LogPage:
     lines: list[Record]
@@ -57,6 +71,17 @@ class LogPage:
     #: the lines passed over before the page (`after`, or fewer when the log is shorter):
     #: asked with a large `after`, the log's length, its lines not read.
     skipped: int = 0
+    #: where the page ended, when it was read from a file or an object.
+    cursor: LogCursor | None = None
+
+    def moved(self, source: str, line: int, offset: int) -> LogPage:
+        """This page, read from `source` from line `line` at byte `offset`."""
+        cursor = self.cursor or LogCursor(source, 0, 0)
+        return replace(
+            self,
+            skipped=self.skipped + line,
+            cursor=LogCursor(source, cursor.line + line, cursor.offset + offset),
+        )
 
 
 class JobLog:
@@ -194,10 +219,37 @@ class JobLog:
         return None, 0, list(self._tail) if self.spool is None else []
 
 
-def file_page(path: Path, size: int | None, after: int, limit: int, max_bytes: int) -> LogPage:
-    """A page of a JSONL log file, read up to `size` bytes (what was whole when asked)."""
+def file_page(
+    path: Path,
+    size: int | None,
+    after: int,
+    limit: int,
+    max_bytes: int,
+    cursor: LogCursor | None = None,
+    whole_lines: bool = False,
+) -> LogPage:
+    """A page of a JSONL log file, read up to `size` bytes (what was whole when asked),
+    from `cursor` when it is a place in this file before the page. `whole_lines`: the
+    file is being appended to by another process; the page ends before a line not yet
+    whole."""
     with path.open("rb") as source:
-        return read_page(_upto(source, size), after, limit, max_bytes)
+        line, offset = _start(source, str(path), after, cursor)
+        lines: Iterator[bytes] = _upto(source, None if size is None else size - offset)
+        if whole_lines:
+            lines = itertools.takewhile(lambda raw: raw.endswith(b"\n"), lines)
+        return read_page(lines, after - line, limit, max_bytes).moved(str(path), line, offset)
+
+
+def _start(source: IO[bytes], name: str, after: int, cursor: LogCursor | None) -> tuple[int, int]:
+    """The line and byte to read `source` from: the cursor's place when it is one of this
+    file, before `after`, and still the end of a line (a file made again starts over)."""
+    if cursor is None or cursor.source != name or cursor.line > after or cursor.offset <= 0:
+        return 0, 0
+    source.seek(cursor.offset - 1)
+    if source.read(1) != b"\n":
+        source.seek(0)
+        return 0, 0
+    return cursor.line, cursor.offset
 
 
 def _upto(source: IO[bytes], size: int | None) -> Iterator[bytes]:
@@ -215,6 +267,8 @@ class _Pager:
     def __init__(self, after: int, limit: int, max_bytes: int) -> None:
         self.lines: list[Record] = []
         self.skipped = 0
+        #: the bytes of the lines skipped and taken.
+        self.read = 0
         self._skip = after
         self._limit = limit
         self._room = max_bytes
@@ -222,24 +276,32 @@ class _Pager:
     def take(self, raw: bytes) -> bool:
         """Adds the next line of the log; False when it is beyond the page (more follow)."""
         if not raw.strip():
+            self.read += len(raw)
             return True
         if self._skip:
             self._skip -= 1
             self.skipped += 1
+            self.read += len(raw)
             return True
         if len(self.lines) >= self._limit or (self.lines and len(raw) > self._room):
             return False
         self.lines.append(json.loads(raw))
         self._room -= len(raw)
+        self.read += len(raw)
         return True
+
+    def page(self, more: bool) -> LogPage:
+        cursor = LogCursor("", self.skipped + len(self.lines), self.read)
+        return LogPage(self.lines, more, self.skipped, cursor)
 
 
 def read_page(source: Iterable[bytes], after: int, limit: int, max_bytes: int) -> LogPage:
+    """A page of `source` read from its start (its cursor's source to be named: `moved`)."""
     pager = _Pager(after, limit, max_bytes)
     for raw in source:
         if not pager.take(raw):
-            return LogPage(pager.lines, True, pager.skipped)
-    return LogPage(pager.lines, False, pager.skipped)
+            return pager.page(True)
+    return pager.page(False)
 
 
 async def stream_page(
@@ -253,13 +315,21 @@ async def stream_page(
         async for chunk in chunks:
             *complete, partial = (partial + chunk).split(b"\n")
             for raw in complete:
-                if not pager.take(raw):
-                    return LogPage(pager.lines, True, pager.skipped)
+                if not pager.take(raw + b"\n"):
+                    return pager.page(True)
     finally:
         if isinstance(chunks, AsyncGenerator):  # stop the download where the page ends
             await chunks.aclose()
     more = not pager.take(partial)
-    return LogPage(pager.lines, more, pager.skipped)
+    return pager.page(more)
+
+
+def start_of(cursor: LogCursor | None, source: str, after: int) -> tuple[int, int]:
+    """The line and byte an object `source` is read from: the cursor's place, when it is
+    one of that object before `after` (an object is stored whole, never made again)."""
+    if cursor is None or cursor.source != source or cursor.line > after:
+        return 0, 0
+    return cursor.line, cursor.offset
 
 
 def page_of(records: list[Record], after: int, limit: int) -> LogPage:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import itertools
 import logging
 import sys
 import uuid
@@ -26,7 +25,14 @@ from process_api.errors import InvalidInput, JobNotDismissable, NoSuchJob, Servi
 from process_api.hosts.base import Host
 from process_api.jobs import lifecycle
 from process_api.jobs.instances import DEFAULT_LEASE, Coordinator
-from process_api.jobs.log import LogPage, file_page, page_of, read_page, stream_page
+from process_api.jobs.log import (
+    LogCursor,
+    LogPage,
+    file_page,
+    page_of,
+    start_of,
+    stream_page,
+)
 from process_api.jobs.model import ACTIVE, Job, JobStatus, Mode, utcnow
 from process_api.jobs.queue import POLL_INTERVAL, JobQueue
 from process_api.jobs.retention import Retention
@@ -48,13 +54,6 @@ class JobPage:
     total: int
     has_older: bool
     has_newer: bool
-
-
-def _whole_lines_page(path: Path, after: int, limit: int) -> LogPage:
-    """A page of a log file another process appends to: up to its last whole line."""
-    with path.open("rb") as source:
-        whole = itertools.takewhile(lambda raw: raw.endswith(b"\n"), source)
-        return read_page(whole, after, limit, MAX_LOG_PAGE_BYTES)
 
 
 class JobService:
@@ -179,10 +178,13 @@ class JobService:
     def check_kept(self, job: Job | JobSummary) -> None:
         self.retention.check_kept(job)
 
-    async def logs(self, job_id: str, after: int = 0, limit: int = 10_000) -> LogPage:
+    async def logs(
+        self, job_id: str, after: int = 0, limit: int = 10_000, cursor: LogCursor | None = None
+    ) -> LogPage:
         """A page of the job's log: live while it runs here, from storage afterwards. While
         another instance runs it, live from that one's spool file when it shares this data
-        directory (instances on one machine); otherwise empty until it ends."""
+        directory (instances on one machine); otherwise empty until it ends. `cursor`: where
+        the page before ended, so that a reader going on reads only what follows."""
         summary = await self.summary(job_id)
         self.check_kept(summary)
         running = self.runner.running.get(job_id)
@@ -192,39 +194,46 @@ class JobService:
                 return page_of(kept, after, limit)
             try:
                 return await asyncio.to_thread(
-                    file_page, path, size, after, limit, MAX_LOG_PAGE_BYTES
+                    file_page, path, size, after, limit, MAX_LOG_PAGE_BYTES, cursor
                 )
             except FileNotFoundError:
                 pass  # the job ended meanwhile: its spool file went once the log was kept
         elif not summary.status.terminal:
-            return await self._spooled_elsewhere(job_id, after, limit)
-        # Just ended elsewhere, its log may be on its way to storage: from the spool meanwhile.
+            return await self._spooled_elsewhere(job_id, after, limit, cursor)
+        # Ended: from storage; when just ended elsewhere, from its spool file meanwhile.
         key = self.storage.layout.log(job_id)
         local = self.storage.local_path(key)
         if local is not None:
             try:
                 return await asyncio.to_thread(
-                    file_page, local, None, after, limit, MAX_LOG_PAGE_BYTES
+                    file_page, local, None, after, limit, MAX_LOG_PAGE_BYTES, cursor
                 )
             except FileNotFoundError:
-                return await self._spooled_elsewhere(job_id, after, limit)
+                return await self._spooled_elsewhere(job_id, after, limit, cursor)
         stored = await self.storage.stat(key)
         if stored is None:
-            return await self._spooled_elsewhere(job_id, after, limit)
-        chunks = self.storage.stream(key, 0, stored.size)
-        return await stream_page(chunks, after, limit, MAX_LOG_PAGE_BYTES)
+            return await self._spooled_elsewhere(job_id, after, limit, cursor)
+        source = f"storage:{key}"
+        line, offset = start_of(cursor, source, after)
+        chunks = self.storage.stream(key, offset, stored.size - offset)
+        page = await stream_page(chunks, after - line, limit, MAX_LOG_PAGE_BYTES)
+        return page.moved(source, line, offset)
 
     async def log_length(self, job_id: str) -> int:
         """How many lines the job's log holds now (counted, not read)."""
         return (await self.logs(job_id, sys.maxsize, 1)).skipped
 
-    async def _spooled_elsewhere(self, job_id: str, after: int, limit: int) -> LogPage:
+    async def _spooled_elsewhere(
+        self, job_id: str, after: int, limit: int, cursor: LogCursor | None
+    ) -> LogPage:
         """What the instance running the job has appended to its spool file so far, if it
         is in this data directory. Lines are appended whole, but one may be mid-write: the
         page ends before a line not yet whole."""
         spool = self.runner.spool_file(job_id)
         try:
-            return await asyncio.to_thread(_whole_lines_page, spool, after, limit)
+            return await asyncio.to_thread(
+                file_page, spool, None, after, limit, MAX_LOG_PAGE_BYTES, cursor, True
+            )
         except FileNotFoundError:
             return LogPage([], False)
 
