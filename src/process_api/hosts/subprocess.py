@@ -27,6 +27,7 @@ from process_api.hosts.base import (
     Stream,
     admit_argument,
 )
+from process_api.hosts.spawn import Spawned, spawn
 from process_api.jobs.budget import Resources, jobs_only
 from process_api.machine import process_started, this_machine
 from process_api.processes.config import ProcessConfig
@@ -118,16 +119,8 @@ class SubprocessHost(HostBase):
         config = self._config(run)
         env = {**self._base_env, **self._server_env(config.envVars), **run.env}
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *config.command,
-                *run.arguments,
-                cwd=run.process.directory,
-                env=env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,
-                limit=MAX_LINE,
+            proc = await spawn(
+                [*config.command, *run.arguments], run.process.directory, env, MAX_LINE
             )
         except OSError as exc:
             return HostOutcome(None, f"cannot start {config.command[0]!r}: {exc.strerror or exc}")
@@ -168,7 +161,7 @@ class SubprocessHost(HostBase):
 class _Output:
     """The readers of a process's stdout and stderr, and how many lines they have read."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, events: HostEvents) -> None:
+    def __init__(self, proc: Spawned, events: HostEvents) -> None:
         self.lines = 0
         self.done = asyncio.gather(
             self._pump(proc.stdout, "stdout", events), self._pump(proc.stderr, "stderr", events)
@@ -217,12 +210,12 @@ class _Output:
         events.output("stderr", "[process-api: output cut: a process left the job's group]")
 
 
-async def _stop(proc: asyncio.subprocess.Process, output: _Output, events: HostEvents) -> None:
+async def _stop(proc: Spawned, output: _Output, events: HostEvents) -> None:
     await _terminate(proc)
     await output.drain(events)
 
 
-async def _end(proc: asyncio.subprocess.Process, output: _Output, events: HostEvents) -> None:
+async def _end(proc: Spawned, output: _Output, events: HostEvents) -> None:
     """After the command exited: children left in the group may hold the pipes open, and
     they end with the job."""
     await output.ended()
@@ -230,7 +223,7 @@ async def _end(proc: asyncio.subprocess.Process, output: _Output, events: HostEv
     await output.drain(events)
 
 
-async def _terminate(proc: asyncio.subprocess.Process) -> None:
+async def _terminate(proc: Spawned) -> None:
     """SIGTERM to the whole group, SIGKILL after a grace period."""
     _kill_group(proc.pid, signal.SIGTERM)
     try:

@@ -12,6 +12,7 @@ A database error never reaches a client as such: it becomes a StoreUnavailable
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
@@ -123,6 +124,71 @@ def _fits(slot: str, capacity: Resources) -> list[Any]:
             used(held.c.memory).scalar_subquery() + jobs.c.memory <= capacity.memory + 1e-9
         )
     return conditions
+
+
+def _now() -> datetime:
+    return utcnow().astimezone(UTC)
+
+
+#: the time a statement runs at, read when it runs: the statement itself can be kept.
+NOW = sa.bindparam("now", callable_=_now, type_=sa.DateTime(timezone=True))
+
+
+@functools.lru_cache(maxsize=64)
+def _claim_statements(
+    owner: str,
+    slot: str,
+    capacity: Resources | None,
+    host_types: tuple[str, ...],
+    process_ids: tuple[str, ...],
+) -> tuple[Any, Any]:
+    """The read that finds whether a job may be claimed, and the claim (see claim). Made
+    once for each budget: building statements of this size took more of an instance's
+    time than running them."""
+    queued = jobs.alias("queued")
+    mine = [
+        queued.c.status == JobStatus.ACCEPTED.value,
+        queued.c.slot.is_(None),
+        queued.c.host_type.in_(list(host_types)),
+        # a deployed process's version is in the store: every instance can run it
+        sa.or_(queued.c.process_id.in_(list(process_ids)), queued.c.process_revision.is_not(None)),
+        sa.or_(queued.c.owner.is_(None), queued.c.owner == owner),
+    ]
+    if capacity is not None:
+        # A job larger than this whole budget is for instances of a larger one: it does
+        # not hold back the jobs this instance can run.
+        if math.isfinite(capacity.cpus):
+            mine.append(queued.c.cpus <= capacity.cpus + 1e-9)
+        if math.isfinite(capacity.memory):
+            mine.append(queued.c.memory <= capacity.memory + 1e-9)
+    head = (
+        sa.select(queued.c.id)
+        .where(*mine)
+        .order_by(queued.c.created, queued.c.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    conditions = [
+        jobs.c.id == head,
+        jobs.c.slot.is_(None),
+        jobs.c.status == JobStatus.ACCEPTED.value,
+        # an instance taken for dead claims nothing: whoever takes over would run it too
+        sa.exists().where(instances.c.id == owner, instances.c.expires > NOW),
+    ]
+    if capacity is not None:
+        conditions.extend(_fits(slot, capacity))
+    return (
+        sa.select(jobs.c.id).where(*conditions),
+        jobs.update().where(*conditions).values(owner=owner, slot=slot).returning(*jobs.c),
+    )
+
+
+#: how many jobs wait in the queue, by host type (asked at each look at the queue).
+QUEUE_LENGTHS = (
+    sa.select(jobs.c.host_type, sa.func.count().label("count"))
+    .where(jobs.c.status == JobStatus.ACCEPTED.value, jobs.c.slot.is_(None))
+    .group_by(jobs.c.host_type)
+)
 
 
 def _to_row(job: Job) -> dict[str, Any]:
@@ -477,50 +543,14 @@ class SqlJobStore(ProcessVersionRows):
         what `capacity` leaves of the slot; None when none is waiting or the oldest does
         not fit (it is not overtaken). One statement, under the slot's lock: of instances
         claiming at once, each job goes to one, and a budget is never exceeded."""
-        queued = jobs.alias("queued")
-        mine = [
-            queued.c.status == JobStatus.ACCEPTED.value,
-            queued.c.slot.is_(None),
-            queued.c.host_type.in_(list(host_types)),
-            # a deployed process's version is in the store: every instance can run it
-            sa.or_(
-                queued.c.process_id.in_(list(process_ids)), queued.c.process_revision.is_not(None)
-            ),
-            sa.or_(queued.c.owner.is_(None), queued.c.owner == owner),
-        ]
-        if capacity is not None:
-            # A job larger than this whole budget is for instances of a larger one: it does
-            # not hold back the jobs this instance can run.
-            if math.isfinite(capacity.cpus):
-                mine.append(queued.c.cpus <= capacity.cpus + 1e-9)
-            if math.isfinite(capacity.memory):
-                mine.append(queued.c.memory <= capacity.memory + 1e-9)
-        head = (
-            sa.select(queued.c.id)
-            .where(*mine)
-            .order_by(queued.c.created, queued.c.id)
-            .limit(1)
-            .scalar_subquery()
+        check, claim = _claim_statements(
+            owner, slot, capacity, tuple(host_types), tuple(process_ids)
         )
-        conditions = [
-            jobs.c.id == head,
-            jobs.c.slot.is_(None),
-            jobs.c.status == JobStatus.ACCEPTED.value,
-            # an instance taken for dead claims nothing: whoever takes over would run it too
-            sa.exists().where(
-                instances.c.id == owner, instances.c.expires > utcnow().astimezone(UTC)
-            ),
-        ]
-        if capacity is not None:
-            conditions.extend(_fits(slot, capacity))
         # A read first: while the oldest job does not fit (a full budget), claims cost no
         # write, and take no lock a stalled instance could hold.
-        if not await self._read(sa.select(jobs.c.id).where(*conditions)):
+        if not await self._read(check):
             return None
-        statement = (
-            jobs.update().where(*conditions).values(owner=owner, slot=slot).returning(*jobs.c)
-        )
-        rows = await self._write(statement, lock=slot)
+        rows = await self._write(claim, lock=slot)
         return _to_job(rows[0]) if rows else None
 
     async def requeue(self, job_ids: Sequence[str]) -> None:
@@ -537,12 +567,8 @@ class SqlJobStore(ProcessVersionRows):
 
     async def queued(self) -> dict[str, int]:
         """How many jobs wait in the queue, by host type."""
-        statement = (
-            sa.select(jobs.c.host_type, sa.func.count().label("count"))
-            .where(jobs.c.status == JobStatus.ACCEPTED.value, jobs.c.slot.is_(None))
-            .group_by(jobs.c.host_type)
-        )
-        return {row.host_type: int(row._mapping["count"]) for row in await self._read(statement)}
+        rows = await self._read(QUEUE_LENGTHS)
+        return {row.host_type: int(row._mapping["count"]) for row in rows}
 
     async def ended_among(self, job_ids: Sequence[str]) -> list[str]:
         """Those of the jobs that have a final status (dismissed by another instance)."""

@@ -1,0 +1,106 @@
+"""Starting a program from the event loop without copying the server.
+
+asyncio's own subprocesses start with `fork` under uvloop (the loop uvicorn runs
+on): the kernel copies the server's memory map, tens of milliseconds in a server
+of some size, during which the event loop answers no request. `subprocess.Popen`
+starts the program with vfork or posix_spawn instead (half a millisecond). Its
+output pipes are then read by the event loop, and its end is seen through a pidfd
+(Linux 5.3), or by polling where there is none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+#: how often the end of a program is looked for where there is no pidfd.
+POLL = 0.05
+
+
+class Spawned:
+    """A running program, as much of asyncio's Process as the hosts use."""
+
+    def __init__(
+        self,
+        popen: subprocess.Popen[bytes],
+        stdout: asyncio.StreamReader,
+        stderr: asyncio.StreamReader,
+    ) -> None:
+        self._popen = popen
+        self.pid = popen.pid
+        self.stdout = stdout
+        self.stderr = stderr
+        self._ended: asyncio.Future[int] | None = None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._popen.returncode
+
+    async def wait(self) -> int:
+        """Its exit status (a negative signal number if a signal ended it), once it ends;
+        several may wait, and a waiter cancelled leaves the others waiting."""
+        if self._ended is None:
+            self._ended = asyncio.get_running_loop().create_future()
+            self._watch(self._ended)
+        return await asyncio.shield(self._ended)
+
+    def _watch(self, ended: asyncio.Future[int]) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            pidfd = os.pidfd_open(self.pid)
+        except (AttributeError, OSError):
+            loop.create_task(self._poll(ended))
+            return
+
+        def exited() -> None:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+            if not ended.done():
+                ended.set_result(self._popen.wait())  # it has ended: the wait is a reaping
+
+        loop.add_reader(pidfd, exited)
+
+    async def _poll(self, ended: asyncio.Future[int]) -> None:
+        while (code := self._popen.poll()) is None:
+            await asyncio.sleep(POLL)
+        if not ended.done():
+            ended.set_result(code)
+
+
+async def spawn(
+    command: Sequence[str], cwd: Path | str, env: Mapping[str, str], limit: int
+) -> Spawned:
+    """Starts `command` in a session (and process group) of its own, its stdin empty, its
+    stdout and stderr read by lines of at most `limit` bytes. OSError if it cannot start."""
+    popen = subprocess.Popen(
+        list(command),
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        close_fds=True,
+    )
+    try:
+        assert popen.stdout is not None and popen.stderr is not None
+        stdout = await _reader(popen.stdout, limit)
+        stderr = await _reader(popen.stderr, limit)
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(popen.pid, signal.SIGKILL)
+        popen.wait()
+        raise
+    return Spawned(popen, stdout, stderr)
+
+
+async def _reader(pipe: object, limit: int) -> asyncio.StreamReader:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=limit, loop=loop)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), pipe)
+    return reader
