@@ -1,0 +1,51 @@
+"""Programs started from the event loop (hosts/spawn.py): their output, their exit status
+to every waiter, and their end seen with or without a pidfd."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import pytest
+
+from process_api.hosts import spawn as spawning
+
+
+async def run(command: str) -> tuple[list[bytes], list[bytes], int]:
+    proc = await spawning.spawn(["sh", "-c", command], "/", dict(os.environ), 1024)
+    out = await proc.stdout.read()
+    err = await proc.stderr.read()
+    return out.splitlines(), err.splitlines(), await proc.wait()
+
+
+@pytest.mark.parametrize("pidfd", [True, False])
+def test_output_and_exit_status(pidfd: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not pidfd:
+        monkeypatch.delattr(os, "pidfd_open")
+    out, err, code = asyncio.run(run("echo one; echo two >&2; echo three; exit 3"))
+    assert (out, err, code) == ([b"one", b"three"], [b"two"], 3)
+
+
+def test_every_waiter_gets_the_status_and_a_cancelled_one_leaves_the_others() -> None:
+    async def scenario() -> tuple[int, int, int | None]:
+        proc = await spawning.spawn(["sleep", "30"], "/", dict(os.environ), 1024)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(proc.wait(), 0.1)
+        waiters = [asyncio.create_task(proc.wait()) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        assert proc.returncode is None
+        os.killpg(proc.pid, signal.SIGTERM)  # a session and process group of its own
+        first, second = await asyncio.gather(*waiters)
+        return first, second, proc.returncode
+
+    assert asyncio.run(scenario()) == (-signal.SIGTERM, -signal.SIGTERM, -signal.SIGTERM)
+
+
+def test_a_missing_program_is_an_os_error() -> None:
+    with pytest.raises(FileNotFoundError):
+        asyncio.run(run_missing())
+
+
+async def run_missing() -> None:
+    await spawning.spawn(["/nonexistent/program"], "/", dict(os.environ), 1024)
