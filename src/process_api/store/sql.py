@@ -16,7 +16,7 @@ import functools
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -68,8 +68,8 @@ BUSY_PAUSE_MAX = 0.5
 READY_TIMEOUT = 5.0
 
 
-def _fields(row: Row[Any]) -> dict[str, Any]:
-    data = dict(row._mapping)
+def _fields(row: Row[Any] | Mapping[str, Any]) -> dict[str, Any]:
+    data = dict(row._mapping if isinstance(row, Row) else row)
     data["status"] = JobStatus(data["status"])
     for name in _TIMES:
         data[name] = aware(data[name])
@@ -81,11 +81,11 @@ def _to_key(row: Row[Any]) -> ApiKey:
     return ApiKey(row.name, roles, aware(row.created) or row.created)
 
 
-def _to_job(row: Row[Any]) -> Job:
+def _to_job(row: Row[Any] | Mapping[str, Any]) -> Job:
     return Job(**_fields(row))
 
 
-def _to_summary(row: Row[Any]) -> JobSummary:
+def _to_summary(row: Row[Any] | Mapping[str, Any]) -> JobSummary:
     return JobSummary(**_fields(row))
 
 

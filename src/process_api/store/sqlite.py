@@ -35,7 +35,11 @@ from sqlalchemy.pool import QueuePool
 
 from process_api.disk import write_problem
 from process_api.errors import ApiError, InsufficientStorage, StoreUnavailable
-from process_api.store.sql import SqlJobStore, migrate
+from process_api.jobs.model import Job
+from process_api.store.base import JobSummary
+from process_api.store.point_reads import Busy, PointReads
+from process_api.store.sql import SUMMARY, SqlJobStore, _to_job, _to_summary, migrate
+from process_api.store.tables import jobs
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +124,7 @@ class SqliteJobStore(SqlJobStore):
         self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="job-db-writer")
         self._reader = _engine(self.path, READERS, writer=False)
         self._reader_threads = ThreadPoolExecutor(READERS, thread_name_prefix="job-db-reader")
+        self._point_reads = PointReads(self.path, self._reader.dialect)
         #: device and inode of the file opened at start.
         self._opened: tuple[int, int] | None = None
         self._lost = False
@@ -172,6 +177,30 @@ class SqliteJobStore(SqlJobStore):
         self._writer_thread.shutdown()
         self._reader_threads.shutdown()
         self._reader.dispose()
+        self._point_reads.close()
+
+    # Reads of one job by its id: on the event loop (see point_reads).
+
+    async def get(self, job_id: str) -> Job | None:
+        try:
+            found = self._point_read(list(jobs.columns), job_id)
+        except Busy:
+            return await super().get(job_id)
+        return _to_job(found) if found else None
+
+    async def summary(self, job_id: str) -> JobSummary | None:
+        try:
+            found = self._point_read(SUMMARY, job_id)
+        except Busy:
+            return await super().summary(job_id)
+        return _to_summary(found) if found else None
+
+    def _point_read(self, columns: Sequence[sa.Column[Any]], job_id: str) -> dict[str, Any] | None:
+        self._check()
+        try:
+            return self._point_reads.row(columns, job_id)
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from exc
 
     async def _in_writer(self, work: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._writer_thread, work, *args)
