@@ -177,6 +177,13 @@ def test_each_output_shows_by_its_type(
         wait_until(lambda: drawn.get_attribute("data-features"), 10, output_id)  # noqa: B023
         assert drawn.get_attribute("data-features") == features
         assert drawn.find_elements(By.CSS_SELECTOR, "svg path")
+    # photographed whole, for the README
+    name = "results-page.png" if "results" in page else "job-results.png"
+    size = browser.get_window_size()
+    height = browser.execute_script("return document.body.scrollHeight")
+    browser.set_window_size(1100, min(height + 120, 3000))  # the whole page
+    browser.save_screenshot(str(screenshots / name))
+    browser.set_window_size(size["width"], size["height"])
     # a feature's properties in its popup, as text
     polygon = output(browser, "outline").find_element(By.CSS_SELECTOR, "svg path")
     browser.execute_script(
@@ -190,9 +197,6 @@ def test_each_output_shows_by_its_type(
         "return performance.getEntriesByType('resource').map(function (e) { return e.name; })"
     )
     assert loaded and all(name.startswith(server.url + "/") for name in loaded), loaded
-    name = "results-page.png" if "results" in page else "job-results.png"
-    browser.execute_script("window.scrollTo(0, 0)")
-    browser.save_screenshot(str(screenshots / name))
 
 
 def test_the_pages_read_with_javascript_off(

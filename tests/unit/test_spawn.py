@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -49,3 +52,55 @@ def test_a_missing_program_is_an_os_error() -> None:
 
 async def run_missing() -> None:
     await spawning.spawn(["/nonexistent/program"], "/", dict(os.environ), 1024)
+
+
+#: many programs started at once under uvloop while another thread opens and closes files.
+CONCURRENT = """
+import asyncio, os, sys, threading
+import uvloop
+from process_api.hosts import spawn as spawning
+
+bad, stop = [], False
+
+def holder():
+    while not stop:
+        fds = [os.open("/dev/null", os.O_RDONLY) for _ in range(4)]
+        for fd in fds:
+            try:
+                os.fstat(fd)
+                os.close(fd)
+            except OSError as exc:
+                bad.append(exc)
+
+async def one():
+    proc = await spawning.spawn(["true"], "/", {}, 1 << 16)
+    await proc.stdout.read()
+    await proc.stderr.read()
+    return await proc.wait()
+
+async def main():
+    global stop
+    thread = threading.Thread(target=holder)
+    thread.start()
+    failed = []
+    for _ in range(40):
+        done = await asyncio.gather(*[one() for _ in range(8)], return_exceptions=True)
+        failed += [repr(r) for r in done if not isinstance(r, int)]
+    stop = True
+    thread.join()
+    print(len(failed), len(bad), failed[:3], bad[:3])
+
+uvloop.run(main())
+"""
+
+
+def test_programs_started_at_once_never_close_another_threads_descriptors() -> None:
+    """With uvloop's pipe transports, a descriptor was closed twice, the second time when
+    another thread had been given its number: jobs failed with "cannot start 'sh': Bad
+    file descriptor", and this scenario aborted the interpreter."""
+    env = {**os.environ, "PYTHONPATH": str(Path(spawning.__file__).parents[2])}
+    done = subprocess.run(
+        [sys.executable, "-c", CONCURRENT], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[:2] == ["0", "0"], done.stdout

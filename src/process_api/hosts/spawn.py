@@ -4,8 +4,8 @@ asyncio's own subprocesses start with `fork` under uvloop (the loop uvicorn runs
 on): the kernel copies the server's memory map, tens of milliseconds in a server
 of some size, during which the event loop answers no request. `subprocess.Popen`
 starts the program with vfork or posix_spawn instead (half a millisecond). Its
-output pipes are then read by the event loop, and its end is seen through a pidfd
-(Linux 5.3), or by polling where there is none.
+output pipes are then read by the event loop (their descriptors its own: see _Pipe),
+and its end is seen through a pidfd (Linux 5.3), or by polling where there is none.
 """
 
 from __future__ import annotations
@@ -17,9 +17,12 @@ import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 #: how often the end of a program is looked for where there is no pidfd.
 POLL = 0.05
+#: bytes read from a pipe at a time.
+CHUNK = 256 * 1024
 
 
 class Spawned:
@@ -99,8 +102,59 @@ async def spawn(
     return Spawned(popen, stdout, stderr)
 
 
-async def _reader(pipe: object, limit: int) -> asyncio.StreamReader:
+async def _reader(pipe: IO[bytes], limit: int) -> asyncio.StreamReader:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=limit, loop=loop)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), pipe)
+    _Pipe(os.dup(pipe.fileno()), reader, loop)
+    pipe.close()
     return reader
+
+
+class _Pipe:
+    """Reads a pipe into a StreamReader, which pauses it when its buffer is full (as a
+    transport). The descriptor is this object's alone and closed once, by it: uvloop's
+    pipe transports close a file object's descriptor, then the file object closes the
+    same number again, which another thread may have been given meanwhile."""
+
+    def __init__(
+        self, fd: int, reader: asyncio.StreamReader, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        os.set_blocking(fd, False)
+        self._fd = fd
+        self._reader = reader
+        self._loop = loop
+        self._paused = False
+        reader.set_transport(self)  # type: ignore[arg-type]
+        loop.add_reader(fd, self._readable)
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self._fd, CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._close()
+            self._reader.set_exception(exc)
+            return
+        if not data:
+            self._close()
+            self._reader.feed_eof()
+            return
+        self._reader.feed_data(data)
+
+    def pause_reading(self) -> None:
+        if self._fd >= 0 and not self._paused:
+            self._paused = True
+            self._loop.remove_reader(self._fd)
+
+    def resume_reading(self) -> None:
+        if self._fd >= 0 and self._paused:
+            self._paused = False
+            self._loop.add_reader(self._fd, self._readable)
+
+    def _close(self) -> None:
+        if self._fd >= 0:
+            if not self._paused:
+                self._loop.remove_reader(self._fd)
+            os.close(self._fd)
+            self._fd = -1
