@@ -1,14 +1,15 @@
 """Milliseconds per request of a job's status and of the job list's filters, as the store grows.
 
 For each store (SQLite, PostgreSQL) and each number of stored jobs (10^3 and 10^6 by
-default), the script writes the jobs straight into process-api's `jobs` table (after
-`process-api db upgrade`), starts one server process on it and sends each request one
-at a time, `--requests` times; it prints the median per request. The jobs span the last
-30 days: a tenth failed, one in a hundred dismissed, the rest successful (none active:
-the server would take them over at its start); ten
-processes in turn; about one in a hundred submitted by the user `alice`, the others by
-fifty other users. API keys sign the requests in (AUTH_SERVICE=keys, AUTH_LEVEL=1): an
-admin's for the list, alice's for her own jobs.
+default), the script writes the jobs straight into process-api's `jobs` table of a
+database of its own (after `process-api db upgrade`) and starts one server process on
+it. Then it sends each request one at a time, `--requests` times, to the servers of each
+size in turn (what else the machine does weighs on each alike), and prints the median
+milliseconds per request. The jobs span the last 30 days: a tenth failed, one in a
+hundred dismissed, the rest successful (none active: a server would take them over as it
+starts); ten processes in turn; about one in a hundred submitted by the user `alice`, the
+others by fifty other users. API keys sign the requests in (AUTH_SERVICE=keys,
+AUTH_LEVEL=1): an admin's for the list, alice's for her own jobs.
 
     .venv/bin/python bench/job_list.py
     .venv/bin/python bench/job_list.py --sizes 1e3,1e5 --stores sqlite --requests 100
@@ -31,6 +32,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -161,27 +163,48 @@ def requests(job: str) -> list[tuple[str, str, str]]:
     ]
 
 
-def measure(server: Server, job: str, keys: dict[str, str], count: int) -> dict[str, float]:
-    """The median milliseconds of each request, one at a time, after a few to warm up."""
-    found = {}
-    with httpx.Client(base_url=server.url, headers=JSON, timeout=60) as http:
-        for name, path, whose in requests(job):
-            headers = {"X-API-Key": keys[whose]} if whose else {}
-            answer = http.get(path, headers=headers)
-            answer.raise_for_status()
-            matched = answer.json().get("numberMatched", "-")
-            times = []
+@dataclass
+class Target:
+    """A server on a filled store: a job of it for GET /jobs/{id}, and the API keys."""
+
+    server: Server
+    job: str
+    keys: dict[str, str]
+
+
+def measure(targets: dict[int, Target], count: int) -> dict[int, dict[str, float]]:
+    """The median milliseconds of each request on each server, one request at a time, the
+    servers in turn (what else the machine does then weighs on each alike), after a few to
+    warm up."""
+    found: dict[int, dict[str, float]] = {size: {} for size in targets}
+    clients = {
+        size: httpx.Client(base_url=target.server.url, headers=JSON, timeout=60)
+        for size, target in targets.items()
+    }
+    try:
+        for name, path, whose in requests("{job}"):
+            times: dict[int, list[float]] = {size: [] for size in targets}
             for n in range(count + 5):
-                started = time.perf_counter()
-                http.get(path, headers=headers).raise_for_status()
-                if n >= 5:
-                    times.append((time.perf_counter() - started) * 1000)
-            found[name] = statistics.median(times)
-            say(f"{name}: {found[name]:.2f} ms (numberMatched {matched})")
+                for size, target in targets.items():
+                    headers = {"X-API-Key": target.keys[whose]} if whose else {}
+                    started = time.perf_counter()
+                    answer = clients[size].get(path.replace("{job}", target.job), headers=headers)
+                    answer.raise_for_status()
+                    if n >= 5:
+                        times[size].append((time.perf_counter() - started) * 1000)
+            for size in targets:
+                found[size][name] = statistics.median(times[size])
+            medians = ", ".join(f"{size:,} jobs {found[size][name]:.2f} ms" for size in targets)
+            say(f"{name.strip()}: {medians}")
+    finally:
+        for client in clients.values():
+            client.close()
     return found
 
 
-def run(src: Path, store: str, size: int, postgres: str | None, count: int) -> dict[str, float]:
+@contextlib.contextmanager
+def serving(src: Path, store: str, size: int, postgres: str | None) -> Iterator[Target]:
+    """A server on a store of its own, filled with `size` jobs."""
     with tempfile.TemporaryDirectory(prefix=f"bench-list-{store}-{size}-") as tmp:
         workdir = Path(tmp)
         url = Postgres(postgres).new_database() if postgres and store == "postgres" else None
@@ -192,8 +215,7 @@ def run(src: Path, store: str, size: int, postgres: str | None, count: int) -> d
                 job = fill_sqlite(workdir / "data" / "jobs.sqlite", size)
             else:
                 job = asyncio.run(fill_postgres(url, size))
-            env = {**ours_env(src, workdir, url), "AUTH_SERVICE": "keys"}
-            env["AUTH_LEVEL"] = "1"
+            env = {**ours_env(src, workdir, url), "AUTH_SERVICE": "keys", "AUTH_LEVEL": "1"}
             keys = {
                 "admin": make_key(env, workdir, "admin", "admin"),
                 "alice": make_key(env, workdir, "alice", ""),
@@ -204,7 +226,7 @@ def run(src: Path, store: str, size: int, postgres: str | None, count: int) -> d
             command = [sys.executable, "-m", "process_api", "-d", plugins, "-p", str(port)]
             server = start("process-api", command, env, workdir, port, "/conformance")
             try:
-                return measure(server, job, keys, count)
+                yield Target(server, job, keys)
             finally:
                 server.stop()
         finally:
@@ -225,8 +247,13 @@ def main() -> int:
     with contextlib.ExitStack() as stack:
         postgres = stack.enter_context(postgres_server()) if "postgres" in args.stores else None
         for store in args.stores:
-            for size in args.sizes:
-                results[store, size] = run(args.src.resolve(), store, size, postgres, args.requests)
+            with contextlib.ExitStack() as servers:
+                targets = {
+                    size: servers.enter_context(serving(args.src.resolve(), store, size, postgres))
+                    for size in args.sizes
+                }
+                for size, found in measure(targets, args.requests).items():
+                    results[store, size] = found
     names = [name for name, _, _ in requests("")]
     header = ["ms per request", *(f"{store} {size:,}" for store, size in results)]
     print("| " + " | ".join(header) + " |")
