@@ -146,6 +146,10 @@ class Settings(BaseSettings):
     auth_service_role: str | None = Field(None, alias="AUTH_SERVICE_ROLE")
     #: the origins whose scripts may call the API from a browser (CORS); none if empty.
     cors_origins: Annotated[tuple[str, ...], NoDecode] = Field((), alias="CORS_ORIGINS")
+    #: the job list counts its matches (numberMatched) up to this many, and leaves the
+    #: number out above: a count of every match reads them all, so it grows with the store.
+    #: The default is the largest page: a count reads no more than a page may.
+    job_list_count_max: int = Field(1000, alias="JOB_LIST_COUNT_MAX", ge=1)
     #: the most jobs one user may have accepted or running at once; no limit if unset.
     user_max_active_jobs: int | None = Field(None, alias="USER_MAX_ACTIVE_JOBS", ge=1)
     #: whether processes may be deployed over the API: by admins once authentication is on,

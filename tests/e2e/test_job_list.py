@@ -147,3 +147,26 @@ def test_page_positions_must_be_jobs(http: httpx.Client) -> None:
     assert "after" in body["detail"]
     assert http.get("/jobs", params={"limit": 5000}).status_code == 200  # lowered to the maximum
     assert_exception(http.get("/jobs", params={"limit": 0}), 400, "invalid-parameter-value")
+
+
+def test_number_matched_is_counted_up_to_its_bound(
+    server_factory: Callable[..., Server],
+) -> None:
+    # Past JOB_LIST_COUNT_MAX matches the count stops, and numberMatched is left out (the
+    # standard lets it be): a count of every match would read them all.
+    server = server_factory(env={"JOB_LIST_COUNT_MAX": "2"})
+    with server.client() as http:
+        for i in range(3):
+            run_echo(http, str(i))
+        http.post("/processes/stats/execution", json={"inputs": {"numbers": [1]}})
+        stats = http.get("/jobs", params={"processID": "stats"}).json()
+        assert stats["numberMatched"] == 1
+        page = http.get("/jobs", params={"processID": "echo", "limit": 1}).json()
+        assert_valid("jobList", page)
+        assert "numberMatched" not in page
+        assert page["numberReturned"] == 1 and "next" in rels(page)
+        assert "numberMatched" not in http.get("/jobs").json()
+        shown = http.get("/jobs", params={"f": "html"}).text
+        assert "4 of more than 2 job(s)" in shown
+        shown = http.get("/jobs", params={"f": "html", "processID": "stats"}).text
+        assert "1 of 1 job(s)" in shown

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -220,6 +221,7 @@ async def test_find_by_process_ids(filled: SqlJobStore) -> None:
     assert ids(await filled.find(JobQuery(process_ids=["echo"]))) == ["j3", "j2", "j0"]
     found = await filled.find(JobQuery(process_ids=["stats", "fail"]))
     assert ids(found) == ["j5", "j4", "j1"]
+    assert await filled.find(JobQuery(process_ids=["stats", "fail", "stats"])) == found
     assert await filled.find(JobQuery(process_ids=["unknown"])) == []
 
 
@@ -243,6 +245,60 @@ async def test_count(filled: SqlJobStore) -> None:
     assert await filled.count(JobQuery(statuses=[JobStatus.ACCEPTED])) == 2
     assert await filled.count(JobQuery(process_ids=["stats"], statuses=list(TERMINAL))) == 1
     assert await filled.count(JobQuery(process_ids=["unknown"])) == 0
+
+
+async def test_a_bounded_count_stops_at_its_limit(filled: SqlJobStore) -> None:
+    # exact up to the limit; at the limit, "that many or more"
+    assert await filled.count(JobQuery(), limit=7) == 6
+    assert await filled.count(JobQuery(), limit=6) == 6
+    assert await filled.count(JobQuery(), limit=3) == 3
+    assert await filled.count(JobQuery(process_ids=["echo"]), limit=4) == 3
+    assert await filled.count(JobQuery(statuses=[JobStatus.ACCEPTED]), limit=1) == 1
+    # the page's position is not the count's
+    first = (await filled.find(JobQuery(limit=1)))[0]
+    assert await filled.count(JobQuery(after=position(first)), limit=10) == 6
+
+
+ALICE_TWICE = ["alice", "email:alice@example.org", "alice"]
+
+
+async def test_pages_merge_the_statuses_and_submitters_in_order(store: SqlJobStore) -> None:
+    # Read one status and one submitter at a time (see store/listing.py), then merged: the
+    # order is the list's whatever the mix.
+    statuses = [JobStatus.SUCCESSFUL, JobStatus.FAILED, JobStatus.RUNNING, JobStatus.DISMISSED]
+    for n in range(12):
+        who = ("alice", "email:alice@example.org", "bob")[n % 3]
+        job = make_job(f"j{n:02}", minutes=n, status=statuses[n % 4], submitter=who)
+        await store.create(job)
+    everything = JobQuery(submitters=ALICE_TWICE[:2], statuses=statuses, limit=100)
+    found = await store.find(everything)
+    theirs = ids(found)
+    assert theirs == [f"j{n:02}" for n in range(11, -1, -1) if n % 3 != 2]
+    pages, page = [], await store.find(replace(everything, limit=3))
+    while page:
+        pages += ids(page)
+        page = await store.find(replace(everything, limit=3, after=position(page[-1])))
+    assert pages == theirs
+    back = await store.find(replace(everything, limit=3, before=position(found[5])))
+    assert ids(back) == theirs[2:5]
+    twice = replace(everything, submitters=ALICE_TWICE, statuses=statuses + statuses[:1])
+    assert ids(await store.find(twice)) == theirs
+    assert ids(await store.find(JobQuery(submitters=[], limit=100))) == []
+    assert await store.count(JobQuery(submitters=[])) == 0
+
+
+async def test_a_position_and_a_creation_bound_on_one_side(filled: SqlJobStore) -> None:
+    # The tighter of the two bounds a page; either may be the tighter.
+    everything = await filled.find(JobQuery(limit=10))
+    j3, j1 = (next(job for job in everything if job.id == name) for name in ("j3", "j1"))
+    within = JobQuery(created_to=j3.created, limit=10, after=position(j1))
+    assert ids(await filled.find(within)) == ["j0"]
+    beyond = JobQuery(created_to=j1.created, limit=10, after=position(j3))
+    assert ids(await filled.find(beyond)) == ["j1", "j0"]
+    within = JobQuery(created_from=j1.created, limit=10, before=position(j3))
+    assert ids(await filled.find(within)) == ["j5", "j4"]
+    beyond = JobQuery(created_from=j3.created, limit=10, before=position(j1))
+    assert ids(await filled.find(beyond)) == ["j5", "j4", "j3"]
 
 
 async def test_active_jobs_oldest_first(filled: SqlJobStore) -> None:

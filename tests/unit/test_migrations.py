@@ -18,7 +18,7 @@ from tests.unit.conftest import StoreMaker, live
 from tests.unit.test_job_store import make_job
 
 #: the newest migration.
-HEAD = "0006"
+HEAD = "0007"
 
 
 def _revision_and_differences(connection: sa.Connection) -> tuple[str | None, list[Any]]:
@@ -40,7 +40,9 @@ def _first_schema(connection: sa.Connection) -> None:
     """How the first version made its schema: the jobs table of that time, no migrations."""
     first = sa.MetaData()
     later = ("owner", "slot", "cpus", "memory", "submitter_name", "process_revision")
-    sa.Table("jobs", first, *(c._copy() for c in jobs.columns if c.name not in later))
+    table = sa.Table("jobs", first, *(c._copy() for c in jobs.columns if c.name not in later))
+    for name in ("process_id", "status", "created"):  # its columns' own indexes
+        sa.Index(f"ix_jobs_{name}", table.c[name])
     first.create_all(connection)
 
 

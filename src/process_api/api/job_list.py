@@ -2,7 +2,9 @@
 
 Pages are positions, not offsets: `next` carries `after=<the page's last job>`,
 `prev` carries `before=<its first job>`, so jobs submitted meanwhile never make a
-page repeat or skip a job.
+page repeat or skip a job. `numberMatched` is counted up to JOB_LIST_COUNT_MAX and left
+out above: with positions and bounded counts, a page costs the same for a thousand
+stored jobs as for a million.
 """
 
 from __future__ import annotations
@@ -151,7 +153,8 @@ async def list_jobs(
         after=await _position(request, "after", after, mine),
         before=await _position(request, "before", before, mine),
     )
-    page = await job_service(request).find(query)
+    counted = request.app.state.settings.job_list_count_max
+    page = await job_service(request).find(query, count_up_to=counted)
     params = {k: request.query_params.getlist(k) for k in request.query_params if k != "f"}
     filters = {k: v for k, v in params.items() if k not in ("after", "before")}
     links = self_links(request, "/jobs", "Jobs", **params)
@@ -162,8 +165,10 @@ async def list_jobs(
     document: dict[str, Any] = {
         "jobs": [status_info(request, job) for job in page.jobs],
         "links": links,
-        "numberMatched": page.total,
-        "numberReturned": len(page.jobs),
     }
+    # Left out when more match than were counted, as the standard lets it be.
+    if page.total is not None:
+        document["numberMatched"] = page.total
+    document["numberReturned"] = len(page.jobs)
     processes = [p.id for p in visible_processes(request)]
-    return render(request, document, "jobs.html", processes=processes)
+    return render(request, document, "jobs.html", processes=processes, counted=counted)

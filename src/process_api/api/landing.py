@@ -75,13 +75,15 @@ async def _dashboard(request: Request) -> dict[str, Any]:
     mine = own_jobs(request)
     if mine == ():
         return {"processes": [process_summary(request, p) for p in visible_processes(request)]}
+    counted = request.app.state.settings.job_list_count_max
     counts = {
-        status.value: await service.count(JobQuery(submitters=mine, statuses=(status,)))
+        status.value: await service.count(JobQuery(submitters=mine, statuses=(status,)), counted)
         for status in JobStatus
     }
     last = await service.find(JobQuery(submitters=mine, statuses=tuple(JobStatus), limit=LAST_JOBS))
     return {
         "counts": counts,
+        "counted": counted,
         "last_jobs": [status_info(request, job) for job in last.jobs],
         "processes": [process_summary(request, p) for p in visible_processes(request)],
     }

@@ -51,7 +51,8 @@ MAX_LOG_PAGE_BYTES = 4 * 1024 * 1024
 @dataclass(frozen=True)
 class JobPage:
     jobs: list[JobSummary]
-    total: int
+    #: how many jobs match in all; None when more match than were counted, or none were.
+    total: int | None
     has_older: bool
     has_newer: bool
 
@@ -145,21 +146,34 @@ class JobService:
             raise NoSuchJob(f"job {job_id!r} does not exist")
         return job
 
-    async def find(self, query: JobQuery) -> JobPage:
-        """A page of the job list, how many jobs match in all, and whether there are more
-        on either side of the page."""
-        jobs = await self.store.find(query)
-        total = await self.store.count(query)
+    async def find(self, query: JobQuery, count_up_to: int | None = None) -> JobPage:
+        """A page of the job list, how many jobs match in all (None when more than
+        `count_up_to` do, or when not asked to count), and whether there are more on either
+        side of the page."""
+        # One job more than the page: whether there are more on the side it is read towards.
+        found = await self.store.find(replace(query, limit=query.limit + 1))
+        more = len(found) > query.limit
+        jobs = found if not more else found[1:] if query.before is not None else found[:-1]
+        total = None if count_up_to is None else await self.count(query, count_up_to)
         if not jobs:
             return JobPage(jobs, total, False, False)
         edge = replace(query, limit=1, after=None, before=None)
-        older = await self.store.find(replace(edge, after=(jobs[-1].created, jobs[-1].id)))
+        if query.before is not None:
+            older = await self.store.find(replace(edge, after=(jobs[-1].created, jobs[-1].id)))
+            return JobPage(jobs, total, bool(older), more)
+        if query.after is None:  # the first page: no job is newer, but one submitted since
+            return JobPage(jobs, total, more, False)
         newer = await self.store.find(replace(edge, before=(jobs[0].created, jobs[0].id)))
-        return JobPage(jobs, total, bool(older), bool(newer))
+        return JobPage(jobs, total, more, bool(newer))
 
-    async def count(self, query: JobQuery) -> int:
-        """How many jobs match (the page's own filters and position aside)."""
-        return await self.store.count(query)
+    async def count(self, query: JobQuery, up_to: int | None = None) -> int | None:
+        """How many jobs match (the page's own filters and position aside); None when more
+        than `up_to` do. Counting stops there: a count of every match reads every matching
+        job's index entry, and grows with the store."""
+        if up_to is None:
+            return await self.store.count(query)
+        found = await self.store.count(query, limit=up_to + 1)
+        return found if found <= up_to else None
 
     async def position(
         self, job_id: str, submitters: Sequence[str] | None = None

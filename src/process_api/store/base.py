@@ -147,7 +147,8 @@ class JobStore(Protocol):
 
     async def find(self, query: JobQuery) -> list[JobSummary]: ...
 
-    async def count(self, query: JobQuery) -> int: ...
+    async def count(self, query: JobQuery, limit: int | None = None) -> int:
+        """How many jobs match; with `limit`, at most that many (counting stops there)."""
 
     async def finished_before(self, cutoff: datetime, limit: int = 100) -> list[JobSummary]:
         """Ended jobs, not yet expired, that finished before the cutoff, oldest first."""

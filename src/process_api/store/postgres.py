@@ -162,9 +162,9 @@ class PostgresJobStore(SqlJobStore):
         searchable = _searchable(query)
         return [] if searchable is None else await super().find(searchable)
 
-    async def count(self, query: JobQuery) -> int:
+    async def count(self, query: JobQuery, limit: int | None = None) -> int:
         searchable = _searchable(query)
-        return 0 if searchable is None else await super().count(searchable)
+        return 0 if searchable is None else await super().count(searchable, limit)
 
 
 def _searchable(query: JobQuery) -> JobQuery | None:

@@ -17,6 +17,7 @@ import logging
 import math
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,12 +31,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from process_api.errors import ApiError, StoreUnavailable
 from process_api.jobs.budget import Resources
 from process_api.jobs.model import ACTIVE, TERMINAL, Job, JobStatus, utcnow
+from process_api.store import listing
 from process_api.store.base import (
     ApiKey,
     Instance,
     JobQuery,
     JobSummary,
-    Position,
     Session,
     SignIn,
 )
@@ -100,11 +101,6 @@ def migrate(connection: sa.Connection) -> None:
     if "jobs" in tables and "alembic_version" not in tables:
         command.stamp(config, "0001")  # made before migrations existed: it is revision 0001
     command.upgrade(config, "head")
-
-
-def _position(position: Position) -> Any:
-    created, job_id = position
-    return sa.tuple_(sa.literal(created.astimezone(UTC), sa.DateTime(timezone=True)), job_id)
 
 
 def _fits(slot: str, capacity: Resources) -> list[Any]:
@@ -218,6 +214,7 @@ class SqlJobStore(ProcessVersionRows):
     def __init__(self, engine: AsyncEngine | None, dialect: str = "") -> None:
         self._engine = engine
         self._dialect = dialect or (engine.dialect.name if engine is not None else "")
+        self._statements: dict[tuple[str, listing.Shape], Any] = {}
 
     @property
     def location(self) -> str:
@@ -246,10 +243,12 @@ class SqlJobStore(ProcessVersionRows):
             return StoreUnavailable("the job database is overloaded; try again shortly")
         return StoreUnavailable("the job database cannot be reached; try again shortly")
 
-    async def _read_once(self, statement: Any) -> Sequence[Row[Any]]:
+    async def _read_once(
+        self, statement: Any, values: Mapping[str, Any] | None = None
+    ) -> Sequence[Row[Any]]:
         assert self._engine is not None
         async with self._engine.connect() as conn:
-            return (await conn.execute(statement)).all()
+            return (await conn.execute(statement, values)).all()
 
     async def _write_once(self, statement: Any, lock: str | None = None) -> Sequence[Row[Any]]:
         """One statement in a transaction of its own; `lock` names what no other writer may
@@ -272,10 +271,13 @@ class SqlJobStore(ProcessVersionRows):
         log.error("job database: %s (%s)", error.detail, str(cause) or type(cause).__name__)
         return error
 
-    async def _read(self, statement: Any) -> Sequence[Row[Any]]:
+    async def _read(
+        self, statement: Any, values: Mapping[str, Any] | None = None
+    ) -> Sequence[Row[Any]]:
+        """Runs a query; `values`: of its parameters, if it has any unset."""
         self._check()
         try:
-            return await self._read_once(statement)
+            return await self._read_once(statement, values)
         except sa.exc.IntegrityError:
             raise
         except self.FAILURES as exc:
@@ -349,44 +351,34 @@ class SqlJobStore(ProcessVersionRows):
             return (sa.func.julianday(end) - sa.func.julianday(jobs.c.started)) * 86400.0
         return sa.func.extract("epoch", end - jobs.c.started)
 
-    def _filtered(self, statement: Any, query: JobQuery) -> Any:
-        conditions: list[Any] = []
-        if query.process_ids:
-            conditions.append(jobs.c.process_id.in_(list(query.process_ids)))
-        if query.submitters is not None:
-            conditions.append(jobs.c.submitter.in_(list(query.submitters)))
-        if query.statuses:
-            conditions.append(jobs.c.status.in_([s.value for s in query.statuses]))
-        if query.created_from is not None:
-            conditions.append(jobs.c.created >= query.created_from.astimezone(UTC))
-        if query.created_to is not None:
-            conditions.append(jobs.c.created <= query.created_to.astimezone(UTC))
-        if query.min_duration is not None or query.max_duration is not None:
-            duration = self._duration()
-            conditions.append(jobs.c.started.is_not(None))
-            if query.min_duration is not None:
-                conditions.append(duration >= query.min_duration)
-            if query.max_duration is not None:
-                conditions.append(duration <= query.max_duration)
-        return statement.where(*conditions) if conditions else statement
+    def _listing(self, kind: str, found: listing.Shape) -> Any:
+        """The job-list statement of this kind ("page", "count", "bounded") and shape, built
+        once (see store/listing.py)."""
+        statement = self._statements.get((kind, found))
+        if statement is None:
+            if len(self._statements) >= 500:  # shapes a client could make up: kept few
+                self._statements.clear()
+            if kind == "page":
+                statement = listing.page(found, self._duration(), SUMMARY)
+            else:
+                statement = listing.count(found, self._duration(), bounded=kind == "bounded")
+            self._statements[kind, found] = statement
+        return statement
 
     async def find(self, query: JobQuery) -> list[JobSummary]:
-        """A page of summaries: the list never loads inputs, requests or results."""
-        statement = self._filtered(sa.select(*SUMMARY), query)
-        key = sa.tuple_(jobs.c.created, jobs.c.id)
-        if query.after is not None:
-            statement = statement.where(key < _position(query.after))
-        if query.before is not None:
-            # The page just before a position: the nearest newer jobs, then newest first.
-            statement = statement.where(key > _position(query.before))
-            statement = statement.order_by(jobs.c.created, jobs.c.id).limit(query.limit)
-            return [_to_summary(r) for r in reversed(await self._read(statement))]
-        statement = statement.order_by(jobs.c.created.desc(), jobs.c.id.desc()).limit(query.limit)
-        return [_to_summary(r) for r in await self._read(statement)]
+        """A page of summaries: the list never loads inputs, requests or results. However
+        many jobs match, it reads a few index entries per status (see store/listing.py)."""
+        found, values = listing.shape(query, lanes=True)
+        rows = await self._read(self._listing("page", found), values)
+        return [_to_summary(r) for r in (reversed(rows) if found.newer else rows)]
 
-    async def count(self, query: JobQuery) -> int:
-        statement = self._filtered(sa.select(sa.func.count()).select_from(jobs), query)
-        return int((await self._read(statement))[0][0])
+    async def count(self, query: JobQuery, limit: int | None = None) -> int:
+        """How many jobs match (positions aside); with `limit`, counted no further: at most
+        `limit` (a count of every match reads every matching index entry)."""
+        found, values = listing.shape(replace(query, after=None, before=None), lanes=False)
+        values["limit"] = limit
+        kind = "count" if limit is None else "bounded"
+        return int((await self._read(self._listing(kind, found), values))[0][0])
 
     async def finished_before(self, cutoff: datetime, limit: int = 100) -> list[JobSummary]:
         """Ended jobs, not yet expired, that finished before the cutoff, oldest first."""

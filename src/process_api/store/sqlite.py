@@ -23,7 +23,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -210,16 +210,18 @@ class SqliteJobStore(SqlJobStore):
         rows: Sequence[Row[Any]] = await self._in_writer(self._write_now, statement)
         return rows
 
-    async def _read_once(self, statement: Any) -> Sequence[Row[Any]]:
+    async def _read_once(
+        self, statement: Any, values: Mapping[str, Any] | None = None
+    ) -> Sequence[Row[Any]]:
         loop = asyncio.get_running_loop()
         rows: Sequence[Row[Any]] = await loop.run_in_executor(
-            self._reader_threads, self._read_now, statement
+            self._reader_threads, self._read_now, statement, values
         )
         return rows
 
-    def _read_now(self, statement: Any) -> Sequence[Row[Any]]:
+    def _read_now(self, statement: Any, values: Mapping[str, Any] | None) -> Sequence[Row[Any]]:
         with self._reader.connect() as conn:
-            return conn.execute(statement).all()
+            return conn.execute(statement, values).all()
 
     def _write_now(self, statement: Any) -> Sequence[Row[Any]]:
         with self._writer.begin() as conn:

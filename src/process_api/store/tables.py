@@ -12,14 +12,14 @@ jobs = sa.Table(
     "jobs",
     metadata,
     sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("process_id", sa.String(128), nullable=False, index=True),
+    sa.Column("process_id", sa.String(128), nullable=False),
     sa.Column("process_version", sa.String(64), nullable=False),
     sa.Column("host_type", sa.String(32), nullable=False),
     sa.Column("mode", sa.String(8), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("status", sa.String(16), nullable=False),
     sa.Column("message", sa.Text, nullable=False, default=""),
     sa.Column("progress", sa.Integer, nullable=True),
-    sa.Column("created", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
     sa.Column("started", sa.DateTime(timezone=True), nullable=True),
     sa.Column("finished", sa.DateTime(timezone=True), nullable=True),
     sa.Column("updated", sa.DateTime(timezone=True), nullable=False),
@@ -39,6 +39,17 @@ jobs = sa.Table(
     sa.Column("process_revision", sa.Integer, nullable=True),
 )
 
+# The job list's order, (created, id), behind the columns each of its filters compares for
+# equality: a page of one status, of one process or submitter, is the head of one index
+# range (see SqlJobStore.find). The queue's head is the head of (accepted, …) likewise.
+sa.Index("ix_jobs_status_created", jobs.c.status, jobs.c.created, jobs.c.id)
+sa.Index(
+    "ix_jobs_process_status_created", jobs.c.process_id, jobs.c.status, jobs.c.created, jobs.c.id
+)
+sa.Index(
+    "ix_jobs_submitter_status_created", jobs.c.submitter, jobs.c.status, jobs.c.created, jobs.c.id
+)
+
 instances = sa.Table(
     "instances",
     metadata,
@@ -49,8 +60,6 @@ instances = sa.Table(
     sa.Column("started", sa.DateTime(timezone=True), nullable=False),
     sa.Column("expires", sa.DateTime(timezone=True), nullable=False),
 )
-
-sa.Index("ix_jobs_submitter_created", jobs.c.submitter, jobs.c.created)
 
 api_keys = sa.Table(
     "api_keys",
