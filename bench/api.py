@@ -58,6 +58,7 @@ from pathlib import Path
 
 import httpx
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.conftest import free_port
@@ -214,6 +215,11 @@ def upgrade_database(src: Path, workdir: Path, db_url: str | None) -> None:
     subprocess.run(command, env=env, cwd=workdir, check=True, capture_output=True, timeout=300)
 
 
+def job_id(n: int) -> str:
+    """The id of the n-th job written directly: a UUID, made again from n."""
+    return str(uuid.UUID(int=(0x5EED << 96) | n, version=4))
+
+
 def job_rows(count: int) -> Iterator[dict[str, object]]:
     """Finished jobs, one every few milliseconds over the last hour, oldest first; every
     tenth is a failed job of FAILING."""
@@ -223,7 +229,7 @@ def job_rows(count: int) -> Iterator[dict[str, object]]:
         created = now - (count - n) * step
         failed = n % 10 == 0
         yield {
-            "id": str(uuid.uuid4()),
+            "id": job_id(n),
             "process_id": FAILING if failed else PROCESS,
             "process_version": "1.0.0",
             "host_type": "subprocess",
@@ -247,27 +253,55 @@ def job_rows(count: int) -> Iterator[dict[str, object]]:
 def fill_ours_directly(database: str, count: int) -> str:
     """Inserts `count` finished jobs into the `jobs` table (as the database has it:
     columns added later keep their defaults); returns the id of the middle one."""
+    if database.startswith("postgresql"):
+        return asyncio.run(_fill_postgres(database, count))
     engine = sa.create_engine(database)
-    middle = ""
     try:
         with engine.begin() as connection:
             jobs = sa.Table("jobs", sa.MetaData(), autoload_with=connection)
-            batch: list[dict[str, object]] = []
-            for n, row in enumerate(job_rows(count)):
-                batch.append(row)
-                if n == count // 2:
-                    middle = str(row["id"])
-                if len(batch) == 20_000:
-                    connection.execute(jobs.insert(), batch)
-                    batch.clear()
-            if batch:
+            for batch in _batches(count):
                 connection.execute(jobs.insert(), batch)
-            if connection.dialect.name == "postgresql":
-                # What autovacuum does soon after a bulk load: the planner sees the rows.
-                connection.execute(sa.text("ANALYZE jobs"))
     finally:
         engine.dispose()
-    return middle
+    return _middle(count)
+
+
+async def _fill_postgres(database: str, count: int) -> str:
+    """Through asyncpg (the server's driver), then VACUUM ANALYZE until every page is
+    marked visible: the table as autovacuum soon leaves it after a bulk load."""
+    engine = create_async_engine(database)
+    try:
+        async with engine.begin() as connection:
+            jobs = await connection.run_sync(
+                lambda sync: sa.Table("jobs", sa.MetaData(), autoload_with=sync)
+            )
+            for batch in _batches(count):
+                await connection.execute(jobs.insert(), batch)
+        visible = "SELECT relallvisible >= relpages FROM pg_class WHERE relname = 'jobs'"
+        async with engine.connect() as connection:
+            connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            for _ in range(5):
+                await connection.execute(sa.text("VACUUM ANALYZE jobs"))
+                if (await connection.execute(sa.text(visible))).scalar():
+                    break
+    finally:
+        await engine.dispose()
+    return _middle(count)
+
+
+def _batches(count: int) -> Iterator[list[dict[str, object]]]:
+    batch: list[dict[str, object]] = []
+    for row in job_rows(count):
+        batch.append(row)
+        if len(batch) == 20_000:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _middle(count: int) -> str:
+    return job_id(count // 2)
 
 
 # --- pygeoapi -------------------------------------------------------------------------
@@ -601,7 +635,7 @@ def ours_on(
         if directly:
             upgrade_database(args.src, workdir, database_url)
             if database_url:
-                database = sa.make_url(database_url).set(drivername="postgresql+psycopg")
+                database = sa.make_url(database_url).set(drivername="postgresql+asyncpg")
             else:
                 database = sa.make_url(f"sqlite:///{workdir / 'data' / 'jobs.sqlite'}")
             say(f"writing {size} jobs into process-api's {store} store …")
