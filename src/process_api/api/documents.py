@@ -12,6 +12,7 @@ from process_api.api.links import (
     REL_PROCESS_DESCRIPTION,
     REL_RESULTS,
     Base,
+    base_url,
     link,
     self_links,
     url,
@@ -97,6 +98,7 @@ def process_path(job: Job | JobSummary) -> str:
 
 
 def status_info(request: Base, job: Job | JobSummary) -> dict[str, Any]:
+    base = base_url(request)  # once: a request's address is parsed to find it
     path = f"/jobs/{job.id}"
     document: dict[str, Any] = {
         "processID": job.process_id,
@@ -112,13 +114,13 @@ def status_info(request: Base, job: Job | JobSummary) -> dict[str, Any]:
     if job.progress is not None:
         document["progress"] = job.progress
     links = [
-        *self_links(request, path, "Job status"),
-        link(url(request, path), "status", title="Job status"),
-        link(url(request, path + "/logs"), "logs", title="Job logs"),
-        link(url(request, path + "/metadata"), "metadata", title="Job metadata"),
-        link(url(request, process_path(job)), "process", title="Process description"),
+        *self_links(base, path, "Job status"),
+        link(url(base, path), "status", title="Job status"),
+        link(url(base, path + "/logs"), "logs", title="Job logs"),
+        link(url(base, path + "/metadata"), "metadata", title="Job metadata"),
+        link(url(base, process_path(job)), "process", title="Process description"),
     ]
     if job.status is JobStatus.SUCCESSFUL:
-        links.append(link(url(request, path + "/results"), REL_RESULTS, title="Job results"))
+        links.append(link(url(base, path + "/results"), REL_RESULTS, title="Job results"))
     document["links"] = links
     return document

@@ -19,7 +19,7 @@ from fastapi.responses import Response
 from process_api.api.auth import submitters, visible_processes
 from process_api.api.common import MAX_LIMIT, Limit, job_service, render
 from process_api.api.documents import status_info
-from process_api.api.links import link, self_links, url
+from process_api.api.links import base_url, link, self_links, url
 from process_api.errors import InvalidParameter
 from process_api.jobs.model import JobStatus
 from process_api.store.base import JobQuery, Position
@@ -157,13 +157,14 @@ async def list_jobs(
     page = await job_service(request).find(query, count_up_to=counted)
     params = {k: request.query_params.getlist(k) for k in request.query_params if k != "f"}
     filters = {k: v for k, v in params.items() if k not in ("after", "before")}
-    links = self_links(request, "/jobs", "Jobs", **params)
+    base = base_url(request)
+    links = self_links(base, "/jobs", "Jobs", **params)
     if page.has_older:
         links.append(link(url(request, "/jobs", **filters, after=page.jobs[-1].id), "next"))
     if page.has_newer:
         links.append(link(url(request, "/jobs", **filters, before=page.jobs[0].id), "prev"))
     document: dict[str, Any] = {
-        "jobs": [status_info(request, job) for job in page.jobs],
+        "jobs": [status_info(base, job) for job in page.jobs],
         "links": links,
     }
     # Left out when more match than were counted, as the standard lets it be.
