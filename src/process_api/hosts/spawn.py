@@ -39,6 +39,7 @@ class Spawned:
         self.stdout = stdout
         self.stderr = stderr
         self._ended: asyncio.Future[int] | None = None
+        self._polling: asyncio.Task[None] | None = None
 
     @property
     def returncode(self) -> int | None:
@@ -57,7 +58,7 @@ class Spawned:
         try:
             pidfd = os.pidfd_open(self.pid)
         except (AttributeError, OSError):
-            loop.create_task(self._poll(ended))
+            self._polling = loop.create_task(self._poll(ended))
             return
 
         def exited() -> None:
