@@ -29,6 +29,7 @@ from process_api.api.results import (
     results_document,
     results_response,
 )
+from process_api.api.safety import JSON
 from process_api.api.streams import (
     EVENT_STREAM,
     JSON_LINES,
@@ -85,7 +86,7 @@ def _page_forms(
     """The outputs a page shows: those the execute request asked for (every output as JSON
     once the process is gone)."""
     if process is None:
-        return {o: OutputForm("value", "application/json") for o in results}
+        return {o: OutputForm("value", JSON) for o in results}
     return output_forms(process, job.request)
 
 

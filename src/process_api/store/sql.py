@@ -82,11 +82,11 @@ def _to_key(row: Row[Any]) -> ApiKey:
     return ApiKey(row.name, roles, aware(row.created) or row.created)
 
 
-def _to_job(row: Row[Any] | Mapping[str, Any]) -> Job:
+def to_job(row: Row[Any] | Mapping[str, Any]) -> Job:
     return Job(**_fields(row))
 
 
-def _to_summary(row: Row[Any] | Mapping[str, Any]) -> JobSummary:
+def to_summary(row: Row[Any] | Mapping[str, Any]) -> JobSummary:
     return JobSummary(**_fields(row))
 
 
@@ -325,11 +325,11 @@ class SqlJobStore(ProcessVersionRows):
 
     async def get(self, job_id: str) -> Job | None:
         rows = await self._read(jobs.select().where(jobs.c.id == job_id))
-        return _to_job(rows[0]) if rows else None
+        return to_job(rows[0]) if rows else None
 
     async def summary(self, job_id: str) -> JobSummary | None:
         rows = await self._read(sa.select(*SUMMARY).where(jobs.c.id == job_id))
-        return _to_summary(rows[0]) if rows else None
+        return to_summary(rows[0]) if rows else None
 
     async def update(
         self, job_id: str, changes: dict[str, Any], from_statuses: frozenset[JobStatus]
@@ -341,7 +341,7 @@ class SqlJobStore(ProcessVersionRows):
             jobs.update().where(jobs.c.id == job_id, guard).values(**values).returning(*jobs.c)
         )
         rows = await self._write(statement)
-        return _to_job(rows[0]) if rows else None
+        return to_job(rows[0]) if rows else None
 
     def _duration(self) -> Any:
         """Seconds from start to end, or to now while running, in this database's terms."""
@@ -370,7 +370,7 @@ class SqlJobStore(ProcessVersionRows):
         many jobs match, it reads a few index entries per status (see store/listing.py)."""
         found, values = listing.shape(query, lanes=True)
         rows = await self._read(self._listing("page", found), values)
-        return [_to_summary(r) for r in (reversed(rows) if found.newer else rows)]
+        return [to_summary(r) for r in (reversed(rows) if found.newer else rows)]
 
     async def count(self, query: JobQuery, limit: int | None = None) -> int:
         """How many jobs match (positions aside); with `limit`, counted no further: at most
@@ -392,7 +392,7 @@ class SqlJobStore(ProcessVersionRows):
             .order_by(jobs.c.finished)
             .limit(limit)
         )
-        return [_to_summary(r) for r in await self._read(statement)]
+        return [to_summary(r) for r in await self._read(statement)]
 
     async def active(self) -> list[Job]:
         statement = (
@@ -400,7 +400,7 @@ class SqlJobStore(ProcessVersionRows):
             .where(jobs.c.status.in_([s.value for s in ACTIVE]))
             .order_by(jobs.c.created)
         )
-        return [_to_job(r) for r in await self._read(statement)]
+        return [to_job(r) for r in await self._read(statement)]
 
     # -- API keys ----------------------------------------------------------------------
 
@@ -516,7 +516,7 @@ class SqlJobStore(ProcessVersionRows):
             .values(owner=new_owner)
             .returning(*jobs.c)
         )
-        taken_over = [_to_job(r) for r in await self._write(statement)]
+        taken_over = [to_job(r) for r in await self._write(statement)]
         return sorted(taken_over, key=lambda job: job.created)
 
     # -- the queue ---------------------------------------------------------------------
@@ -543,7 +543,7 @@ class SqlJobStore(ProcessVersionRows):
         if not await self._read(check):
             return None
         rows = await self._write(claim, lock=slot)
-        return _to_job(rows[0]) if rows else None
+        return to_job(rows[0]) if rows else None
 
     async def requeue(self, job_ids: Sequence[str]) -> None:
         """Puts jobs that were claimed but never launched (no handle) back in the queue, at
@@ -585,7 +585,7 @@ class SqlJobStore(ProcessVersionRows):
             .values(owner=new_owner)
             .returning(*jobs.c)
         )
-        return [_to_job(r) for r in await self._write(statement)]
+        return [to_job(r) for r in await self._write(statement)]
 
     async def taken_among(self, job_ids: Sequence[str], owner: str) -> list[str]:
         """Those of the jobs owned by another instance than `owner` now."""

@@ -38,7 +38,7 @@ from process_api.errors import ApiError, InsufficientStorage, StoreUnavailable
 from process_api.jobs.model import Job
 from process_api.store.base import JobSummary
 from process_api.store.point_reads import Busy, PointReads
-from process_api.store.sql import SUMMARY, SqlJobStore, _to_job, _to_summary, migrate
+from process_api.store.sql import SUMMARY, SqlJobStore, migrate, to_job, to_summary
 from process_api.store.tables import jobs
 
 log = logging.getLogger(__name__)
@@ -186,14 +186,14 @@ class SqliteJobStore(SqlJobStore):
             found = self._point_read(list(jobs.columns), job_id)
         except Busy:
             return await super().get(job_id)
-        return _to_job(found) if found else None
+        return to_job(found) if found else None
 
     async def summary(self, job_id: str) -> JobSummary | None:
         try:
             found = self._point_read(SUMMARY, job_id)
         except Busy:
             return await super().summary(job_id)
-        return _to_summary(found) if found else None
+        return to_summary(found) if found else None
 
     def _point_read(self, columns: Sequence[sa.Column[Any]], job_id: str) -> dict[str, Any] | None:
         self._check()
