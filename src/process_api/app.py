@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import BaseRoute
 
 from process_api import __version__
 from process_api.api import (
@@ -134,6 +135,26 @@ async def _open_store(settings: Settings, store: SqlJobStore) -> None:
     log.info("job database: %s", store.location)
 
 
+#: the routes of the requests a server answers most, most asked for first: job status,
+#: process list and description, execution, the job list.
+MOST_REQUESTED = (
+    ("GET", "/jobs/{jobID}"),
+    ("GET", "/processes"),
+    ("GET", "/processes/{processID}"),
+    ("POST", "/processes/{processID}/execution"),
+    ("GET", "/jobs"),
+)
+
+
+def _request_rank(route: BaseRoute) -> int:
+    """Where the route comes in MOST_REQUESTED; after them all if it is not there."""
+    for method in getattr(route, "methods", None) or ():
+        key = (method, getattr(route, "path", ""))
+        if key in MOST_REQUESTED:
+            return MOST_REQUESTED.index(key)
+    return len(MOST_REQUESTED)
+
+
 def create_app(
     settings: Settings,
     files: Sequence[Process],
@@ -216,6 +237,9 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        # FastAPI's own OpenTelemetry hooks asked for the global providers on every request;
+        # the server's metrics are Prometheus's (/metrics).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     templates = Jinja2Templates(directory=TEMPLATES)
     templates.env.filters["timestamp"] = timestamp
@@ -261,14 +285,26 @@ def create_app(
     app.add_middleware(SecurityHeaders, sign_in_origin=sign_ins.origin if sign_ins else None)
     app.add_middleware(CountRequests, metrics=metrics)
     openapi.install(app)
-    app.include_router(landing.router)
-    app.include_router(processes.router)
-    app.include_router(deploy.router)
-    app.include_router(job_list.router)
-    app.include_router(jobs.router)
-    app.include_router(health.router)
-    app.include_router(metrics_api.router)
-    app.include_router(sign_in.router)
+    # The routes themselves, not the routers: an included router is matched through a
+    # layer of its own, which cost a status request a fifth of its time. The routers
+    # have no include-time prefix or dependency that this would lose.
+    routes = [
+        route
+        for router in (
+            landing.router,
+            processes.router,
+            deploy.router,
+            job_list.router,
+            jobs.router,
+            health.router,
+            metrics_api.router,
+            sign_in.router,
+        )
+        for route in router.routes
+    ]
+    # A request is matched against the routes in turn: the ones asked for most come first.
+    # No two routes take the same method and path, so the order changes no answer.
+    app.router.routes.extend(sorted(routes, key=_request_rank))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.mount(
         "/swagger/static",

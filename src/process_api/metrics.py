@@ -68,6 +68,7 @@ class Metrics:
         self._running = running
         self._queued = queued
         self._gauges: list[tuple[Gauge, set[str]]] = []
+        self._answered: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         # In multi-process mode the metrics write to files; only the collector of those
         # files is in the registry that is scraped (else this worker would count twice).
         own = None if self.shared else self.registry
@@ -140,5 +141,14 @@ class Metrics:
             self._duration.labels(*labels).observe(max(seconds, 0.0))
 
     def answered(self, method: str, route: str, code: int, seconds: float) -> None:
-        self._requests.labels(method, route, str(code)).inc()
-        self._latency.labels(method, route).observe(seconds)
+        # The labelled series of each (method, route, code) are looked up once: finding them
+        # by their labels took longer than a status request's read of its job.
+        key = (method, route, code)
+        series = self._answered.get(key)
+        if series is None:
+            series = self._answered[key] = (
+                self._requests.labels(method, route, str(code)),
+                self._latency.labels(method, route),
+            )
+        series[0].inc()
+        series[1].observe(seconds)

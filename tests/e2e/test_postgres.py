@@ -310,6 +310,8 @@ def test_ready_says_503_while_postgresql_is_stopped_and_the_server_recovers_with
             before = job_of(
                 http.post("/processes/echo/execution", json={"inputs": {"stringInput": "x"}})
             )
+            # a status read holds a connection of its own (postgres_reads), which the stop breaks
+            assert http.get(f"/jobs/{before}").json()["status"] == "successful"
             cluster.stop()
 
             response = http.get("/ready")
@@ -319,15 +321,27 @@ def test_ready_says_503_while_postgresql_is_stopped_and_the_server_recovers_with
             # requests that need the database say why, as OGC exceptions
             body = assert_exception(http.get("/jobs"), 503, "")
             assert "job database" in body["detail"]
+            assert (
+                "job database" in assert_exception(http.get(f"/jobs/{before}"), 503, "")["detail"]
+            )
             refused = http.post("/processes/echo/execution", json={"inputs": {"stringInput": "y"}})
             assert refused.status_code == 503, refused.text
             assert http.get("/health").status_code == 200
 
             cluster.start()
             wait_until(lambda: http.get("/ready").status_code == 200, 30, "/ready to be 200")
-            assert http.get(f"/jobs/{before}").json()["status"] == "successful"
+            # the first status read after the restart already answers
+            status = http.get(f"/jobs/{before}")
+            assert status.status_code == 200, status.text
+            assert status.json()["status"] == "successful"
             again = http.post("/processes/echo/execution", json={"inputs": {"stringInput": "z"}})
             assert again.status_code == 200, again.text
+            # restarted between two reads: the second finds its connection broken, and reconnects
+            assert http.get(f"/jobs/{before}").status_code == 200
+            cluster.stop()
+            cluster.start()
+            status = http.get(f"/jobs/{before}")
+            assert status.status_code == 200, status.text
             assert server.proc is not None and server.proc.poll() is None
         assert password not in server.output()
     finally:

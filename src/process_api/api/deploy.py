@@ -13,11 +13,12 @@ from process_api.api.auth import deployer, visible
 from process_api.api.common import catalog, deployment, render
 from process_api.api.documents import process_description, process_summary
 from process_api.api.links import link, url
+from process_api.api.routing import DirectRoute
 from process_api.errors import NoSuchProcess
 from process_api.processes.deployment import MEDIA_TYPES, Candidate
 from process_api.processes.examples import example_inputs
 
-router = APIRouter(tags=["Deploy, Replace, Undeploy"])
+router = APIRouter(route_class=DirectRoute, tags=["Deploy, Replace, Undeploy"])
 
 #: what a deploy or replace request may send.
 PROCESS_BODY = {

@@ -17,6 +17,7 @@ from process_api.api.links import (
     self_links,
     url,
 )
+from process_api.api.negotiation import HTML, JSON
 from process_api.jobs.model import Job, JobStatus, timestamp
 from process_api.processes.config import Described
 from process_api.processes.registry import Process
@@ -98,8 +99,10 @@ def process_path(job: Job | JobSummary) -> str:
 
 
 def status_info(request: Base, job: Job | JobSummary) -> dict[str, Any]:
+    # The links are joined by hand: built through `url`, they took a status request
+    # longer than reading its job (this document is the one most often served).
     base = base_url(request)  # once: a request's address is parsed to find it
-    path = f"/jobs/{job.id}"
+    here = f"{base}/jobs/{job.id}"
     document: dict[str, Any] = {
         "processID": job.process_id,
         "type": "process",
@@ -114,13 +117,14 @@ def status_info(request: Base, job: Job | JobSummary) -> dict[str, Any]:
     if job.progress is not None:
         document["progress"] = job.progress
     links = [
-        *self_links(base, path, "Job status"),
-        link(url(base, path), "status", title="Job status"),
-        link(url(base, path + "/logs"), "logs", title="Job logs"),
-        link(url(base, path + "/metadata"), "metadata", title="Job metadata"),
-        link(url(base, process_path(job)), "process", title="Process description"),
+        link(f"{here}?f=json", "self", JSON, "Job status"),
+        link(f"{here}?f=html", "alternate", HTML, "Job status as HTML"),
+        link(here, "status", title="Job status"),
+        link(f"{here}/logs", "logs", title="Job logs"),
+        link(f"{here}/metadata", "metadata", title="Job metadata"),
+        link(base + process_path(job), "process", title="Process description"),
     ]
     if job.status is JobStatus.SUCCESSFUL:
-        links.append(link(url(base, path + "/results"), REL_RESULTS, title="Job results"))
+        links.append(link(f"{here}/results", REL_RESULTS, title="Job results"))
     document["links"] = links
     return document

@@ -13,11 +13,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from process_api.api.routing import DirectRoute
 from process_api.errors import ServiceUnavailable
 from process_api.hosts.base import Host
 from process_api.processes.registry import Process
 
-router = APIRouter(tags=["Server"])
+router = APIRouter(route_class=DirectRoute, tags=["Server"])
 
 #: a readiness check: the problems it finds, none when all is well.
 Check = Callable[[], Awaitable[list[str]]]

@@ -20,11 +20,12 @@ from process_api.api.auth import submitters, visible_processes
 from process_api.api.common import MAX_LIMIT, Limit, job_service, render
 from process_api.api.documents import status_info
 from process_api.api.links import base_url, link, self_links, url
+from process_api.api.routing import DirectRoute
 from process_api.errors import InvalidParameter
 from process_api.jobs.model import JobStatus
 from process_api.store.base import JobQuery, Position
 
-router = APIRouter(tags=["Jobs"])
+router = APIRouter(route_class=DirectRoute, tags=["Jobs"])
 
 #: listed when no `status` is given: the standard leaves `accepted` jobs out by default.
 DEFAULT_STATUSES = (

@@ -29,6 +29,7 @@ from process_api.api.results import (
     results_document,
     results_response,
 )
+from process_api.api.routing import DirectRoute
 from process_api.api.safety import JSON
 from process_api.api.streams import (
     EVENT_STREAM,
@@ -45,7 +46,7 @@ from process_api.jobs.metadata import SUBMITTER_FIELDS, job_metadata
 from process_api.jobs.model import Job, JobStatus, timestamp
 from process_api.processes.registry import Process
 
-router = APIRouter(tags=["Jobs"], dependencies=[Depends(own_job)])
+router = APIRouter(route_class=DirectRoute, tags=["Jobs"], dependencies=[Depends(own_job)])
 
 
 @router.get(

@@ -20,6 +20,7 @@ from process_api.api.links import (
     url,
 )
 from process_api.api.negotiation import wants_html
+from process_api.api.routing import DirectRoute
 from process_api.jobs.model import JobStatus
 from process_api.store.base import JobQuery
 
@@ -40,7 +41,7 @@ DRU = "http://www.opengis.net/spec/ogcapi-processes-2/1.0/conf/"
 DEPLOY_CONFORMANCE = [DRU + "deploy-replace-undeploy", DRU + "ogcapppkg", DRU + "docker"]
 OPENAPI_TYPE = "application/vnd.oai.openapi+json;version=3.0"
 
-router = APIRouter()
+router = APIRouter(route_class=DirectRoute)
 
 
 @router.get("/", summary="Landing page", tags=["Capabilities"])

@@ -14,9 +14,10 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from process_api.api.routing import DirectRoute
 from process_api.metrics import Metrics
 
-router = APIRouter(tags=["Server"])
+router = APIRouter(route_class=DirectRoute, tags=["Server"])
 
 UNMATCHED = "unmatched"
 

@@ -151,6 +151,19 @@ class TrustedHosts:
         await response(scope, receive, send)
 
 
+def _declared_length(scope: Scope) -> int | None:
+    """The body's length as declared; -1 if it is not (a chunked body, or an unreadable
+    length); None if the request has no body (in HTTP/1.1, which uvicorn speaks, a request
+    with neither Content-Length nor Transfer-Encoding has none)."""
+    declared: int | None = None
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            declared = int(value) if value.isdigit() else -1
+        elif name == b"transfer-encoding":
+            return -1
+    return declared
+
+
 class _TooLarge(Exception):
     pass
 
@@ -184,8 +197,11 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = Request(scope).headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+        declared = _declared_length(scope)
+        if declared is None:  # no body at all: nothing to count
+            await self.app(scope, receive, send)
+            return
+        if declared > self.limit:
             await self._refuse(scope, receive, send)
             return
         received = 0

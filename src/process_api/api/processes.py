@@ -32,6 +32,7 @@ from process_api.api.links import base_url, self_links, url
 from process_api.api.openapi import inline_schema
 from process_api.api.prefer import decide_mode, parse_prefer
 from process_api.api.results import execution_response, output_forms
+from process_api.api.routing import DirectRoute
 from process_api.errors import InvalidInput, JobNotDismissable, UnsupportedMediaType
 from process_api.jobs.model import Job
 from process_api.jobs.service import JobService
@@ -39,7 +40,7 @@ from process_api.processes.examples import example_inputs
 from process_api.processes.inputs import check_inputs
 from process_api.processes.registry import Process
 
-router = APIRouter(tags=["Processes"])
+router = APIRouter(route_class=DirectRoute, tags=["Processes"])
 
 #: how often a synchronous request checks whether its client is still there.
 DISCONNECT_POLL = 0.2

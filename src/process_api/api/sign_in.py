@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from process_api.api.links import url
+from process_api.api.routing import DirectRoute
 from process_api.auth.sign_in import (
     SESSION_COOKIE,
     SIGN_IN_COOKIE,
@@ -19,7 +20,9 @@ from process_api.auth.sign_in import (
 )
 from process_api.errors import Forbidden, Unauthenticated
 
-router = APIRouter(prefix="/auth", tags=["Sign-in"], include_in_schema=False)
+router = APIRouter(
+    route_class=DirectRoute, prefix="/auth", tags=["Sign-in"], include_in_schema=False
+)
 
 
 def _sign_ins(request: Request) -> SignIns:

@@ -5,7 +5,8 @@ the async engine's pool. What differs from SQLite:
 
 - Connections are checked before use (pre-ping), so that after the database was
   restarted or a connection dropped, the next request reconnects: the server
-  recovers without a restart. While the database does not answer, every request
+  recovers without a restart. A job's summary, read by every status request, is read
+  through asyncpg directly instead (postgres_reads), and recovers as well. While the database does not answer, every request
   that needs it gets a 503 (StoreUnavailable) at once, and /ready says so.
 - Migrations run under a transaction-scoped advisory lock: servers starting
   together migrate one after the other, and the later ones find the schema current.
@@ -21,6 +22,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
@@ -28,7 +30,8 @@ from sqlalchemy.pool import NullPool
 from process_api.errors import ApiError, InsufficientStorage, StoreUnavailable
 from process_api.jobs.model import Job, JobStatus
 from process_api.store.base import JobQuery, JobSummary
-from process_api.store.sql import SqlJobStore, migrate
+from process_api.store.postgres_reads import SummaryReads
+from process_api.store.sql import SqlJobStore, migrate, to_summary
 from process_api.store.tables import jobs
 
 #: the key of the advisory lock held while migrating ("process" in ASCII).
@@ -103,6 +106,11 @@ class PostgresJobStore(SqlJobStore):
                 f"(pip install {'psycopg[binary]' if driver == 'psycopg' else driver})"
             ) from exc
         super().__init__(engine, "postgresql")
+        self._summaries = (
+            SummaryReads(engine, CONNECT_TIMEOUT, STATEMENT_TIMEOUT)
+            if driver == "asyncpg"
+            else None
+        )
 
     async def open(self) -> None:
         """Brings the database to the current schema, one server at a time; a database
@@ -149,7 +157,20 @@ class PostgresJobStore(SqlJobStore):
         return None if _NUL in job_id else await super().get(job_id)
 
     async def summary(self, job_id: str) -> JobSummary | None:
-        return None if _NUL in job_id else await super().summary(job_id)
+        if _NUL in job_id:
+            return None
+        if self._summaries is None:
+            return await super().summary(job_id)
+        try:
+            found = await self._summaries.row(job_id)
+        except (*self.FAILURES, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise self._failed(exc) from exc
+        return to_summary(found) if found else None
+
+    async def close(self) -> None:
+        if self._summaries is not None:
+            await self._summaries.close()
+        await super().close()
 
     async def update(
         self, job_id: str, changes: dict[str, Any], from_statuses: frozenset[JobStatus]
