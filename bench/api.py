@@ -19,7 +19,9 @@ respond-async). The stores are filled through the API up to `--api-fill-max` job
 written directly above that (rows inserted into process-api's `jobs` table; pygeoapi's
 TinyDB file written in its own format). Every job read is measured before the
 executions, which add jobs. The servers take turns: each endpoint is measured on
-pygeoapi, then on process-api, each after the servers have gone idle.
+pygeoapi, then on process-api, each after the servers have gone idle. Last, GET
+/jobs/{id} is measured on one process of process-api against one of the bare app, at
+the smallest size on each store: the share of the ceiling one worker reaches.
 
 Prints one table of requests/s with the ratios process-api / pygeoapi and
 process-api / bare ceiling. Everything listens on 127.0.0.1 only.
@@ -623,9 +625,15 @@ def postgres_server() -> Iterator[str]:
 
 @contextlib.contextmanager
 def ours_on(
-    store: str, size: int, workdir: Path, args: argparse.Namespace, postgres: str | None
+    store: str,
+    size: int,
+    workdir: Path,
+    args: argparse.Namespace,
+    postgres: str | None,
+    workers: int | None = None,
 ) -> Iterator[Target]:
-    """process-api on a store filled with `size` jobs (through the API, or directly)."""
+    """process-api on a store filled with `size` jobs (through the API, or directly), with
+    `workers` processes (by default as many as the other servers)."""
     database_url = None
     if store == "postgres":
         assert postgres is not None
@@ -640,7 +648,7 @@ def ours_on(
                 database = sa.make_url(f"sqlite:///{workdir / 'data' / 'jobs.sqlite'}")
             say(f"writing {size} jobs into process-api's {store} store …")
             job = fill_ours_directly(database.render_as_string(hide_password=False), size)
-        server = start_ours(args.src, workdir, database_url, args.ours_workers)
+        server = start_ours(args.src, workdir, database_url, workers or args.ours_workers)
         try:
             if not directly:
                 say(f"submitting {size} jobs to process-api …")
@@ -685,6 +693,31 @@ def run_block(
             ours_dir.mkdir()
             targets["ours"] = stack.enter_context(ours_on(store, size, ours_dir, args, postgres))
             return measure_block(targets, bare, size, store, args, workdir)
+
+
+def one_process_block(
+    size: int, store: str, args: argparse.Namespace, postgres: str | None
+) -> list[Row]:
+    """GET /jobs/{id} on one process of process-api and one of the bare app: what one
+    worker achieves of the ceiling, without two workers and wrk sharing the cores."""
+    endpoint = next(e for e in endpoints() if e.name == "GET /jobs/{id}")
+    with tempfile.TemporaryDirectory(prefix=f"bench-{store}-{size}-one-") as tmp:
+        workdir = Path(tmp)
+        (workdir / "ours").mkdir()
+        bare = start_bare(workdir, 1)
+        try:
+            with ours_on(store, size, workdir / "ours", args, postgres, workers=1) as target:
+                settle([target.server, bare])
+                ceiling = wrk(bare.url + "/jobs/x", Endpoint("bare", "/jobs/x"), args, workdir)
+                url = target.server.url + endpoint.path.replace("{job}", target.job)
+                problem = check(url, endpoint)
+                settle([target.server, bare])
+                ours = wrk(url, endpoint, args, workdir)
+                ours.errors = problem or ours.errors
+        finally:
+            bare.stop()
+    say(f"{size} {store} one process: {ours.rate:.0f}/s, bare {ceiling.rate:.0f}/s")
+    return [Row("GET /jobs/{id}, one process each", size, store, ours=ours, bare=ceiling)]
 
 
 # --- the table ------------------------------------------------------------------------
@@ -842,6 +875,9 @@ def main() -> int:
             for store in args.stores:
                 say(f"{size} jobs, {store} store")
                 rows += run_block(size, store, bare, args, postgres)
+        bare.stop()
+        for store in args.stores:
+            rows += one_process_block(args.sizes[0], store, args, postgres)
     print(f"load average {os.getloadavg()[0]:.2f} at the end\n")
     print_table(rows)
     return 0

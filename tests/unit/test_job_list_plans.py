@@ -6,6 +6,7 @@ as cheap at a million stored jobs as at a thousand (bench/job_list.py measures i
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -17,7 +18,7 @@ from process_api.api.job_list import DEFAULT_STATUSES
 from process_api.jobs.model import JobStatus
 from process_api.store import listing
 from process_api.store.base import JobQuery
-from process_api.store.sql import SqlJobStore
+from process_api.store.sql import SqlJobStore, finished_before
 from process_api.store.tables import jobs
 from tests.postgres import execute
 from tests.unit.conftest import StoreMaker
@@ -60,12 +61,14 @@ PAGES = {
 def _rows(count: int) -> list[dict[str, Any]]:
     rows = []
     for n in range(count):
+        status = STATUSES[n % len(STATUSES)]
         job = make_job(
             f"j{n:05}",
             minutes=n,
             process_id=f"p{n % 10}",
-            status=STATUSES[n % len(STATUSES)],
+            status=status,
             submitter=(ALICE + ["bob", "carol"])[n % 4],
+            finished=T0 + timedelta(minutes=n, seconds=30) if status.terminal else None,
         )
         rows.append({c.name: getattr(job, c.name) for c in jobs.columns})
     return rows
@@ -85,24 +88,27 @@ async def filled(store: SqlJobStore, new_store: StoreMaker) -> SqlJobStore:
     return store
 
 
-def _sql(store: SqlJobStore, kind: str, query: JobQuery, dialect: sa.Dialect) -> str:
-    """The statement the store runs for the query, its values written in."""
-    found, values = listing.shape(query, lanes=kind == "page")
-    statement = store._listing(kind, found).params(values)
+def _literal(statement: sa.Executable, dialect: sa.Dialect) -> str:
     return str(statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
 
 
-async def _plan(new_store: StoreMaker, store: SqlJobStore, kind: str, query: JobQuery) -> Any:
+def _sql(store: SqlJobStore, kind: str, query: JobQuery, dialect: sa.Dialect) -> str:
+    """The statement the store runs for the query, its values written in."""
+    found, values = listing.shape(query, lanes=kind == "page")
+    return _literal(store._listing(kind, found).params(values), dialect)
+
+
+async def _plan(new_store: StoreMaker, sql: Callable[[sa.Dialect], str]) -> Any:
     """SQLite: the rows of EXPLAIN QUERY PLAN. PostgreSQL: the plan tree (EXPLAIN), with
     scans of the whole table ruled out unless nothing else can answer: on a table of test
     size a scan is cheapest, on a large one the planner takes the index."""
 
     def explain(connection: sa.Connection) -> Any:
-        sql = _sql(store, kind, query, connection.dialect)
+        text = sql(connection.dialect)
         if new_store.kind == "sqlite":
-            return connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}").all()
+            return connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {text}").all()
         connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
-        found = connection.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {sql}").scalar()
+        found = connection.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {text}").scalar()
         return (json.loads(found) if isinstance(found, str) else found)[0]["Plan"]
 
     return await new_store.run(explain)
@@ -149,7 +155,7 @@ async def test_a_page_of_each_filter_reads_its_index_in_order(
 ) -> None:
     query, index = FILTERS[name]
     query = replace(query, limit=11, **PAGES[page])  # the API reads a page and one more
-    used = _reads(new_store, await _plan(new_store, filled, "page", query))
+    used = _reads(new_store, await _plan(new_store, lambda d: _sql(filled, "page", query, d)))
     assert index in used
     # besides: the page's rows by id, once several lanes are merged
     assert set(used) <= {index, "ix_jobs_status_created", "jobs_pkey", "sqlite_autoindex_jobs_1"}
@@ -161,10 +167,25 @@ async def test_a_bounded_count_of_each_filter_stops_at_its_bound(
 ) -> None:
     query, index = FILTERS[name]
     bounded = replace(query, limit=11)
-    used = _reads(new_store, await _plan(new_store, filled, "bounded", bounded))
+    used = _reads(new_store, await _plan(new_store, lambda d: _sql(filled, "bounded", bounded, d)))
     assert used and set(used) <= {index, "ix_jobs_status_created"}
     # exact under the bound; the bound when more match
     every = await filled.count(query)
     assert every > 11
     assert await filled.count(query, limit=11) == 11
     assert await filled.count(query, limit=every + 1) == every
+
+
+async def test_the_retention_reads_the_oldest_ended_jobs_through_its_index(
+    filled: SqlJobStore, new_store: StoreMaker
+) -> None:
+    cutoff = MIDDLE
+    plan = await _plan(new_store, lambda d: _literal(finished_before(cutoff, 100), d))
+    if new_store.kind == "sqlite":
+        assert not any(row[3].startswith("USE TEMP B-TREE") for row in plan), plan
+    assert _reads(new_store, plan) == ["ix_jobs_expired_finished"]
+    # and it finds them, oldest first
+    found = await filled.finished_before(cutoff, 100)
+    assert len(found) == 100
+    assert all(job.status.terminal and job.finished and job.finished < cutoff for job in found)
+    assert [job.finished for job in found] == sorted(job.finished or cutoff for job in found)

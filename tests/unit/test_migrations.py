@@ -18,7 +18,7 @@ from tests.unit.conftest import StoreMaker, live
 from tests.unit.test_job_store import make_job
 
 #: the newest migration.
-HEAD = "0007"
+HEAD = "0008"
 
 
 def _revision_and_differences(connection: sa.Connection) -> tuple[str | None, list[Any]]:

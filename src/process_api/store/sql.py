@@ -90,6 +90,21 @@ def to_summary(row: Row[Any] | Mapping[str, Any]) -> JobSummary:
     return JobSummary(**_fields(row))
 
 
+def finished_before(cutoff: datetime, limit: int) -> sa.Select[Any]:
+    """The retention's next jobs to expire: the head of one range of ix_jobs_expired_finished
+    (only ended jobs have a `finished`), however many jobs are stored."""
+    return (
+        sa.select(*SUMMARY)
+        .where(
+            jobs.c.expired.is_(False),
+            jobs.c.finished < cutoff.astimezone(UTC),
+            jobs.c.status.in_([s.value for s in TERMINAL]),
+        )
+        .order_by(jobs.c.finished)
+        .limit(limit)
+    )
+
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -382,17 +397,7 @@ class SqlJobStore(ProcessVersionRows):
 
     async def finished_before(self, cutoff: datetime, limit: int = 100) -> list[JobSummary]:
         """Ended jobs, not yet expired, that finished before the cutoff, oldest first."""
-        statement = (
-            sa.select(*SUMMARY)
-            .where(
-                jobs.c.status.in_([s.value for s in TERMINAL]),
-                jobs.c.expired.is_(False),
-                jobs.c.finished < cutoff.astimezone(UTC),
-            )
-            .order_by(jobs.c.finished)
-            .limit(limit)
-        )
-        return [to_summary(r) for r in await self._read(statement)]
+        return [to_summary(r) for r in await self._read(finished_before(cutoff, limit))]
 
     async def active(self) -> list[Job]:
         statement = (

@@ -49,6 +49,8 @@ sa.Index(
 sa.Index(
     "ix_jobs_submitter_status_created", jobs.c.submitter, jobs.c.status, jobs.c.created, jobs.c.id
 )
+# The retention's order: the jobs not yet expired, by the time they ended.
+sa.Index("ix_jobs_expired_finished", jobs.c.expired, jobs.c.finished)
 
 instances = sa.Table(
     "instances",
