@@ -45,6 +45,12 @@ def connect_arguments(engine: AsyncEngine) -> dict[str, Any]:
     return dict(arguments)
 
 
+async def _unchanged(connection: asyncpg.Connection) -> None:
+    """What a connection given back to the pool needs reset: nothing, as it only ran one
+    SELECT. (asyncpg's default reset is a round trip to the database at every release;
+    an open transaction or a cancelled query is still cleaned up by the pool.)"""
+
+
 class SummaryReads:
     """One pool, made at the first read on the event loop that serves the requests."""
 
@@ -53,7 +59,6 @@ class SummaryReads:
     ) -> None:
         self._arguments = connect_arguments(engine)
         self._arguments.update(timeout=connect_timeout, command_timeout=statement_timeout)
-        self._acquire_timeout = connect_timeout
         self._sql = str(sa.select(*SUMMARY).where(jobs.c.id == sa.bindparam("id")).compile(engine))
         self._names = [c.name for c in SUMMARY]
         self._pool: asyncpg.Pool | None = None
@@ -70,7 +75,9 @@ class SummaryReads:
         return None if found is None else dict(zip(self._names, found, strict=True))
 
     async def _fetch(self, pool: asyncpg.Pool, job_id: str) -> asyncpg.Record | None:
-        async with pool.acquire(timeout=self._acquire_timeout) as connection:
+        # No timeout on the wait for a connection (it would cost a task per read): each
+        # connection is busy for one bounded statement, or a connect that times out.
+        async with pool.acquire() as connection:
             return await connection.fetchrow(self._sql, job_id)
 
     async def _opened(self) -> asyncpg.Pool:
@@ -81,7 +88,7 @@ class SummaryReads:
         async with self._opening:
             if self._pool is None:
                 self._pool = await asyncpg.create_pool(
-                    min_size=0, max_size=POOL_SIZE, **self._arguments
+                    min_size=0, max_size=POOL_SIZE, reset=_unchanged, **self._arguments
                 )
         return self._pool
 
