@@ -303,7 +303,8 @@ def create_app(
         for route in router.routes
     ]
     # A request is matched against the routes in turn: the ones asked for most come first.
-    # No two routes take the same method and path, so the order changes no answer.
+    # No two routes take the same method and path, and of the routes of one path the first
+    # stays first (a 405 names its methods), so the order changes no answer.
     app.router.routes.extend(sorted(routes, key=_request_rank))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.mount(

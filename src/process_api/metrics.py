@@ -141,8 +141,8 @@ class Metrics:
             self._duration.labels(*labels).observe(max(seconds, 0.0))
 
     def answered(self, method: str, route: str, code: int, seconds: float) -> None:
-        # The labelled series of each (method, route, code) are looked up once: finding them
-        # by their labels took longer than a status request's read of its job.
+        # The labelled series of each (method, route, code) are looked up once, not at every
+        # request: the lookup cost a status request as much as reading its job.
         key = (method, route, code)
         series = self._answered.get(key)
         if series is None:
