@@ -156,7 +156,12 @@ def test_a_person_filters_and_pages_the_job_list(server: Server, browser: Any) -
         for job_id in quick:
             wait_status(http, job_id, {"successful"})
         browser.get(f"{server.url}/jobs?f=html")
-        process = wait_until(lambda: browser.find_elements(By.NAME, "processID"), 10, "the form")
+        # the page's title says which page came instead, should the form not come
+        process = wait_until(
+            lambda: browser.find_elements(By.NAME, "processID"),
+            10,
+            f"the form of the job list (the page is {browser.title!r} at {browser.current_url})",
+        )
         Select(process[0]).select_by_visible_text("quick")
         browser.find_element(By.CSS_SELECTOR, "input[name=status][value=successful]").click()
         Select(browser.find_element(By.NAME, "limit")).select_by_visible_text("10")

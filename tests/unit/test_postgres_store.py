@@ -132,3 +132,26 @@ async def test_a_status_read_on_a_connection_the_network_dropped_is_read_again_o
             assert summary is not None and summary.id == "j1"
         finally:
             await store.close()
+
+
+async def test_status_reads_cancelled_half_way_leave_the_next_reads_working(
+    cluster: Cluster,
+) -> None:
+    """A client that goes away cancels its read; more of them than the reads' connections
+    must neither use up those connections nor leave one in the middle of a query."""
+    store = PostgresJobStore(Postgres(cluster.url).new_database())
+    await store.open()
+    try:
+        await store.create(make_job("j1"))
+        for _ in range(3):
+            reads = [asyncio.create_task(store.summary("j1")) for _ in range(12)]
+            await asyncio.sleep(0.001)
+            for read in reads:
+                read.cancel()
+            await asyncio.gather(*reads, return_exceptions=True)
+        summaries = await asyncio.wait_for(
+            asyncio.gather(*(store.summary("j1") for _ in range(12))), 10
+        )
+        assert all(s is not None and s.id == "j1" for s in summaries)
+    finally:
+        await store.close()

@@ -4,9 +4,9 @@ Every status request reads a job's summary. Through SQLAlchemy's async engine th
 cost a round trip more than the query (the pool's pre-ping, which lets the engine
 recover after the database restarted) and the engine's execution path around it: a
 status request answered at a tenth of the rate of one on SQLite. Here the query is
-prepared once per connection of a small asyncpg pool of its own and run alone. Recovery
-stays: a read that finds its connection broken (the database restarted, or a proxy
-dropped it) is tried once more on a new connection.
+prepared once per connection, on a few connections of its own, and run alone. Recovery
+stays: a read that finds its idle connection broken (the database restarted, or a NAT or
+proxy dropped it) is read again on a new connection.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from process_api.store.sql import SUMMARY
 from process_api.store.tables import jobs
 
-#: connections of the pool (each worker process has its own pool).
+#: connections at most, and reads at once (each worker process has its own).
 POOL_SIZE = 4
 #: the failures of a connection, not of the query: the read is tried again on a new one.
 BROKEN = (
@@ -45,14 +45,10 @@ def connect_arguments(engine: AsyncEngine) -> dict[str, Any]:
     return dict(arguments)
 
 
-async def _unchanged(connection: asyncpg.Connection) -> None:
-    """What a connection given back to the pool needs reset: nothing, as it only ran one
-    SELECT. (asyncpg's default reset is a round trip to the database at every release;
-    an open transaction or a cancelled query is still cleaned up by the pool.)"""
-
-
 class SummaryReads:
-    """One pool, made at the first read on the event loop that serves the requests."""
+    """A few connections of their own, opened as reads need them, each running one read at a
+    time. (asyncpg's pool costs a read a task and, by default, a round trip at each release:
+    this is all a single prepared SELECT needs.)"""
 
     def __init__(
         self, engine: AsyncEngine, connect_timeout: float, statement_timeout: float
@@ -61,38 +57,51 @@ class SummaryReads:
         self._arguments.update(timeout=connect_timeout, command_timeout=statement_timeout)
         self._sql = str(sa.select(*SUMMARY).where(jobs.c.id == sa.bindparam("id")).compile(engine))
         self._names = [c.name for c in SUMMARY]
-        self._pool: asyncpg.Pool | None = None
-        self._opening: asyncio.Lock | None = None
+        self._idle: list[asyncpg.Connection] = []
+        #: made on the event loop of the first read.
+        self._slots: asyncio.Semaphore | None = None
+        self._closed = False
 
     async def row(self, job_id: str) -> dict[str, Any] | None:
         """The summary's columns; None if there is no such job. Raises the driver's error
-        when the database fails, or fails again on a new connection."""
-        pool = await self._opened()
-        try:
-            found = await self._fetch(pool, job_id)
-        except BROKEN:
-            found = await self._fetch(pool, job_id)
+        when the database fails (on a new connection, if an idle one was found broken)."""
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(POOL_SIZE)
+        async with self._slots:
+            found = None
+            connection = self._take()
+            if connection is not None:
+                try:
+                    found = await self._fetch(connection, job_id)
+                except BROKEN:
+                    connection = None  # dropped while idle: read on a new one
+            if connection is None:
+                found = await self._fetch(await asyncpg.connect(**self._arguments), job_id)
         return None if found is None else dict(zip(self._names, found, strict=True))
 
-    async def _fetch(self, pool: asyncpg.Pool, job_id: str) -> asyncpg.Record | None:
-        # No timeout on the wait for a connection (it would cost a task per read): each
-        # connection is busy for one bounded statement, or a connect that times out.
-        async with pool.acquire() as connection:
-            return await connection.fetchrow(self._sql, job_id)
+    def _take(self) -> asyncpg.Connection | None:
+        """An idle connection that is still open; None if there is none."""
+        while self._idle:
+            connection = self._idle.pop()
+            if not connection.is_closed():
+                return connection
+        return None
 
-    async def _opened(self) -> asyncpg.Pool:
-        if self._pool is not None:
-            return self._pool
-        if self._opening is None:
-            self._opening = asyncio.Lock()
-        async with self._opening:
-            if self._pool is None:
-                self._pool = await asyncpg.create_pool(
-                    min_size=0, max_size=POOL_SIZE, reset=_unchanged, **self._arguments
-                )
-        return self._pool
+    async def _fetch(self, connection: asyncpg.Connection, job_id: str) -> asyncpg.Record | None:
+        """The row, the connection kept for the next read; closed if the read failed or was
+        cancelled half-way (its state is then unknown)."""
+        try:
+            found = await connection.fetchrow(self._sql, job_id)
+        except BaseException:
+            connection.terminate()
+            raise
+        if self._closed:
+            connection.terminate()
+        else:
+            self._idle.append(connection)
+        return found
 
     async def close(self) -> None:
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
-            await pool.close()
+        self._closed = True
+        while self._idle:
+            self._idle.pop().terminate()
