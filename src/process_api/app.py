@@ -284,7 +284,6 @@ def create_app(
     app.add_middleware(CatchUnexpected)
     app.add_middleware(SecurityHeaders, sign_in_origin=sign_ins.origin if sign_ins else None)
     app.add_middleware(CountRequests, metrics=metrics)
-    openapi.install(app)
     # The routes themselves, not the routers: an included router is matched through a
     # layer of its own, which cost a status request a fifth of its time. The routers
     # have no include-time prefix or dependency that this would lose.
@@ -302,9 +301,11 @@ def create_app(
         )
         for route in router.routes
     ]
+    openapi.install(app, routes)
     # A request is matched against the routes in turn: the ones asked for most come first.
     # No two routes take the same method and path, and of the routes of one path the first
-    # stays first (a 405 names its methods), so the order changes no answer.
+    # stays first (a 405 names its methods), so the order changes no answer; the API
+    # document keeps the order above.
     app.router.routes.extend(sorted(routes, key=_request_rank))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.mount(

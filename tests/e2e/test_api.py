@@ -76,6 +76,8 @@ def test_api_document_is_openapi_30(client: httpx.Client) -> None:
     assert document["openapi"].startswith("3.0")
     validate(document)
     assert "/processes/{processID}/execution" in document["paths"]
+    # in the order of the standard's sections (not the order the server tries its routes)
+    assert list(document["paths"])[:4] == ["/", "/conformance", "/api", "/processes"]
     # each process has its execute request body spelt out from its input schemas
     echo = document["paths"]["/processes/echo/execution"]["post"]
     body = echo["requestBody"]["content"]["application/json"]["schema"]

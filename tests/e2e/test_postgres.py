@@ -336,7 +336,8 @@ def test_ready_says_503_while_postgresql_is_stopped_and_the_server_recovers_with
             assert status.json()["status"] == "successful"
             again = http.post("/processes/echo/execution", json={"inputs": {"stringInput": "z"}})
             assert again.status_code == 200, again.text
-            # restarted between two reads: the second finds its connection broken, and reconnects
+            # restarted between two reads: the second leaves the connection the restart closed,
+            # and reads on a new one (a connection dropped unseen: test_postgres_store.py)
             assert http.get(f"/jobs/{before}").status_code == 200
             cluster.stop()
             cluster.start()

@@ -31,6 +31,7 @@ async def test_a_database_that_stops_answering_gives_503_in_bounded_time_and_is_
     # shorter than in service (30 s and 10 s), for a quick test
     monkeypatch.setattr(postgres, "STATEMENT_TIMEOUT", 2.0)
     monkeypatch.setattr(postgres, "CONNECT_TIMEOUT", 2.0)
+    monkeypatch.setattr(postgres, "POOL_TIMEOUT", 1.0)
     store = PostgresJobStore(Postgres(cluster.url).new_database())
     await store.open()
     try:
@@ -43,6 +44,14 @@ async def test_a_database_that_stops_answering_gives_503_in_bounded_time_and_is_
                 await store.count(JobQuery())
             with pytest.raises(StoreUnavailable, match="did not answer in time"):
                 await store.summary("j1")
+            # more status reads than connections: those that wait give up after POOL_TIMEOUT,
+            # not after their turn (five rounds of the statement timeout)
+            waited = time.monotonic()
+            reads = await asyncio.gather(
+                *(store.summary("j1") for _ in range(20)), return_exceptions=True
+            )
+            assert all(isinstance(r, StoreUnavailable) for r in reads), reads
+            assert time.monotonic() - waited < 6
             with pytest.raises(StoreUnavailable, match="did not answer in time"):
                 await store.create(make_job("j2"))
             assert time.monotonic() - started < 20

@@ -99,8 +99,8 @@ def process_path(job: Job | JobSummary) -> str:
 
 
 def status_info(request: Base, job: Job | JobSummary) -> dict[str, Any]:
-    # The links are joined here rather than built through `url`, which parses each query:
-    # this is the document served most.
+    # The links are joined here rather than built through `url` and `self_links`, which
+    # encode a query for each: this is the document served most.
     base = base_url(request)  # once: a request's address is parsed to find it
     here = f"{base}/jobs/{job.id}"
     document: dict[str, Any] = {

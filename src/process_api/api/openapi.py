@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
+from starlette.routing import BaseRoute
 
 from process_api.api.auth import protected
 from process_api.auth.tokens import keycloak_issuer
@@ -214,7 +216,9 @@ def _for_everyone(catalog: Catalog, settings: Settings) -> list[Process]:
     return [p for p in catalog.values() if not (settings.protection and p.config.access.roles)]
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, routes: Sequence[BaseRoute]) -> None:
+    """Serves the API document of `routes`, in their order (the app tries its routes in
+    another: the most requested first)."""
     #: the catalog's generation the document was made for: it is made again once the
     #: processes served change (a file reloaded, a process deployed).
     made_for = [-1]
@@ -229,7 +233,7 @@ def install(app: FastAPI) -> None:
                 version=app.version,
                 openapi_version="3.0.3",
                 description=app.description,
-                routes=app.routes,
+                routes=list(routes),
             )
             _ogc_errors(document)
             _process_paths(document, listed)

@@ -16,6 +16,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, get_type_hints
 
+import fastapi.routing
 from fastapi import Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
@@ -25,6 +26,12 @@ Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
 class DirectRoute(APIRoute):
     def get_route_handler(self) -> Handler:
+        # A route seen through an included router may have dependencies of the include:
+        # only FastAPI's handler knows them. (Should FastAPI stop naming that context, every
+        # route is left to it: slower, never less checked.)
+        included = getattr(fastapi.routing, "_effective_route_context_var", None)
+        if included is None or included.get() is not None:
+            return super().get_route_handler()
         return _direct_handler(self.dependant) or super().get_route_handler()
 
 
@@ -32,18 +39,21 @@ def _direct_handler(dependant: Dependant) -> Handler | None:
     """A handler that calls the endpoint of `dependant` directly; None if it needs more than
     the request, text path parameters and checks of the request."""
     endpoint = dependant.call
-    checks = dependant.dependencies
     if endpoint is None or not _plain(dependant) or not _returns_response(endpoint):
         return None
-    if any(check.path_params or check.dependencies or not _plain(check) for check in checks):
-        return None
-    calls: list[Callable[[Request], Awaitable[Any]]] = [check.call for check in checks]  # type: ignore[misc]
+    calls: dict[Callable[..., Awaitable[Any]], str] = {}  # as FastAPI: each one once
+    for check in dependant.dependencies:
+        if check.call is None or check.request_param_name is None:
+            return None
+        if not _check_of_the_request(check):
+            return None
+        calls.setdefault(check.call, check.request_param_name)
     request_name = dependant.request_param_name
     path_names = [p.name for p in dependant.path_params]
 
     async def handler(request: Request) -> Response:
-        for check in calls:
-            await check(request)
+        for check, name in calls.items():
+            await check(**{name: request})
         arguments: dict[str, Any] = {name: request.path_params[name] for name in path_names}
         if request_name is not None:
             arguments[request_name] = request
@@ -51,6 +61,18 @@ def _direct_handler(dependant: Dependant) -> Handler | None:
         return response
 
     return handler
+
+
+def _check_of_the_request(check: Dependant) -> bool:
+    """A dependency whose value no parameter takes, that takes the request only, has no
+    dependencies, scopes or limits of its own, and is a coroutine function."""
+    if check.name is not None:
+        return False
+    if check.path_params or check.dependencies or check.own_oauth_scopes:
+        return False
+    if getattr(check, "concurrency", None) is not None:
+        return False
+    return _plain(check)
 
 
 def _plain(dependant: Dependant) -> bool:

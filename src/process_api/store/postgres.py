@@ -5,9 +5,10 @@ the async engine's pool. What differs from SQLite:
 
 - Connections are checked before use (pre-ping), so that after the database was
   restarted or a connection dropped, the next request reconnects: the server
-  recovers without a restart. A job's summary, read by every status request, is read
-  through asyncpg directly instead (postgres_reads), and recovers as well. While the database does not answer, every request
-  that needs it gets a 503 (StoreUnavailable) at once, and /ready says so.
+  recovers without a restart. (A job's summary, read by every status request, is read
+  through asyncpg directly instead, and recovers as well: see postgres_reads.) While
+  the database does not answer, every request that needs it gets a 503
+  (StoreUnavailable) at once, and /ready says so.
 - Migrations run under a transaction-scoped advisory lock: servers starting
   together migrate one after the other, and the later ones find the schema current.
 - Text cannot hold the NUL character in PostgreSQL: it is stored as U+FFFD in text
@@ -22,7 +23,6 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
@@ -30,6 +30,7 @@ from sqlalchemy.pool import NullPool
 from process_api.errors import ApiError, InsufficientStorage, StoreUnavailable
 from process_api.jobs.model import Job, JobStatus
 from process_api.store.base import JobQuery, JobSummary
+from process_api.store.postgres_reads import FAILURES as READ_FAILURES
 from process_api.store.postgres_reads import SummaryReads
 from process_api.store.sql import SqlJobStore, migrate, to_summary
 from process_api.store.tables import jobs
@@ -107,7 +108,7 @@ class PostgresJobStore(SqlJobStore):
             ) from exc
         super().__init__(engine, "postgresql")
         self._summaries = (
-            SummaryReads(engine, CONNECT_TIMEOUT, STATEMENT_TIMEOUT)
+            SummaryReads(engine, CONNECT_TIMEOUT, STATEMENT_TIMEOUT, POOL_TIMEOUT)
             if driver == "asyncpg"
             else None
         )
@@ -163,7 +164,7 @@ class PostgresJobStore(SqlJobStore):
             return await super().summary(job_id)
         try:
             found = await self._summaries.row(job_id)
-        except (*self.FAILURES, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except (*self.FAILURES, *READ_FAILURES) as exc:
             raise self._failed(exc) from exc
         return to_summary(found) if found else None
 

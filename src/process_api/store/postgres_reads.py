@@ -25,11 +25,15 @@ from process_api.store.tables import jobs
 POOL_SIZE = 4
 #: the failures of a connection, not of the query: the read is tried again on a new one.
 BROKEN = (
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.InterfaceError,
-    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.PostgresConnectionError,  # closed in the middle of the read, too
     asyncpg.exceptions.AdminShutdownError,
     ConnectionError,
+)
+#: everything asyncpg raises of its own.
+FAILURES = (
+    asyncpg.exceptions.PostgresError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
 )
 
 
@@ -51,10 +55,15 @@ class SummaryReads:
     this is all a single prepared SELECT needs.)"""
 
     def __init__(
-        self, engine: AsyncEngine, connect_timeout: float, statement_timeout: float
+        self,
+        engine: AsyncEngine,
+        connect_timeout: float,
+        statement_timeout: float,
+        wait_timeout: float,
     ) -> None:
         self._arguments = connect_arguments(engine)
         self._arguments.update(timeout=connect_timeout, command_timeout=statement_timeout)
+        self._wait_timeout = wait_timeout
         self._sql = str(sa.select(*SUMMARY).where(jobs.c.id == sa.bindparam("id")).compile(engine))
         self._names = [c.name for c in SUMMARY]
         self._idle: list[asyncpg.Connection] = []
@@ -67,7 +76,11 @@ class SummaryReads:
         when the database fails (on a new connection, if an idle one was found broken)."""
         if self._slots is None:
             self._slots = asyncio.Semaphore(POOL_SIZE)
-        async with self._slots:
+        if self._slots.locked():  # every connection busy: wait, as long as the other pool
+            await asyncio.wait_for(self._slots.acquire(), self._wait_timeout)
+        else:
+            await self._slots.acquire()
+        try:
             found = None
             connection = self._take()
             if connection is not None:
@@ -77,6 +90,8 @@ class SummaryReads:
                     connection = None  # dropped while idle: read on a new one
             if connection is None:
                 found = await self._fetch(await asyncpg.connect(**self._arguments), job_id)
+        finally:
+            self._slots.release()
         return None if found is None else dict(zip(self._names, found, strict=True))
 
     def _take(self) -> asyncpg.Connection | None:
