@@ -104,3 +104,29 @@ def test_programs_started_at_once_never_close_another_threads_descriptors() -> N
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split()[:2] == ["0", "0"], done.stdout
+
+
+def test_output_no_longer_read_closes_its_pipes_while_a_left_behind_program_prints() -> None:
+    """A program that left the job's group holds the pipes open and goes on printing: once
+    the job's output is cut, the server keeps neither the descriptors nor what it prints."""
+
+    async def scenario() -> tuple[int, bytes, bytes]:
+        before = len(os.listdir("/proc/self/fd"))
+        command = "setsid sh -c 'while :; do echo left; sleep 0.01; done' & echo mine"
+        proc = await spawning.spawn(["sh", "-c", command], "/", dict(os.environ), 1024)
+        try:
+            first = await proc.stdout.readline()
+            await proc.wait()
+            await asyncio.sleep(0.2)  # the left-behind program prints on
+            proc.close_output()
+            opened = len(os.listdir("/proc/self/fd")) - before
+            rest = await asyncio.wait_for(proc.stdout.read(), 5)  # what was read, then the end
+            await asyncio.sleep(0.2)
+            assert not await asyncio.wait_for(proc.stdout.read(), 1)  # nothing more is kept
+            return opened, first, rest
+        finally:
+            subprocess.run(["pkill", "-f", "while :; do echo left"], check=False)
+
+    opened, first, rest = asyncio.run(scenario())
+    assert opened == 0
+    assert first == b"mine\n" and rest.startswith(b"left")

@@ -17,7 +17,6 @@ import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO
 
 #: how often the end of a program is looked for where there is no pidfd.
 POLL = 0.05
@@ -28,18 +27,20 @@ CHUNK = 256 * 1024
 class Spawned:
     """A running program, as much of asyncio's Process as the hosts use."""
 
-    def __init__(
-        self,
-        popen: subprocess.Popen[bytes],
-        stdout: asyncio.StreamReader,
-        stderr: asyncio.StreamReader,
-    ) -> None:
+    def __init__(self, popen: subprocess.Popen[bytes], stdout: _Pipe, stderr: _Pipe) -> None:
         self._popen = popen
         self.pid = popen.pid
-        self.stdout = stdout
-        self.stderr = stderr
+        self._pipes = (stdout, stderr)
+        self.stdout = stdout.reader
+        self.stderr = stderr.reader
         self._ended: asyncio.Future[int] | None = None
         self._polling: asyncio.Task[None] | None = None
+
+    def close_output(self) -> None:
+        """Stops reading its output: a program that left its group may hold the pipes open
+        and go on printing, which nobody would read but the readers would keep."""
+        for pipe in self._pipes:
+            pipe.close()
 
     @property
     def returncode(self) -> int | None:
@@ -91,24 +92,21 @@ async def spawn(
         start_new_session=True,
         close_fds=True,
     )
+    pipes: list[_Pipe] = []
     try:
         assert popen.stdout is not None and popen.stderr is not None
-        stdout = await _reader(popen.stdout, limit)
-        stderr = await _reader(popen.stderr, limit)
+        loop = asyncio.get_running_loop()
+        for pipe in (popen.stdout, popen.stderr):
+            pipes.append(_Pipe(os.dup(pipe.fileno()), asyncio.StreamReader(limit, loop), loop))
+            pipe.close()
     except BaseException:
+        for made in pipes:
+            made.close()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(popen.pid, signal.SIGKILL)
         popen.wait()
         raise
-    return Spawned(popen, stdout, stderr)
-
-
-async def _reader(pipe: IO[bytes], limit: int) -> asyncio.StreamReader:
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=limit, loop=loop)
-    _Pipe(os.dup(pipe.fileno()), reader, loop)
-    pipe.close()
-    return reader
+    return Spawned(popen, *pipes)
 
 
 class _Pipe:
@@ -122,7 +120,7 @@ class _Pipe:
     ) -> None:
         os.set_blocking(fd, False)
         self._fd = fd
-        self._reader = reader
+        self.reader = reader
         self._loop = loop
         self._paused = False
         reader.set_transport(self)  # type: ignore[arg-type]
@@ -134,14 +132,13 @@ class _Pipe:
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
-            self._close()
-            self._reader.set_exception(exc)
+            self._close_descriptor()
+            self.reader.set_exception(exc)
             return
         if not data:
-            self._close()
-            self._reader.feed_eof()
+            self.close()
             return
-        self._reader.feed_data(data)
+        self.reader.feed_data(data)
 
     def pause_reading(self) -> None:
         if self._fd >= 0 and not self._paused:
@@ -153,7 +150,12 @@ class _Pipe:
             self._paused = False
             self._loop.add_reader(self._fd, self._readable)
 
-    def _close(self) -> None:
+    def close(self) -> None:
+        """Reads no more: what was read stays to be read, then the end."""
+        self._close_descriptor()
+        self.reader.feed_eof()
+
+    def _close_descriptor(self) -> None:
         if self._fd >= 0:
             if not self._paused:
                 self._loop.remove_reader(self._fd)

@@ -162,15 +162,13 @@ class _Output:
     """The readers of a process's stdout and stderr, and how many lines they have read."""
 
     def __init__(self, proc: Spawned, events: HostEvents) -> None:
+        self.proc = proc
         self.lines = 0
         self.done = asyncio.gather(
             self._pump(proc.stdout, "stdout", events), self._pump(proc.stderr, "stderr", events)
         )
 
-    async def _pump(
-        self, reader: asyncio.StreamReader | None, stream: Stream, events: HostEvents
-    ) -> None:
-        assert reader is not None
+    async def _pump(self, reader: asyncio.StreamReader, stream: Stream, events: HostEvents) -> None:
         while True:
             try:
                 line = await reader.readline()
@@ -207,6 +205,7 @@ class _Output:
             return
         self.done.cancel()
         await asyncio.gather(self.done, return_exceptions=True)
+        self.proc.close_output()
         events.output("stderr", "[process-api: output cut: a process left the job's group]")
 
 
