@@ -451,3 +451,7 @@ def test_expired_files_are_removed_and_their_routes_answer_410(
         for path in ("results/table", "files", "files/rating.csv", "results"):
             assert_exception(http.get(f"/jobs/{job}/{path}"), 410, "results-expired")
         assert http.head(f"/jobs/{job}/results/table").status_code == 410
+        # the job's page stays, and says why its results are gone rather than that it had none
+        page = http.get(f"/jobs/{job}?f=html")
+        assert page.status_code == 200
+        assert "expired" in page.text and "produced no outputs" not in page.text

@@ -41,7 +41,7 @@ from process_api.api.streams import (
     status_events,
     wants_events,
 )
-from process_api.errors import ResultNotReady
+from process_api.errors import ResultNotReady, ResultsExpired
 from process_api.jobs.metadata import SUBMITTER_FIELDS, job_metadata
 from process_api.jobs.model import Job, JobStatus, timestamp
 from process_api.processes.registry import Process
@@ -68,10 +68,15 @@ async def job_status(request: Request, jobID: str) -> Response:
         if ended(request):
             return Response(status_code=204)
         return streams(request).response(status_events(request, service, jobID), EVENT_STREAM)
-    outputs = None
+    outputs = expired = None
     if wants_html(request) and job.status is JobStatus.SUCCESSFUL:
-        outputs = await _outputs(request, await service.get(jobID))
-    return render(request, status_info(request, job), "job.html", outputs=outputs)
+        try:
+            service.check_kept(job)
+            outputs = await _outputs(request, await service.get(jobID))
+        except ResultsExpired as exc:  # the page stays; its results say why they are gone
+            expired = exc.detail
+    document = status_info(request, job)
+    return render(request, document, "job.html", outputs=outputs, expired=expired)
 
 
 async def _outputs(request: Request, job: Job) -> list[OutputView]:
