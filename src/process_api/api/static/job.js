@@ -67,8 +67,10 @@
     showStatus(info);
     if (active && ended.indexOf(info.status) >= 0) {
       active = false;
-      // the page as it is now: results, final message, no dismiss button
-      window.setTimeout(function () { window.location.reload(); }, 500);
+      // the page as it is now: results, final message, no dismiss button; unless the
+      // person has gone elsewhere meanwhile (a reload would take them back here)
+      var reload = window.setTimeout(function () { window.location.reload(); }, 500);
+      window.addEventListener("beforeunload", function () { window.clearTimeout(reload); });
     }
   }
 
