@@ -35,11 +35,9 @@ from sqlalchemy.pool import QueuePool
 
 from process_api.disk import write_problem
 from process_api.errors import ApiError, InsufficientStorage, StoreUnavailable
-from process_api.jobs.model import Job
 from process_api.store.base import JobSummary
-from process_api.store.point_reads import Busy, PointReads
-from process_api.store.sql import SUMMARY, SqlJobStore, migrate, to_job, to_summary
-from process_api.store.tables import jobs
+from process_api.store.point_reads import SummaryReads
+from process_api.store.sql import SqlJobStore, migrate, to_summary
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +122,7 @@ class SqliteJobStore(SqlJobStore):
         self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="job-db-writer")
         self._reader = _engine(self.path, READERS, writer=False)
         self._reader_threads = ThreadPoolExecutor(READERS, thread_name_prefix="job-db-reader")
-        self._point_reads = PointReads(self.path, self._reader.dialect)
+        self._summaries = SummaryReads(self.path, self._reader.dialect)
         #: device and inode of the file opened at start.
         self._opened: tuple[int, int] | None = None
         self._lost = False
@@ -177,30 +175,19 @@ class SqliteJobStore(SqlJobStore):
         self._writer_thread.shutdown()
         self._reader_threads.shutdown()
         self._reader.dispose()
-        self._point_reads.close()
-
-    # Reads of one job by its id: on the event loop (see point_reads).
-
-    async def get(self, job_id: str) -> Job | None:
-        try:
-            found = self._point_read(list(jobs.columns), job_id)
-        except Busy:
-            return await super().get(job_id)
-        return to_job(found) if found else None
+        self._summaries.close()
 
     async def summary(self, job_id: str) -> JobSummary | None:
-        try:
-            found = self._point_read(SUMMARY, job_id)
-        except Busy:
-            return await super().summary(job_id)
-        return to_summary(found) if found else None
-
-    def _point_read(self, columns: Sequence[sa.Column[Any]], job_id: str) -> dict[str, Any] | None:
+        """Read on the event loop (see point_reads); by a reader thread should the read have
+        to wait for a lock."""
         self._check()
         try:
-            return self._point_reads.row(columns, job_id)
+            found = self._summaries.row(job_id)
         except sqlite3.Error as exc:
+            if self._busy(exc):
+                return await super().summary(job_id)
             raise self._failed(exc) from exc
+        return to_summary(found) if found else None
 
     async def _in_writer(self, work: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._writer_thread, work, *args)
