@@ -44,6 +44,7 @@ from process_api.api.streams import (
 from process_api.errors import ResultNotReady, ResultsExpired
 from process_api.jobs.metadata import SUBMITTER_FIELDS, job_metadata
 from process_api.jobs.model import Job, JobStatus, timestamp
+from process_api.jobs.service import JobService
 from process_api.processes.registry import Process
 
 router = APIRouter(route_class=DirectRoute, tags=["Jobs"], dependencies=[Depends(own_job)])
@@ -77,6 +78,13 @@ async def job_status(request: Request, jobID: str) -> Response:
             expired = exc.detail
     document = status_info(request, job)
     return render(request, document, "job.html", outputs=outputs, expired=expired)
+
+
+async def _first_line(service: JobService, job_id: str, after: int, tail: int | None) -> int:
+    """Where a page or stream of the log begins: `after`, or `tail` lines before the end."""
+    if tail is None:
+        return after
+    return max(0, await service.log_length(job_id) - tail)
 
 
 async def _outputs(request: Request, job: Job) -> list[OutputView]:
@@ -252,15 +260,15 @@ async def job_logs(
     service = job_service(request)
     job = await service.summary(jobID)
     service.check_kept(job)  # 410 once expired, before a stream begins
-    if tail is not None:
-        after = max(0, await service.log_length(jobID) - tail)
     if wants_events(request):
         if ended(request):
             return Response(status_code=204)
-        resumed = last_line_seen(request)
-        start = after if resumed is None else resumed
+        start = last_line_seen(request)  # a stream resumed goes on where it was
+        if start is None:
+            start = await _first_line(service, jobID, after, tail)
         chunks = log_events(request, service, jobID, start, with_status)
         return streams(request).response(chunks, EVENT_STREAM)
+    after = await _first_line(service, jobID, after, tail)
     if follow:
         return streams(request).response(log_json_lines(service, jobID, after), JSON_LINES)
     page = await service.logs(jobID, after, limit)

@@ -234,7 +234,8 @@ class JobService:
         return page.moved(source, line, offset)
 
     async def log_length(self, job_id: str) -> int:
-        """How many lines the job's log holds now (counted, not read)."""
+        """How many lines the job's log holds now: the whole log is read, its lines counted
+        but not parsed."""
         return (await self.logs(job_id, sys.maxsize, 1)).skipped
 
     async def _spooled_elsewhere(
