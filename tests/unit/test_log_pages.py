@@ -78,8 +78,12 @@ def test_a_cursor_of_another_file_or_a_file_made_again_is_not_followed(tmp_path:
     other.write_bytes(LOG)
     again = file_page(other, None, 10, 5, 10**6, page.cursor)
     assert [line["line"] for line in again.lines] == [f"line {i}" for i in range(10, 15)]
-    # the file made again with other lines: its cursor no longer falls at a line's end
-    path.write_bytes(b"\n".join(b'{"line": "new %d"}' % i for i in range(20)) + b"\n")
+    # the file made again with other, longer lines: its cursor falls inside one of them
+    made_again = b"".join(b'{"line": "new %d", "pad": "%s"}\n' % (i, b"x" * 60) for i in range(20))
+    path.write_bytes(made_again)
+    assert (
+        page.cursor is not None and made_again[page.cursor.offset - 1 : page.cursor.offset] != b"\n"
+    )
     anew = file_page(path, None, 10, 5, 10**6, page.cursor)
     assert [line["line"] for line in anew.lines] == [f"new {i}" for i in range(10, 15)]
     assert anew.skipped == 10
